@@ -1,0 +1,208 @@
+"""The ``genbench`` command: run, score, tables, list.
+
+Bad input raises :class:`GenbenchError`; ``main`` prints it as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from genbench.errors import GenbenchError
+
+DEFAULT_RUNS_DIR = Path("runs")
+DEFAULT_LEADERBOARDS = Path("leaderboards")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help="data folder (default $GENBENCH_DATA or ~/.cache/genbench)")
+    p.add_argument("--db", default="runs/genbench.sqlite", help="results database (SQLite)")
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda ...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genbench", description="Train, evaluate and compare deep generative models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate every model of a suite",
+                         description="Train every run of a suite (resuming unfinished ones), "
+                         "evaluate the metrics that apply, record them in the results "
+                         "database and write leaderboards/<suite>.md and .csv.")
+    run.add_argument("--suite", default="mnist", help="suite name (see genbench list)")
+    run.add_argument("--budget", default="short", help="smoke | short (default) | paper")
+    run.add_argument("--models", nargs="+", help="only these run names or model names")
+    run.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
+    run.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="run directories")
+    run.add_argument("--leaderboards", type=Path, default=DEFAULT_LEADERBOARDS,
+                     help="where leaderboard tables are written")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _common(run)
+    _device_arg(run)
+
+    score = sub.add_parser("score", help="evaluate a checkpoint",
+                           description="Evaluate a genbench checkpoint (a run directory or its "
+                           "checkpoint.safetensors), or a foreign state dict (.pt/.pth/"
+                           ".safetensors) with --model. Never unpickles code.")
+    score.add_argument("path", type=Path)
+    score.add_argument("--model", help="model name, for a foreign state dict")
+    score.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="hyperparameters of --model")
+    score.add_argument("--dataset", help="data set (default: the checkpoint's; mnist for foreign)")
+    score.add_argument("--budget", default="short",
+                       help="evaluation budget: smoke | short (default) | paper (k=5000, all)")
+    score.add_argument("--k", type=int, help="importance samples (overrides the budget)")
+    score.add_argument("--n-test", type=int, help="test points (overrides the budget)")
+    score.add_argument("--json", action="store_true", help="machine-readable output")
+    score.add_argument("--data-root", help="data folder (default $GENBENCH_DATA or ~/.cache/genbench)")
+    _device_arg(score)
+
+    tables = sub.add_parser("tables", help="paper comparison tables",
+                            description="A paper's table with its published numbers beside "
+                            "the measured ones from the results database.")
+    tables.add_argument("--paper", required=True, help="paper key (see genbench list)")
+    tables.add_argument("--db", default="runs/genbench.sqlite", help="results database")
+    tables.add_argument("--out", type=Path, help="also write the table to this file")
+
+    sub.add_parser("list", help="suites, models, datasets, metrics, budgets, papers",
+                   description="Everything genbench knows by name.")
+    return parser
+
+
+def cmd_run(args) -> int:
+    from genbench.results.db import ResultsDB
+    from genbench.results.leaderboard import render_leaderboard
+    from genbench.runner import run_suite
+    from genbench.suites import SUITES
+    from genbench.train.device import select_device
+
+    suite = SUITES[args.suite]
+    budget = suite.budget(args.budget)
+    device = select_device(args.device)
+    suite.select(args.models)  # validate names before loading data
+    db = ResultsDB(args.db)
+    print(f"suite {suite.name} ({budget.describe()}) on {device}")
+    outcomes = run_suite(suite, budget, db, args.runs_dir, device, args.data_root, args.models,
+                         args.seeds, progress=not args.no_progress)
+    md, csv = render_leaderboard(db, suite, args.leaderboards)
+    print(f"leaderboard: {md} and {csv}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(o.name for o in failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise GenbenchError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key] = value
+    return out
+
+
+def cmd_score(args) -> int:
+    from genbench.data import load_dataset
+    from genbench.metrics.registry import evaluate
+    from genbench.scoring import load_for_scoring
+    from genbench.suites import BUDGET_DEFAULTS
+    from genbench.train.device import select_device
+
+    if args.budget not in BUDGET_DEFAULTS:
+        raise GenbenchError(f"unknown budget {args.budget!r}; valid: {', '.join(BUDGET_DEFAULTS)}")
+    loaded = load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
+    device = select_device(args.device)
+    dataset = load_dataset(loaded.dataset, args.data_root, device)
+    if tuple(dataset.shape) != tuple(loaded.data_shape):
+        raise GenbenchError(f"data set {loaded.dataset!r} has shape {list(dataset.shape)}, the "
+                            f"model expects {list(loaded.data_shape)}")
+    budget = BUDGET_DEFAULTS[args.budget]
+    settings = budget.eval_settings()
+    from dataclasses import replace
+
+    settings = replace(settings, k=args.k or settings.k,
+                       n_test=args.n_test if args.n_test is not None else settings.n_test)
+    model = loaded.model.to(device)
+    import torch
+
+    torch.manual_seed(0)
+    metrics = evaluate(model, dataset.eval_tensor("test"), settings)
+    n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
+    report = {"checkpoint": str(args.path), "model": loaded.model_name, "config": loaded.config,
+              "dataset": loaded.dataset, "k": settings.k, "n_test": n_used, "metrics": metrics}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; "
+              f"NLL with k={settings.k} on {n_used} test points")
+        for name, value in metrics.items():
+            print(f"  {name:<16} {value:.4f}")
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from genbench.results.db import ResultsDB
+    from genbench.results.paper_tables import render_paper_table
+
+    text = render_paper_table(args.paper, ResultsDB(args.db))
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from genbench.data import DATASETS
+    from genbench.metrics.registry import METRICS
+    from genbench.protocols import CAPABILITIES
+    from genbench.results.paper_tables import available_papers
+    from genbench.suites import BUDGET_DEFAULTS, SUITES
+    from zoo import MODELS
+
+    print("suites:")
+    for name, suite in SUITES.items():
+        print(f"  {name:<18} {suite.dataset}: {', '.join(r.name for r in suite.runs)}")
+    print("models:")
+    for name, entry in MODELS.items():
+        caps = [c for c, proto in CAPABILITIES.items() if issubclass(entry.model_cls, proto)]
+        print(f"  {name:<18} {entry.summary} [{', '.join(caps)}]")
+    print("datasets:")
+    for name, spec in DATASETS.items():
+        print(f"  {name:<18} {spec.summary}")
+    print("metrics:")
+    for name, spec in METRICS.items():
+        needs = " or ".join(c.__name__ for c in spec.requires)
+        print(f"  {name:<18} {spec.summary} [needs {needs}]")
+    print("budgets:")
+    for budget in BUDGET_DEFAULTS.values():
+        print(f"  {budget.describe()}")
+    print("papers:")
+    print(f"  {', '.join(available_papers())}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "score": cmd_score, "tables": cmd_tables, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GenbenchError as exc:
+        print(f"genbench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genbench: interrupted (run again to resume from the last checkpoint)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

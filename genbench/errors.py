@@ -1,0 +1,9 @@
+"""The one error type users see: a clear single line, then exit code 2."""
+
+
+class GenbenchError(Exception):
+    """Bad input or an unusable file. The CLI prints ``genbench: <message>`` and exits 2."""
+
+
+class TrainingDiverged(GenbenchError):
+    """A loss became NaN or infinite: the run stops and is marked failed."""

@@ -1,0 +1,25 @@
+"""Metrics as functions of (model, data): the public Python API.
+
+- :func:`elbo`, :func:`iwae_bound`: per-example bounds ``[B]`` in nats (L_1 is the ELBO).
+- :func:`nll`: test-set NLL in nats, -L_k (k = 5000 by default) or exact for models
+  with ``log_prob``.
+- :func:`bits_per_dim`, :func:`discrete_nll_from_density`: unit conventions.
+- :func:`active_units`: Burda et al.'s count of units with Cov_x(E_q[z_u]) > threshold.
+- :func:`evaluate`: every metric that applies to a model (registry in ``METRICS``).
+"""
+
+from genbench.metrics.importance import Bounds, elbo, importance_bounds, iwae_bound, log_mean_exp
+from genbench.metrics.latent import active_units, active_units_per_layer
+from genbench.metrics.likelihood import (
+    bits_per_dim,
+    discrete_nll_from_density,
+    nll,
+    nll_per_example,
+)
+from genbench.metrics.registry import METRICS, EvalSettings, MetricSpec, evaluate
+
+__all__ = [
+    "METRICS", "Bounds", "EvalSettings", "MetricSpec", "active_units", "active_units_per_layer",
+    "bits_per_dim", "discrete_nll_from_density", "elbo", "evaluate", "importance_bounds",
+    "iwae_bound", "log_mean_exp", "nll", "nll_per_example",
+]

@@ -1,0 +1,33 @@
+"""Summaries over seeds: the numbers a table cell shows."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Summary:
+    mean: float
+    std: float | None  # None with a single seed
+    n: int
+
+    def format(self, digits: int = 2) -> str:
+        if self.std is None:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+def summarize(values: list[float]) -> Summary | None:
+    if not values:
+        return None
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return Summary(statistics.fmean(values), std, len(values))
+
+
+#: budgets from largest to smallest: a table prefers the largest that has results
+BUDGET_ORDER = ("paper", "short", "smoke")
+
+
+def budget_rank(name: str) -> int:
+    return BUDGET_ORDER.index(name) if name in BUDGET_ORDER else len(BUDGET_ORDER)

@@ -1,0 +1,96 @@
+"""Running a suite: train every (run, seed), evaluate it, record it, render the leaderboard.
+
+A run's identity (its key) is a hash of suite, model, hyperparameters, data set, training
+config, budget and seed. A run already done is not repeated; an unfinished one resumes from
+the checkpoint in its run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from genbench.data import load_dataset
+from genbench.errors import GenbenchError, TrainingDiverged
+from genbench.metrics.registry import evaluate
+from genbench.results.db import ResultsDB, RunSpec
+from genbench.results.pictures import save_pictures
+from genbench.suites import Budget, RunEntry, Suite
+from genbench.train.loop import train
+from zoo import MODELS
+from zoo.registry import config_dict
+
+
+@dataclass
+class RunOutcome:
+    name: str
+    seed: int
+    status: str  # done | cached | failed
+    metrics: dict[str, float]
+    run_dir: Path
+    error: str | None = None
+
+
+def run_key(suite: Suite, entry: RunEntry, config: dict, train_cfg: dict, budget: Budget) -> str:
+    ident = {"suite": suite.name, "name": entry.name, "model": entry.model, "config": config,
+             "dataset": suite.dataset, "train": train_cfg, "budget": asdict(budget)}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, device: torch.device,
+              data_root: str | None = None, only: list[str] | None = None,
+              seeds: int | None = None, progress: bool = True, log=print) -> list[RunOutcome]:
+    entries = suite.select(only)
+    dataset = load_dataset(suite.dataset, data_root, device)
+    outcomes = []
+    for entry in entries:
+        for seed in range(seeds or suite.seeds):
+            outcome = run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress)
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in outcome.metrics.items()
+                              if k in ("nll", "elbo", "active_units"))
+            log(f"[{outcome.status}] {entry.name} seed {seed}: {outcome.error or shown}")
+            outcomes.append(outcome)
+    return outcomes
+
+
+def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, db: ResultsDB,
+            runs_dir: Path, device: torch.device, progress: bool = True) -> RunOutcome:
+    model_entry = MODELS[entry.model]
+    config = config_dict(model_entry.make_config(entry.config))
+    train_cfg = suite.train_config(budget, seed)
+    key = run_key(suite, entry, config, asdict(train_cfg), budget)
+    run_dir = runs_dir / suite.name / budget.name / f"{entry.name}-seed{seed}-{key[:8]}"
+    done = db.done_run(key)
+    if done is not None:
+        return RunOutcome(entry.name, seed, "cached", db.metrics(done["id"]), run_dir)
+    spec = RunSpec(run_key=key, suite=suite.name, name=entry.name, model=entry.model,
+                   dataset=suite.dataset, config=config, seed=seed, budget=budget.name,
+                   train=asdict(train_cfg), eval=asdict(budget.eval_settings()),
+                   run_dir=str(run_dir), device=str(device))
+    run_id = db.start_run(spec)
+    try:
+        torch.manual_seed(seed)
+        model = model_entry.build(config, dataset.shape)
+        meta = {"name": entry.name, "model": entry.model, "config": config,
+                "dataset": suite.dataset, "data_shape": list(dataset.shape), "suite": suite.name,
+                "budget": budget.name}
+        result = train(model, dataset, train_cfg, run_dir, meta, progress=progress)
+        started = time.perf_counter()
+        torch.manual_seed(seed)
+        test = dataset.eval_tensor("test")
+        metrics = evaluate(model, test, budget.eval_settings())
+        eval_seconds = time.perf_counter() - started
+        save_pictures(model, test, run_dir, seed=seed)
+    except (TrainingDiverged, GenbenchError) as exc:
+        db.fail_run(run_id, str(exc))
+        return RunOutcome(entry.name, seed, "failed", {}, run_dir, error=str(exc))
+    except BaseException as exc:
+        db.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    db.finish_run(run_id, metrics, result.seconds, eval_seconds)
+    return RunOutcome(entry.name, seed, "done", metrics, run_dir)

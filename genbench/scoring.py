@@ -1,0 +1,66 @@
+"""Loading a model to score: a genbench checkpoint, or a foreign state dict with --model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from genbench.errors import GenbenchError
+from genbench.train import checkpoint as ckpt
+from zoo import MODELS
+from zoo.registry import config_dict
+
+#: the input shape of foreign weights when the data set does not say otherwise
+FOREIGN_DATASET = "mnist"
+DATASET_SHAPES = {"mnist": (1, 28, 28), "binarized_mnist": (1, 28, 28), "mnist8": (1, 28, 28),
+                  "toy": (1, 8, 8)}
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    model_name: str
+    config: dict[str, Any]
+    dataset: str
+    data_shape: tuple[int, ...]
+
+
+def load_for_scoring(path: Path, model_name: str | None, overrides: dict[str, str],
+                     dataset: str | None) -> LoadedModel:
+    path = Path(path)
+    if not path.exists():
+        raise GenbenchError(f"no file or directory at {path}")
+    if model_name is None:
+        if path.suffix in (".pt", ".pth"):
+            raise GenbenchError(f"{path}: a foreign state dict needs --model NAME (and --set "
+                                "KEY=VALUE for its hyperparameters)")
+        meta, tensors, _ = ckpt.read_checkpoint(path)
+        if overrides:
+            raise GenbenchError("--set applies only with --model (a genbench checkpoint "
+                                "carries its hyperparameters)")
+        entry = MODELS[meta["model"]]
+        model = entry.build(meta["config"], tuple(meta["data_shape"]))
+        ckpt.load_state_dict_checked(model, ckpt.model_state(tensors), str(path))
+        return LoadedModel(model.eval(), meta["model"], meta["config"], dataset or meta["dataset"],
+                           tuple(meta["data_shape"]))
+    entry = MODELS[model_name]
+    dataset = dataset or FOREIGN_DATASET
+    if dataset not in DATASET_SHAPES:
+        raise GenbenchError(f"unknown data set {dataset!r}; valid: {', '.join(DATASET_SHAPES)}")
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise GenbenchError(f"{path}: not a readable safetensors file ({exc})") from None
+        state = ckpt.model_state(state) or state
+    else:
+        state = ckpt.load_foreign_state_dict(path)
+    config = entry.make_config(overrides)
+    model = entry.model_cls(config, DATASET_SHAPES[dataset])
+    ckpt.load_state_dict_checked(model, state, str(path))
+    return LoadedModel(model.eval(), model_name, config_dict(config), dataset, DATASET_SHAPES[dataset])

@@ -1,0 +1,87 @@
+"""The training loop: reproducible, resumable, NaN-safe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genbench.errors import TrainingDiverged
+from genbench.train import checkpoint as ckpt
+from genbench.train.loop import TrainConfig, train
+from genbench.train.schedule import iwae
+from zoo import MODELS
+
+META = {"name": "t", "model": "iwae", "config": {"layers": 1, "k": 2, "objective": "iwae"},
+        "dataset": "toy", "data_shape": [1, 8, 8]}
+
+
+def _model(toy):
+    torch.manual_seed(0)
+    return MODELS["iwae"].build({"layers": 1, "k": 2}, toy.shape)
+
+
+def _params(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_interrupted_run_resumes_to_identical_parameters(toy, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=20, checkpoint_every=7)
+    straight = _model(toy)
+    train(straight, toy, cfg, tmp_path / "a", META, progress=False)
+
+    interrupted = _model(toy)
+    train(interrupted, toy, cfg, tmp_path / "b", META, max_steps=23, progress=False)
+    saved, _, _ = ckpt.read_checkpoint(tmp_path / "b")
+    assert saved["step"] == 23
+    resumed = _model(toy)  # a fresh process: new weights, state comes from the checkpoint
+    result = train(resumed, toy, cfg, tmp_path / "b", META, progress=False)
+    assert result.resumed_from == 23
+    for key, value in _params(straight).items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_same_seed_same_numbers_different_seed_different(toy, tmp_path):
+    runs = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        model = _model(toy)
+        train(model, toy, TrainConfig(epochs=1, seed=seed), tmp_path / name, META, progress=False)
+        runs.append(_params(model))
+    key = "pixel_decoder.1.weight"
+    assert torch.equal(runs[0][key], runs[1][key])
+    assert not torch.equal(runs[0][key], runs[2][key])
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(toy, tmp_path):
+    train(_model(toy), toy, TrainConfig(epochs=0.2), tmp_path, META, progress=False)
+    other = {**META, "config": {**META["config"], "k": 3}}
+    with pytest.raises(Exception, match="different run"):
+        train(_model(toy), toy, TrainConfig(epochs=0.2), tmp_path, other, progress=False)
+
+
+def diverging_at(model, step: int):
+    """Make the model's loss NaN from training step ``step`` on."""
+    calls = {"n": 0}
+    original = model.training_losses
+
+    def losses(x):
+        for name, loss in original(x):
+            calls["n"] += 1
+            yield name, loss * float("nan") if calls["n"] > step else loss
+
+    model.training_losses = losses
+    return model
+
+
+def test_nan_loss_stops_the_run(toy, tmp_path):
+    model = diverging_at(_model(toy), 3)
+    with pytest.raises(TrainingDiverged, match="nan at step 3"):
+        train(model, toy, TrainConfig(epochs=1), tmp_path, META, progress=False)
+
+
+def test_iwae_schedule_is_the_papers_stages():
+    # stage i covers 3^i of 3280 epochs with rate 10^(-i/7)
+    assert iwae(0.0) == 1.0
+    assert iwae(0.5 / 3280) == 1.0
+    assert iwae(1.5 / 3280) == pytest.approx(10 ** (-1 / 7))
+    assert iwae(1500 / 3280) == pytest.approx(10 ** (-7 / 7))
+    assert iwae(1.0) == pytest.approx(0.1)

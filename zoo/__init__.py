@@ -1,0 +1,24 @@
+"""The genbench model zoo: reference implementations behind one registry.
+
+``MODELS[name]`` is a :class:`zoo.registry.ModelEntry`; ``MODELS[name].build(overrides,
+data_shape)`` makes the model. Which metrics apply is decided by the capabilities a model
+implements (``genbench.protocols``), never by its name.
+"""
+
+from zoo.iwae import IWAE, IWAEConfig
+from zoo.ppca import PPCA, PPCAConfig
+from zoo.registry import MODELS, ModelEntry
+
+MODELS.register("ppca", ModelEntry(
+    "ppca", PPCA, PPCAConfig,
+    "probabilistic PCA, closed-form fit; exact likelihood and exact posterior"))
+MODELS.register("vae", ModelEntry(
+    "vae", IWAE, IWAEConfig,
+    "VAE of the IWAE paper: mean of k ELBO terms; 1 or 2 stochastic layers",
+    defaults={"objective": "vae"}))
+MODELS.register("iwae", ModelEntry(
+    "iwae", IWAE, IWAEConfig,
+    "IWAE (Burda et al. 2015): trains the k-sample bound L_k; 1 or 2 stochastic layers",
+    defaults={"objective": "iwae"}))
+
+__all__ = ["MODELS", "ModelEntry"]

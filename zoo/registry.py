@@ -1,0 +1,87 @@
+"""The one model registry: name -> (model class, config dataclass).
+
+Built-in models register in ``zoo/__init__.py``; third-party packages add theirs through
+the ``genbench.zoo`` entry-point group (each entry point loads to a :class:`ModelEntry`).
+A model class is constructed as ``cls(config, data_shape)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from torch import nn
+
+from genbench.errors import GenbenchError
+from genbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    model_cls: type[nn.Module]
+    config_cls: type
+    summary: str
+    #: Config values this name fixes (``vae`` is the IWAE class with objective "vae").
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def make_config(self, overrides: dict[str, Any] | None = None) -> Any:
+        """The config dataclass from this entry's defaults plus ``overrides``, validated."""
+        values = {**self.defaults, **(overrides or {})}
+        fields = {f.name: f for f in dataclasses.fields(self.config_cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise GenbenchError(
+                f"model {self.name!r} has no hyperparameter {unknown[0]!r}; "
+                f"valid: {', '.join(sorted(fields))}"
+            )
+        hints = typing.get_type_hints(self.config_cls)
+        coerced = {k: _coerce(self.name, k, v, hints[k]) for k, v in values.items()}
+        try:
+            return self.config_cls(**coerced)
+        except (TypeError, ValueError) as exc:
+            raise GenbenchError(f"model {self.name!r}: {exc}") from None
+
+    def build(self, overrides: dict[str, Any] | None, data_shape: tuple[int, ...]) -> nn.Module:
+        return self.model_cls(self.make_config(overrides), tuple(data_shape))
+
+
+def _coerce(model: str, key: str, value: Any, hint: Any) -> Any:
+    """Values from the command line arrive as strings: convert them to the field's type."""
+    if not isinstance(value, str) or hint is str:
+        return value
+    try:
+        if hint is bool:
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(value)
+        if hint in (int, float):
+            return hint(value)
+    except ValueError:
+        raise GenbenchError(
+            f"model {model!r}: hyperparameter {key}={value!r} is not a {hint.__name__}"
+        ) from None
+    return value
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _load_plugins(registry: Registry[ModelEntry]) -> None:
+    for ep in entry_points(group="genbench.zoo"):
+        try:
+            entry = ep.load()
+        except Exception as exc:
+            raise GenbenchError(f"plugin model {ep.name!r} failed to load: {exc}") from None
+        if not isinstance(entry, ModelEntry):
+            raise GenbenchError(f"plugin {ep.name!r} must load to a zoo.registry.ModelEntry")
+        registry.register(entry.name, entry)
+
+
+MODELS: Registry[ModelEntry] = Registry("model", loader=_load_plugins)
