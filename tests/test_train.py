@@ -79,9 +79,8 @@ def test_nan_loss_stops_the_run(toy, tmp_path):
 
 
 def test_iwae_schedule_is_the_papers_stages():
-    # stage i covers 3^i of 3280 epochs with rate 10^(-i/7)
-    assert iwae(0.0) == 1.0
-    assert iwae(0.5 / 3280) == 1.0
-    assert iwae(1.5 / 3280) == pytest.approx(10 ** (-1 / 7))
-    assert iwae(1500 / 3280) == pytest.approx(10 ** (-7 / 7))
-    assert iwae(1.0) == pytest.approx(0.1)
+    # stage i lasts 3^i epochs with rate 10^(-i/7): epochs [0,1), [1,4), [4,13), ... 3280
+    assert iwae(0.0) == 1.0 and iwae(0.99) == 1.0
+    assert iwae(1.0) == pytest.approx(10 ** (-1 / 7)) and iwae(3.99) == pytest.approx(10 ** (-1 / 7))
+    assert iwae(4.0) == pytest.approx(10 ** (-2 / 7))
+    assert iwae(1093.5) == pytest.approx(0.1) and iwae(3279.9) == pytest.approx(0.1)

@@ -52,40 +52,39 @@ def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | N
 
 
 def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -> str:
+    """The paper's table, each cell ``paper / measured`` (measured blank until run)."""
     paper = load_paper(key, papers_dir)
     runs = db.runs()
-    headers = list(paper["row_labels"])
-    for col in paper["columns"]:
-        headers += [f"{col['label']} (paper)", f"{col['label']} (measured)"]
-    budgets_used: set[str] = set()
+    measured = [[_measured(runs, col, row["match"]) for col in paper["columns"]]
+                for row in paper["rows"]]
+    budgets_used = sorted({b for row in measured for _, b in row if b}, key=budget_rank)
+    tag_cells = len(budgets_used) > 1
+    headers = [*paper["row_labels"], *(f"{col['label']} (paper / measured)" for col in paper["columns"])]
     rows = []
-    for row in paper["rows"]:
-        cells: list[Any] = [row["match"][k] for k in paper["row_keys"]]
-        for col in paper["columns"]:
-            text, budget = _measured(runs, col, row["match"])
-            if budget:
-                budgets_used.add(budget)
+    for row, cells in zip(paper["rows"], measured, strict=True):
+        line: list[Any] = [row["match"][k] for k in paper["row_keys"]]
+        for col, (text, budget) in zip(paper["columns"], cells, strict=True):
+            if text and tag_cells:
                 text = f"{text} [{budget}]"
-            cells += [row["paper"].get(col["id"], ""), text]
-        rows.append(cells)
-    budget_lines = []
-    for b in sorted(budgets_used, key=budget_rank):
-        examples = [r for r in runs if r["budget"] == b]
-        epochs = sorted({r["train"]["epochs"] for r in examples})
-        ks = sorted({r["eval"]["k"] for r in examples})
-        ns = sorted({r["eval"]["n_test"] or "all" for r in examples}, key=str)
-        seeds = max(len({r["seed"] for r in examples if r["name"] == n})
-                    for n in {r["name"] for r in examples})
-        budget_lines.append(f"- [{b}] {', '.join(f'{e:g}' for e in epochs)} epochs; NLL with "
-                            f"k = {', '.join(map(str, ks))} on {', '.join(map(str, ns))} test "
-                            f"points; up to {seeds} seed(s)")
+            published = row["paper"].get(col["id"], "")
+            if isinstance(published, float):
+                published = f"{published:.2f}"
+            line.append(f"{published} / {text or '–'}")
+        rows.append(line)
     out = [f"# {paper['title']}", "", f"Source: {paper['citation']}", "", paper["protocol"], "",
-           tabulate(rows, headers=headers, tablefmt="github"), ""]
-    if budget_lines:
-        out += ["Measured cells are tagged with the budget that produced them:", "", *budget_lines, ""]
-        if "paper" not in budgets_used:
-            out += ["None of the measured cells used the paper's 3280-epoch budget: the gap to "
-                    "the published numbers is expected and is not a reproduction failure.", ""]
-    else:
-        out += ["No measured cells yet: run `genbench run --suite mnist`.", ""]
-    return "\n".join(out)
+           tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    if not budgets_used:
+        return "\n".join([*out, "No measured cells yet (–): run `genbench run --suite mnist`.", ""])
+    out += ["Measured with:", ""]
+    for b in budgets_used:
+        done = [r for r in runs if r["budget"] == b]
+        epochs = ", ".join(f"{e:g}" for e in sorted({r["train"]["epochs"] for r in done}))
+        ks = ", ".join(str(k) for k in sorted({r["eval"]["k"] for r in done}))
+        points = ", ".join(sorted({str(r["eval"]["n_test"] or "all") for r in done}))
+        seeds = max(len({r["seed"] for r in done if r["name"] == n}) for n in {r["name"] for r in done})
+        out.append(f"- budget `{b}`: {epochs} epoch(s) of training; NLL with k = {ks} on {points} "
+                   f"test points; {seeds} seed(s) per cell")
+    if "paper" not in budgets_used:
+        out += ["", "No measured cell used the paper's 3280-epoch budget: the gap to the published "
+                "numbers is the expected cost of the short budget, not a reproduction failure."]
+    return "\n".join([*out, ""])

@@ -115,7 +115,7 @@ def train(
         idx = perm[i * config.batch_size : (i + 1) * config.batch_size][rank::world]
         torch.manual_seed(step_seed(config.seed, step))
         x = dataset.train_batch(idx)
-        lr = config.lr * schedule(step / max(total_steps, 1))
+        lr = config.lr * schedule(step / steps_per_epoch)
         for name, loss in model.training_losses(x):
             loss_value = loss.item()
             if not math.isfinite(loss_value):

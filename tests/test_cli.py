@@ -1,0 +1,195 @@
+"""The command line end to end, and every bad input giving one clear line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from genbench.cli import main
+from genbench.results.db import ResultsDB
+from zoo import MODELS
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke-suite run shared by the tests that read its outputs."""
+    base = tmp_path_factory.mktemp("smoke")
+    argv = ["run", "--suite", "smoke", "--budget", "smoke", "--db", str(base / "db.sqlite"),
+            "--runs-dir", str(base / "runs"), "--leaderboards", str(base / "lb"), "--no-progress"]
+    assert main(argv) == 0
+    return base, argv
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("genbench: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_smoke_suite_end_to_end(smoke_run, capsys):
+    base, argv = smoke_run
+    db = ResultsDB(base / "db.sqlite")
+    runs = db.runs(suite="smoke")
+    assert {r["name"] for r in runs} == {"ppca", "vae-L1-k1", "iwae-L2-k5"}
+    by_name = {r["name"]: r for r in runs}
+    assert {"nll", "bits_per_dim", "elbo", "active_units"} <= set(by_name["vae-L1-k1"]["metrics"])
+    assert {"active_units_l1", "active_units_l2"} <= set(by_name["iwae-L2-k5"]["metrics"])
+    board = (base / "lb" / "smoke.md").read_text()
+    assert "vae-L1-k1" in board and "smoke: 1 epochs" in board
+    assert (base / "lb" / "smoke.csv").exists()
+    for run in runs:
+        assert (base / "runs" / "smoke" / "smoke").exists()
+        assert os.path.exists(os.path.join(run["run_dir"], "checkpoint.safetensors"))
+        assert os.path.exists(os.path.join(run["run_dir"], "samples.png"))
+        assert os.path.exists(os.path.join(run["run_dir"], "reconstructions.png"))
+    # running again finds every run done and repeats nothing
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and out.count("[cached]") == 3 and len(db.runs(suite="smoke")) == 3
+
+
+def test_score_a_checkpoint_prints_the_metrics_that_apply(smoke_run, capsys):
+    base, _ = smoke_run
+    run_dir = {r["name"]: r["run_dir"] for r in ResultsDB(base / "db.sqlite").runs()}["vae-L1-k1"]
+    code, out, _ = run_cli(capsys, "score", run_dir, "--json", "--k", "10", "--n-test", "50")
+    report = json.loads(out)
+    assert code == 0 and report["model"] == "vae" and report["k"] == 10 and report["n_test"] == 50
+    assert set(report["metrics"]) == {"nll", "bits_per_dim", "elbo", "active_units"}
+    code, out, _ = run_cli(capsys, "score", os.path.join(run_dir, "checkpoint.safetensors"),
+                           "--budget", "smoke")
+    assert code == 0 and "nll" in out and "k=10" in out
+
+
+def test_tables_show_paper_numbers_and_the_budget(smoke_run, capsys):
+    base, _ = smoke_run
+    code, out, _ = run_cli(capsys, "tables", "--paper", "iwae", "--db", str(base / "db.sqlite"))
+    assert code == 0 and "86.76" in out and "82.9" in out and "arXiv:1509.00519" in out
+    assert "No measured cells yet" in out  # the smoke suite runs on toy data, not MNIST
+
+
+def test_list_names_everything(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    for name in ("mnist", "smoke", "ppca", "vae", "iwae", "binarized_mnist", "nll",
+                 "active_units", "paper: 3280 epochs", "iwae"):
+        assert name in out
+
+
+def test_help_on_every_command(capsys):
+    for command in ("run", "score", "tables", "list"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: genbench" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["run", "--suite", "nope"], ["unknown suite 'nope'", "valid: mnist, smoke"]),
+    (["run", "--suite", "smoke", "--budget", "huge"], ["unknown budget 'huge'", "valid: smoke"]),
+    (["run", "--suite", "smoke", "--models", "gan"], ["no run or model 'gan'", "valid:"]),
+    (["run", "--suite", "smoke", "--device", "tpu9"], ["unknown device"]),
+    (["tables", "--paper", "nope"], ["unknown paper 'nope'", "valid: iwae"]),
+    (["score", "missing.safetensors"], ["no file or directory at missing.safetensors"]),
+])
+def test_bad_names_give_one_clear_line(argv, fragments, capsys, tmp_path):
+    argv = [*argv, "--db", str(tmp_path / "db.sqlite")] if argv[0] in ("run", "tables") else argv
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
+    path = tmp_path / "checkpoint.safetensors"
+    path.write_bytes(b"\x00garbage" * 100)
+    code, _, err = run_cli(capsys, "score", str(path))
+    assert_one_line_error(code, err, "not a readable safetensors checkpoint")
+
+
+def test_safetensors_without_genbench_metadata_is_refused_as_foreign(tmp_path, capsys):
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.zeros(2)}, str(path))
+    code, _, err = run_cli(capsys, "score", str(path))
+    assert_one_line_error(code, err, "without genbench metadata", "--model")
+
+
+class Exploit:
+    """Unpickling this would create a file: the weights-only loader must refuse it."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_pickle_carrying_code_is_refused_and_never_run(tmp_path, capsys):
+    target = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": torch.zeros(1), "payload": Exploit(str(target))}, path)
+    code, _, err = run_cli(capsys, "score", str(path), "--model", "vae")
+    assert_one_line_error(code, err, "refused, not a weights-only state dict")
+    assert not target.exists()
+
+
+def test_foreign_pt_without_model_is_refused(tmp_path, capsys):
+    path = tmp_path / "w.pt"
+    torch.save({"a": torch.zeros(1)}, path)
+    code, _, err = run_cli(capsys, "score", str(path))
+    assert_one_line_error(code, err, "needs --model NAME")
+
+
+def _foreign_state(tmp_path, mutate=None):
+    model = MODELS["vae"].build({"layers": 1}, (1, 8, 8))
+    state = model.state_dict()
+    if mutate:
+        mutate(state)
+    path = tmp_path / "foreign.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("mutate, fragments", [
+    (lambda s: s.pop("encoders.0.mean.bias"), ["missing key 'encoders.0.mean.bias'"]),
+    (lambda s: s.__setitem__("extra.weight", torch.zeros(1)), ["unexpected key 'extra.weight'"]),
+    (lambda s: s.__setitem__("encoders.0.mean.bias", torch.zeros(3)),
+     ["key 'encoders.0.mean.bias' has shape [3]", "expects [50]"]),
+])
+def test_foreign_state_dict_mismatches_name_the_key(tmp_path, capsys, mutate, fragments):
+    path = _foreign_state(tmp_path, mutate)
+    code, _, err = run_cli(capsys, "score", str(path), "--model", "vae", "--dataset", "toy")
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_foreign_state_dict_scores_with_model_and_hyperparameters(tmp_path, capsys):
+    path = _foreign_state(tmp_path)
+    code, out, _ = run_cli(capsys, "score", str(path), "--model", "vae", "--set", "layers=1",
+                           "--dataset", "toy", "--k", "5", "--json")
+    assert code == 0 and json.loads(out)["metrics"]["nll"] > 0
+
+
+@pytest.mark.parametrize("sets, fragments", [
+    (["depth=3"], ["no hyperparameter 'depth'", "valid: k, layers, objective"]),
+    (["layers=two"], ["layers='two' is not a int"]),
+    (["layers=3"], ["layers must be one of [1, 2]"]),
+    (["layers"], ["--set expects KEY=VALUE"]),
+])
+def test_bad_hyperparameters_give_one_clear_line(tmp_path, capsys, sets, fragments):
+    path = _foreign_state(tmp_path)
+    code, _, err = run_cli(capsys, "score", str(path), "--model", "vae", "--dataset", "toy",
+                           "--set", *sets)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_unknown_model_lists_the_valid_ones(tmp_path, capsys):
+    path = _foreign_state(tmp_path)
+    code, _, err = run_cli(capsys, "score", str(path), "--model", "pixelcnn")
+    assert_one_line_error(code, err, "unknown model 'pixelcnn'", "valid: iwae, ppca, vae")
