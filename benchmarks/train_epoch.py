@@ -13,8 +13,8 @@ Two ways of feeding the same model, optimizer and loss, side by side in one proc
 
 Both models start from the same weights and run the same number of steps:
 ``--fraction`` of an epoch (60,000 images / 20 = 3000 steps). Each side's time is split
-into a fixed part paid once per epoch and a per-step part, and the epoch time is
-extrapolated as fixed + 3000 x per-step:
+into a fixed part (paid once per run; a run here is one epoch) and a per-step part, and
+the epoch time is extrapolated as fixed + 3000 x per-step:
 - genbench fixed part: ``train(..., epochs=0)`` (initialising the output bias from the
   data and writing the checkpoint), timed in its own run directory;
 - baseline fixed part: building the torchvision data set and ``iter(loader)`` (which

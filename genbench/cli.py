@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from genbench.errors import GenbenchError
@@ -109,6 +110,8 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_score(args) -> int:
+    import torch
+
     from genbench.data import load_dataset
     from genbench.metrics.registry import evaluate
     from genbench.scoring import load_for_scoring
@@ -123,17 +126,11 @@ def cmd_score(args) -> int:
     if tuple(dataset.shape) != tuple(loaded.data_shape):
         raise GenbenchError(f"data set {loaded.dataset!r} has shape {list(dataset.shape)}, the "
                             f"model expects {list(loaded.data_shape)}")
-    budget = BUDGET_DEFAULTS[args.budget]
-    settings = budget.eval_settings()
-    from dataclasses import replace
-
+    settings = BUDGET_DEFAULTS[args.budget].eval_settings()
     settings = replace(settings, k=args.k or settings.k,
                        n_test=args.n_test if args.n_test is not None else settings.n_test)
-    model = loaded.model.to(device)
-    import torch
-
     torch.manual_seed(0)
-    metrics = evaluate(model, dataset.eval_tensor("test"), settings)
+    metrics = evaluate(loaded.model.to(device), dataset.eval_tensor("test"), settings)
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
     report = {"checkpoint": str(args.path), "model": loaded.model_name, "config": loaded.config,
               "dataset": loaded.dataset, "k": settings.k, "n_test": n_used, "metrics": metrics}

@@ -32,6 +32,25 @@ def test_two_layer_architecture_has_latents_100_and_50():
     assert model.sample(5).shape == (5, *MNIST)
 
 
+def test_log_weights_match_an_independent_computation():
+    """log p(x|z) + log p(z) - log q(z|x) with torch.distributions, on the model's own z."""
+    model = MODELS["vae"].build({"layers": 1}, MNIST)
+    x = torch.rand(4, *MNIST).round()
+    torch.manual_seed(3)
+    log_w = model.log_importance_weights(x, 6)
+    torch.manual_seed(3)
+    h = x.flatten(1)
+    mean, log_std = model.encoders[0](h)
+    z = mean + log_std.exp() * torch.randn(6, *mean.shape)
+    normal = torch.distributions.Normal
+    expected = (
+        torch.distributions.Bernoulli(logits=model.pixel_decoder(z)).log_prob(h).sum(-1)
+        + normal(0.0, 1.0).log_prob(z).sum(-1)
+        - normal(mean, log_std.exp()).log_prob(z).sum(-1)
+    )
+    torch.testing.assert_close(log_w, expected, rtol=1e-5, atol=1e-3)
+
+
 def test_output_bias_starts_at_the_logit_of_the_training_mean():
     model = MODELS["vae"].build({}, (1, 2, 2))
     x = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]], [[[0.0, 0.0], [1.0, 1.0]]]])

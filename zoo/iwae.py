@@ -96,11 +96,18 @@ class IWAE(nn.Module):
         log_p = standard_normal_log_prob(zs[-1])
         for l, decoder in enumerate(self.latent_decoders):
             log_p = log_p + gaussian_log_prob(zs[l], *decoder(zs[l + 1]))
-        logits = self.pixel_decoder(zs[0])
-        log_px = -F.binary_cross_entropy_with_logits(
-            logits, h.expand_as(logits), reduction="none"
-        ).sum(-1)
-        return log_px + log_p - log_q
+        return self._bernoulli_log_likelihood(h, zs[0]) + log_p - log_q
+
+    def _bernoulli_log_likelihood(self, x: Tensor, z1: Tensor) -> Tensor:
+        """sum_d x_d l_d - softplus(l_d) for logits l = W h + b of every sample.
+
+        x . l is computed as h . (W^T x) + b . x, once per data point, instead of an
+        elementwise pass over all k x B x D logits: the estimator's hot path.
+        """
+        hidden = self.pixel_decoder[:-1](z1)
+        out = self.pixel_decoder[-1]
+        x_dot_logits = (hidden * (x @ out.weight)).sum(-1) + x @ out.bias
+        return x_dot_logits - F.softplus(out(hidden)).sum(-1)
 
     def encode(self, x: Tensor) -> torch.distributions.Distribution:
         return diagonal_normal(*self.encoders[0](x.flatten(1)))
