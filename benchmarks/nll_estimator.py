@@ -22,7 +22,7 @@ points. Both sides get one untimed warm-up call. The model is freshly initialise
 (output bias at the logit of the training mean) unless ``--checkpoint`` names a genbench
 checkpoint of the same model.
 
-    GENBENCH_DATA=/work/shared/data python benchmarks/nll_estimator.py --points 60 --pythae-points 20
+    GENBENCH_DATA=~/.cache/genbench python benchmarks/nll_estimator.py --points 60 --pythae-points 20
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ the epoch time is extrapolated as fixed + 3000 x per-step:
 - baseline fixed part: building the torchvision data set and ``iter(loader)`` (which
   starts the workers).
 
-    GENBENCH_DATA=/work/shared/data python benchmarks/train_epoch.py --fraction 0.2
+    GENBENCH_DATA=~/.cache/genbench python benchmarks/train_epoch.py --fraction 0.2
 """
 
 from __future__ import annotations
