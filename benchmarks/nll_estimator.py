@@ -35,6 +35,7 @@ import statistics
 import time
 
 import torch
+from common import contention_note  # benchmarks/common.py (the script folder is on sys.path)
 from torch import nn
 
 from genbench.data import load_dataset
@@ -61,16 +62,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--checkpoint", default=None, help="optional genbench checkpoint to load")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
-
-
-def contention_note(threads: int) -> str | None:
-    """A warning when other processes keep the cores busy (timings then are not clean)."""
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if threads > 1 and load + threads > cores + 0.5:
-        return (f"warning: load average {load:.2f} on {cores} cores: with {threads} threads "
-                "every parallel op waits for a busy core, which slows many small ops most "
-                "(compare with --threads 1)")
-    return None
 
 
 # --- the model -------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import contention_note  # benchmarks/common.py (the script folder is on sys.path)
 from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import MNIST
@@ -57,16 +58,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
-
-
-def contention_note(threads: int) -> str | None:
-    """A warning when other processes keep the cores busy (timings then are not clean)."""
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if threads > 1 and load + threads > cores + 0.5:
-        return (f"warning: load average {load:.2f} on {cores} cores: with {threads} threads "
-                "every parallel op waits for a busy core, which slows many small ops most "
-                "(compare with --threads 1)")
-    return None
 
 
 def new_model(data_shape, seed: int):
