@@ -1,7 +1,10 @@
-"""Sharding evaluation across ranks: each rank takes every world-th item, sums are all-reduced.
+"""Data parallelism across ranks (``torchrun``): sharded evaluation and averaged gradients.
 
-Without ``torch.distributed`` initialised this is a single rank and the functions are
-identities, so the same metric code runs under ``torchrun`` unchanged.
+Evaluation: each rank takes every world-th item and sums are all-reduced. Training: each
+rank takes its share of every batch and gradients are averaged before each optimizer step
+(which fits alternating updates, unlike a DDP wrapper that needs ``forward``). Without
+``torch.distributed`` initialised this is a single rank and every function is an identity,
+so the same code runs in one process unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +30,17 @@ def all_reduce_sum(values: Tensor) -> Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def average_gradients(params) -> None:
+    """Average every parameter's gradient over the ranks (data-parallel training)."""
+    if rank_and_world()[1] == 1:
+        return
+    world = rank_and_world()[1]
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world
 
 
 def global_mean(per_example: Tensor) -> float:

@@ -5,6 +5,9 @@ generator seeded with (seed, e) and the global RNG is re-seeded with (seed, step
 every step, so step s sees the same batch and the same noise whether or not the run was
 interrupted before it. A checkpoint (weights + optimizer state) is written every
 ``checkpoint_every`` steps and at the end; running again resumes from it.
+
+Under ``torchrun`` (``torch.distributed`` initialised) every rank takes its share of each
+batch and gradients are averaged across ranks before each step; rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from tqdm import tqdm
 
 from genbench.data.base import ImageDataset
 from genbench.errors import GenbenchError, TrainingDiverged
-from genbench.metrics.distributed import rank_and_world
+from genbench.metrics.distributed import all_reduce_sum, average_gradients, rank_and_world
 from genbench.protocols import DataInitialized, Trainable
 from genbench.train import checkpoint as ckpt
 from genbench.train.schedule import SCHEDULES
@@ -113,11 +116,12 @@ def train(
         if epoch != perm_epoch:
             perm, perm_epoch = epoch_permutation(config.seed, epoch, n_train).to(device), epoch
         idx = perm[i * config.batch_size : (i + 1) * config.batch_size][rank::world]
-        torch.manual_seed(step_seed(config.seed, step))
+        torch.manual_seed(step_seed(config.seed, step) + rank)
         x = dataset.train_batch(idx)
         lr = config.lr * schedule(step / steps_per_epoch)
         for name, loss in model.training_losses(x):
-            loss_value = loss.item()
+            # summed over ranks: a NaN on any rank stops every rank at the same step
+            loss_value = all_reduce_sum(loss.detach()).item() / world
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(
                     f"loss became {loss_value} at step {step} (epoch {epoch}); run stopped"
@@ -127,6 +131,7 @@ def train(
                 group["lr"] = lr
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(p for group in opt.param_groups for p in group["params"])
             opt.step()
         bar.update(config.batch_size)
         if step % 50 == 0 and loss_value is not None:
