@@ -141,6 +141,10 @@ def test_mnist_downloads_through_torchvision_and_binarizes(tmp_path, monkeypatch
     idx = torch.arange(30)
     a, b = ds.train_batch(idx), ds.train_batch(idx)
     assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)
+    # an evaluation view of the gray training split is one fixed binarized draw
+    train_view = ds.eval_tensor("train")
+    assert set(train_view.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(train_view, ds.eval_tensor("train"))
     gray = load_mnist8(root, download=False)
     assert gray.kind == "gray8" and float(gray.eval_tensor("test").max()) <= 1.0
 

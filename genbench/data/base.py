@@ -16,6 +16,9 @@ from torch import Tensor
 #: - ``gray8``: 8-bit levels as floats ``pixel / 255`` in [0, 1]
 KINDS = ("binary", "gray8", "continuous")
 
+#: Seed of every one-time binarization (the fixed test set of dynamically binarized data).
+EVAL_BINARIZATION_SEED = 0
+
 
 @dataclass
 class ImageDataset:
@@ -69,10 +72,16 @@ class ImageDataset:
         return self._to_float(raw)
 
     def eval_tensor(self, split: str = "test", n: int | None = None) -> Tensor:
-        """A fixed evaluation split (its first ``n`` items) as model input."""
+        """A fixed evaluation split (its first ``n`` items) as model input.
+
+        Where binarization is dynamic the training split holds gray levels; its evaluation
+        view is one fixed draw (the seed of the test set's binarization).
+        """
         raw = self.splits[split]
         if n is not None:
             raw = raw[:n]
+        if self.dynamic_binarization and split == "train":
+            raw = binarize_once(raw.cpu(), EVAL_BINARIZATION_SEED).to(raw.device)
         return self._to_float(raw)
 
     def _to_float(self, raw: Tensor) -> Tensor:

@@ -7,12 +7,9 @@ from pathlib import Path
 import torch
 from torchvision.datasets import MNIST
 
-from genbench.data.base import ImageDataset, binarize_once
+from genbench.data.base import EVAL_BINARIZATION_SEED, ImageDataset, binarize_once
 from genbench.data.download import missing_files_error
 from genbench.errors import GenbenchError
-
-#: Seed of the one-time binarization of the dynamic-MNIST test set.
-TEST_BINARIZATION_SEED = 0
 
 RAW_FILES = [
     "MNIST/raw/train-images-idx3-ubyte",
@@ -49,12 +46,12 @@ def load_dynamic_mnist(root: Path, download: bool) -> ImageDataset:
         kind="binary",
         splits={
             "train": raw["train"][0],
-            "test": binarize_once(raw["test"][0], TEST_BINARIZATION_SEED),
+            "test": binarize_once(raw["test"][0], EVAL_BINARIZATION_SEED),
         },
         labels={"train": raw["train"][1], "test": raw["test"][1]},
         dynamic_binarization=True,
         description="MNIST, dynamically binarized (Burda et al. 2015): train re-sampled per "
-        f"batch, test binarized once (seed {TEST_BINARIZATION_SEED})",
+        f"batch, test binarized once (seed {EVAL_BINARIZATION_SEED})",
         source="torchvision.datasets.MNIST",
     )
 
