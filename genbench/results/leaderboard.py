@@ -15,12 +15,12 @@ from genbench.results.aggregate import budget_rank, summarize
 from genbench.results.db import ResultsDB
 from genbench.suites import Suite
 
-#: metric name -> column label, in display order
+#: metric name -> (column label, decimals), in display order
 COLUMNS = {
-    "nll": "NLL (nats)",
-    "bits_per_dim": "bits/dim",
-    "elbo": "test ELBO (nats)",
-    "active_units": "active units",
+    "nll": ("NLL (nats)", 2),
+    "bits_per_dim": ("bits/dim", 3),
+    "elbo": ("test ELBO (nats)", 2),
+    "active_units": ("active units", 0),
 }
 
 
@@ -36,12 +36,12 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
     ):
         budget = suite.budgets.get(budget_name)
         row = {"run": name, "model": group[0]["model"], "budget": budget_name}
-        for metric, label in COLUMNS.items():
+        for metric, (label, digits) in COLUMNS.items():
             summary = summarize([r["metrics"][metric] for r in group if metric in r["metrics"]])
-            row[label] = summary.format(0 if metric == "active_units" else 2) if summary else ""
+            row[label] = summary.format(digits) if summary else ""
         layers = [m for m in group[0]["metrics"] if m.startswith("active_units_l")]
         if layers:
-            row[COLUMNS["active_units"]] += " (" + "+".join(
+            row[COLUMNS["active_units"][0]] += " (" + "+".join(
                 f"{summarize([r['metrics'][m] for r in group]).mean:.0f}" for m in sorted(layers)
             ) + ")"
         row["seeds"] = len(group)
@@ -76,7 +76,8 @@ def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path
     if "paper" not in budgets:
         lines += ["", "**No row here was trained with the paper's budget.** Short CPU budgets "
                   "stop far from the published numbers; `genbench tables` sets them side by side."]
-    lines += ["", tabulate(frame, headers="keys", tablefmt="github", showindex=False)
+    lines += ["", tabulate(frame, headers="keys", tablefmt="github", showindex=False,
+                             disable_numparse=True)
               if len(frame) else "(no finished runs yet)", ""]
     lines += [f"- {note}" for note in suite.notes]
     md_path.write_text("\n".join(lines) + "\n")
