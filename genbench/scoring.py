@@ -10,15 +10,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from genbench.data import DATASETS
 from genbench.errors import GenbenchError
 from genbench.train import checkpoint as ckpt
 from zoo import MODELS
 from zoo.registry import config_dict
 
-#: the input shape of foreign weights when the data set does not say otherwise
+#: the data set of foreign weights when --dataset does not say otherwise
 FOREIGN_DATASET = "mnist"
-DATASET_SHAPES = {"mnist": (1, 28, 28), "binarized_mnist": (1, 28, 28), "mnist8": (1, 28, 28),
-                  "toy": (1, 8, 8)}
 
 
 @dataclass
@@ -50,8 +49,7 @@ def load_for_scoring(path: Path, model_name: str | None, overrides: dict[str, st
                            tuple(meta["data_shape"]))
     entry = MODELS[model_name]
     dataset = dataset or FOREIGN_DATASET
-    if dataset not in DATASET_SHAPES:
-        raise GenbenchError(f"unknown data set {dataset!r}; valid: {', '.join(DATASET_SHAPES)}")
+    shape = DATASETS[dataset].shape
     if path.suffix == ".safetensors":
         try:
             state = load_file(str(path))
@@ -61,6 +59,6 @@ def load_for_scoring(path: Path, model_name: str | None, overrides: dict[str, st
     else:
         state = ckpt.load_foreign_state_dict(path)
     config = entry.make_config(overrides)
-    model = entry.model_cls(config, DATASET_SHAPES[dataset])
+    model = entry.model_cls(config, shape)
     ckpt.load_state_dict_checked(model, state, str(path))
-    return LoadedModel(model.eval(), model_name, config_dict(config), dataset, DATASET_SHAPES[dataset])
+    return LoadedModel(model.eval(), model_name, config_dict(config), dataset, shape)

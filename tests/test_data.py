@@ -172,3 +172,4 @@ def test_toy_set_is_deterministic_and_binary():
     a, b = load_dataset("toy"), load_dataset("toy")
     assert torch.equal(a.splits["train"], b.splits["train"])
     assert a.shape == (1, 8, 8) and set(a.eval_tensor("test").unique().tolist()) == {0.0, 1.0}
+    assert DATASETS["toy"].shape == a.shape

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genbench.cli import main
-from genbench.data import load_dataset
+from genbench.data import DATASETS, load_dataset
 from genbench.results.db import ResultsDB
 from tests.conftest import REAL_DATA, has_real_mnist
 
@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.real_data,
 
 def test_real_mnist_splits_load_as_documented():
     ds = load_dataset("mnist", REAL_DATA)
-    assert ds.size("train") == 60000 and ds.size("test") == 10000 and ds.shape == (1, 28, 28)
+    assert ds.size("train") == 60000 and ds.size("test") == 10000
+    assert ds.shape == DATASETS["mnist"].shape == (1, 28, 28)
     assert set(ds.splits["test"].unique().tolist()) == {0, 1}
     gray = load_dataset("mnist8", REAL_DATA)
     assert gray.splits["train"].float().mean().item() == pytest.approx(33.32, abs=0.05)

@@ -24,16 +24,18 @@ from genbench.registry import Registry
 class DatasetSpec:
     name: str
     summary: str
+    #: shape of one item, known without loading the files
+    shape: tuple[int, ...]
     loader: Callable[[Path, bool], ImageDataset]
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 for _spec in (
-    DatasetSpec("mnist", "MNIST dynamically binarized (IWAE paper)", load_dynamic_mnist),
-    DatasetSpec("binarized_mnist", "MNIST statically binarized (Larochelle & Murray)",
+    DatasetSpec("mnist", "MNIST dynamically binarized (IWAE paper)", (1, 28, 28), load_dynamic_mnist),
+    DatasetSpec("binarized_mnist", "MNIST statically binarized (Larochelle & Murray)", (1, 28, 28),
                 load_binarized_mnist),
-    DatasetSpec("mnist8", "MNIST 8-bit gray levels", load_mnist8),
-    DatasetSpec("toy", "synthetic 8x8 binary images (no files)", load_toy),
+    DatasetSpec("mnist8", "MNIST 8-bit gray levels", (1, 28, 28), load_mnist8),
+    DatasetSpec("toy", "synthetic 8x8 binary images (no files)", (1, 8, 8), load_toy),
 ):
     DATASETS.register(_spec.name, _spec)
 
