@@ -113,7 +113,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
 def cmd_score(args) -> int:
     import torch
 
-    from genbench.data import load_dataset
+    from genbench.data import DATASETS, load_dataset
     from genbench.metrics.registry import evaluate
     from genbench.scoring import load_for_scoring
     from genbench.suites import BUDGET_DEFAULTS
@@ -122,11 +122,12 @@ def cmd_score(args) -> int:
     if args.budget not in BUDGET_DEFAULTS:
         raise GenbenchError(f"unknown budget {args.budget!r}; valid: {', '.join(BUDGET_DEFAULTS)}")
     loaded = load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
+    expected = DATASETS[loaded.dataset].shape
+    if tuple(expected) != tuple(loaded.data_shape):
+        raise GenbenchError(f"data set {loaded.dataset!r} has shape {list(expected)}, the "
+                            f"model expects {list(loaded.data_shape)}")
     device = select_device(args.device)
     dataset = load_dataset(loaded.dataset, args.data_root, device)
-    if tuple(dataset.shape) != tuple(loaded.data_shape):
-        raise GenbenchError(f"data set {loaded.dataset!r} has shape {list(dataset.shape)}, the "
-                            f"model expects {list(loaded.data_shape)}")
     settings = BUDGET_DEFAULTS[args.budget].eval_settings()
     settings = replace(settings, k=args.k or settings.k,
                        n_test=args.n_test if args.n_test is not None else settings.n_test)

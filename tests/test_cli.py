@@ -189,6 +189,13 @@ def test_bad_hyperparameters_give_one_clear_line(tmp_path, capsys, sets, fragmen
     assert_one_line_error(code, err, *fragments)
 
 
+def test_a_model_for_other_data_is_refused_before_loading_data(smoke_run, capsys):
+    base, _ = smoke_run
+    run_dir = {r["name"]: r["run_dir"] for r in ResultsDB(base / "db.sqlite").runs()}["vae-L1-k1"]
+    code, _, err = run_cli(capsys, "score", run_dir, "--dataset", "mnist", "--data-root", "/nonexistent")
+    assert_one_line_error(code, err, "data set 'mnist' has shape [1, 28, 28]", "expects [1, 8, 8]")
+
+
 def test_unknown_model_lists_the_valid_ones(tmp_path, capsys):
     path = _foreign_state(tmp_path)
     code, _, err = run_cli(capsys, "score", str(path), "--model", "pixelcnn")
