@@ -14,7 +14,7 @@ from torch import Tensor
 #: Value conventions a data set can have (``ImageDataset.kind``).
 #: - ``binary``: 0/1 floats (static or dynamic binarization)
 #: - ``gray8``: 8-bit levels as floats ``pixel / 255`` in [0, 1]
-KINDS = ("binary", "gray8", "continuous")
+KINDS = ("binary", "gray8")
 
 #: Seed of every one-time binarization (the fixed test set of dynamically binarized data).
 EVAL_BINARIZATION_SEED = 0
@@ -37,6 +37,12 @@ class ImageDataset:
     description: str = ""
     source: str = ""
     labels: dict[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"data set kind must be one of {KINDS}, got {self.kind!r}")
+        if self.dynamic_binarization and self.kind != "binary":
+            raise ValueError("dynamic binarization yields binary data (kind 'binary')")
 
     @property
     def shape(self) -> tuple[int, ...]:
