@@ -81,9 +81,10 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
         epochs = ", ".join(f"{e:g}" for e in sorted({r["train"]["epochs"] for r in done}))
         ks = ", ".join(str(k) for k in sorted({r["eval"]["k"] for r in done}))
         points = ", ".join(sorted({str(r["eval"]["n_test"] or "all") for r in done}))
-        seeds = max(len({r["seed"] for r in done if r["name"] == n}) for n in {r["name"] for r in done})
+        counts = sorted({len({r["seed"] for r in done if r["name"] == n}) for n in {r["name"] for r in done}})
+        seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
         out.append(f"- budget `{b}`: {epochs} epoch(s) of training; NLL with k = {ks} on {points} "
-                   f"test points; {seeds} seed(s) per cell")
+                   f"test points; {seeds} seed(s) per cell (mean ± std over seeds)")
     if "paper" not in budgets_used:
         out += ["", "No measured cell used the paper's 3280-epoch budget: the gap to the published "
                 "numbers is the expected cost of the short budget, not a reproduction failure."]
