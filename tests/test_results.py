@@ -83,7 +83,7 @@ def test_paper_table_puts_measured_cells_beside_the_papers(tmp_path):
     assert rows[(2, 5)][2:4] == ["83.89 / 93.00", "21+5 / 20+5"]
     assert rows[(2, 5)][0] == "85.01 / –"  # the VAE cell of that row was not run
     assert rows[(2, 50)][2] == "82.90 / –"
-    assert "budget `short`: 2 epoch(s)" in table and "2 seed(s)" in table
+    assert "budget `short`: 2 epoch(s)" in table and "1 to 2 seed(s) per cell" in table
     assert "not a reproduction failure" in table
 
 
