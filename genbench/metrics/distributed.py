@@ -34,9 +34,9 @@ def all_reduce_sum(values: Tensor) -> Tensor:
 
 def average_gradients(params) -> None:
     """Average every parameter's gradient over the ranks (data-parallel training)."""
-    if rank_and_world()[1] == 1:
-        return
     world = rank_and_world()[1]
+    if world == 1:
+        return
     for p in params:
         if p.grad is not None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)

@@ -25,6 +25,14 @@ def summarize(values: list[float]) -> Summary | None:
     return Summary(statistics.fmean(values), std, len(values))
 
 
+def active_units_by_layer(runs: list[dict]) -> str | None:
+    """Mean active units per stochastic layer as ``a+b`` (None for 1-layer models)."""
+    layers = sorted(m for m in runs[0]["metrics"] if m.startswith("active_units_l"))
+    if not layers:
+        return None
+    return "+".join(f"{summarize([r['metrics'][m] for r in runs]).mean:.0f}" for m in layers)
+
+
 #: budgets from largest to smallest: a table prefers the largest that has results
 BUDGET_ORDER = ("paper", "short", "smoke")
 

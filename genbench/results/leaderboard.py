@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from genbench.results.aggregate import budget_rank, summarize
+from genbench.results.aggregate import active_units_by_layer, budget_rank, summarize
 from genbench.results.db import ResultsDB
 from genbench.suites import Suite
 
@@ -39,11 +39,9 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         for metric, (label, digits) in COLUMNS.items():
             summary = summarize([r["metrics"][metric] for r in group if metric in r["metrics"]])
             row[label] = summary.format(digits) if summary else ""
-        layers = [m for m in group[0]["metrics"] if m.startswith("active_units_l")]
-        if layers:
-            row[COLUMNS["active_units"][0]] += " (" + "+".join(
-                f"{summarize([r['metrics'][m] for r in group]).mean:.0f}" for m in sorted(layers)
-            ) + ")"
+        by_layer = active_units_by_layer(group)
+        if by_layer:
+            row[COLUMNS["active_units"][0]] += f" ({by_layer})"
         row["seeds"] = len(group)
         row["epochs"] = f"{budget.epochs:g}" if budget else ""
         row["NLL k / test pts"] = (

@@ -15,7 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from genbench.errors import GenbenchError
-from genbench.results.aggregate import budget_rank, summarize
+from genbench.results.aggregate import active_units_by_layer, budget_rank, summarize
 from genbench.results.db import ResultsDB
 
 PAPERS_DIR = Path(__file__).resolve().parents[2] / "leaderboards" / "papers"
@@ -42,13 +42,10 @@ def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | N
     budget = min((r["budget"] for r in chosen), key=budget_rank)
     chosen = [r for r in chosen if r["budget"] == budget]
     metric = column["metric"]
+    summary = summarize([r["metrics"][metric] for r in chosen])
     if metric == "active_units":
-        layers = sorted(m for m in chosen[0]["metrics"] if m.startswith("active_units_l"))
-        names = layers or [metric]
-        text = "+".join(f"{summarize([r['metrics'][m] for r in chosen]).mean:.0f}" for m in names)
-    else:
-        text = summarize([r["metrics"][metric] for r in chosen]).format(2)
-    return text, budget
+        return active_units_by_layer(chosen) or f"{summary.mean:.0f}", budget
+    return summary.format(2), budget
 
 
 def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -> str:
