@@ -98,6 +98,17 @@ class Trainable(Protocol):
     def training_losses(self, x: Tensor) -> Iterator[tuple[str, Tensor]]: ...
 
 
+@runtime_checkable
+class ProgressAware(Protocol):
+    """Optional for Trainable models whose loss depends on how far training has come.
+
+    The training loop calls this before every step with the epoch (a float) and the KL
+    warm-up weight in [0, 1] (``TrainConfig.kl_warmup_epochs``; 1 without warm-up).
+    """
+
+    def set_training_progress(self, epoch: float, kl_weight: float) -> None: ...
+
+
 CAPABILITIES: dict[str, type] = {
     "Sampler": Sampler,
     "LatentVariableModel": LatentVariableModel,
