@@ -13,14 +13,12 @@ output whose bias starts at the logit of the training mean; Adam with epsilon 1e
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genbench.metrics.importance import log_mean_exp
 from zoo.layers import (
     GaussianLayer,
     diagonal_normal,
@@ -30,34 +28,28 @@ from zoo.layers import (
     rsample_gaussian,
     standard_normal_log_prob,
 )
+from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining
 
 #: stochastic layer sizes, lowest first, and the deterministic layers below each of them
 ARCHITECTURES = {
     1: {"latents": [50], "hidden": [[200, 200]]},
     2: {"latents": [100, 50], "hidden": [[200, 200], [100, 100]]},
 }
-OBJECTIVES = ("iwae", "vae")
 
 
 @dataclass
-class IWAEConfig:
+class IWAEConfig(ObjectiveConfig):
     layers: int = 1
     """Stochastic layers: 1 (784-200-200-50) or 2 (latents 100 and 50)."""
-    k: int = 1
-    """Importance samples per data point during training."""
     objective: str = "iwae"
-    """'iwae' trains L_k; 'vae' trains the mean of k ELBO terms."""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.layers not in ARCHITECTURES:
             raise ValueError(f"layers must be one of {sorted(ARCHITECTURES)}, got {self.layers}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
 
 
-class IWAE(nn.Module):
+class IWAE(VariationalTraining, nn.Module):
     """Gaussian latent layers with a Bernoulli likelihood over flattened pixels."""
 
     def __init__(self, config: IWAEConfig, data_shape: tuple[int, ...]):
@@ -83,20 +75,21 @@ class IWAE(nn.Module):
         )
         self.latents = latents
 
-    # --- LatentVariableModel -------------------------------------------------------------
-    def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
+    # --- LatentVariableModel (log_importance_weights from VariationalTraining) ------------
+    def variational_terms(self, x: Tensor, k: int) -> VariationalTerms:
         h = x.flatten(1)
         mean, log_std = self.encoders[0](h)  # x is encoded once for all k samples
         z, log_q = rsample_gaussian(mean.expand(k, *mean.shape), log_std.expand(k, *log_std.shape))
-        zs = [z]
+        zs, log_qs = [z], [log_q]
         for encoder in self.encoders[1:]:
-            z, lq = rsample_gaussian(*encoder(z))
+            z, log_q = rsample_gaussian(*encoder(z))
             zs.append(z)
-            log_q = log_q + lq
-        log_p = standard_normal_log_prob(zs[-1])
-        for l, decoder in enumerate(self.latent_decoders):
-            log_p = log_p + gaussian_log_prob(zs[l], *decoder(zs[l + 1]))
-        return self._bernoulli_log_likelihood(h, zs[0]) + log_p - log_q
+            log_qs.append(log_q)
+        log_ps = [gaussian_log_prob(zs[l], *decoder(zs[l + 1]))
+                  for l, decoder in enumerate(self.latent_decoders)]
+        log_ps.append(standard_normal_log_prob(zs[-1]))
+        kl = [lq - lp for lq, lp in zip(log_qs, log_ps, strict=True)]
+        return VariationalTerms(self._bernoulli_log_likelihood(h, zs[0]), kl)
 
     def _bernoulli_log_likelihood(self, x: Tensor, z1: Tensor) -> Tensor:
         """sum_d x_d l_d - softplus(l_d) for logits l = W h + b of every sample.
@@ -155,11 +148,3 @@ class IWAE(nn.Module):
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"model": torch.optim.Adam(self.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-4,
                                          fused=fused_supported(self))}
-
-    def training_losses(self, x: Tensor) -> Iterator[tuple[str, Tensor]]:
-        log_w = self.log_importance_weights(x, self.config.k)
-        if self.config.objective == "iwae":
-            bound = log_mean_exp(log_w, dim=0)
-        else:
-            bound = log_w.mean(0)
-        yield "model", -bound.mean()

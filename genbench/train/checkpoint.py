@@ -91,6 +91,19 @@ def save_checkpoint(run_dir: Path, model: nn.Module, meta: dict[str, Any],
     return path
 
 
+def save_weights(path: Path, model: nn.Module) -> None:
+    """Model weights only, as a plain safetensors file, replaced atomically."""
+    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
+    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def read_weights(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise GenbenchError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]]:
     """(config, tensors, optimizer skeleton) of a genbench checkpoint, or one clear error."""
     path = Path(path)

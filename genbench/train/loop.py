@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from genbench.data.base import ImageDataset
 from genbench.errors import GenbenchError, TrainingDiverged
-from genbench.metrics.distributed import all_reduce_sum, average_gradients, rank_and_world
-from genbench.protocols import DataInitialized, Trainable
+from genbench.metrics.distributed import all_reduce_sum, average_gradients, global_mean, rank_and_world
+from genbench.metrics.importance import importance_bounds
+from genbench.protocols import DataInitialized, ProgressAware, Trainable
 from genbench.train import checkpoint as ckpt
 from genbench.train.schedule import SCHEDULES
 
@@ -39,11 +40,23 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 2000
     """Steps between checkpoints (a killed run loses at most this many)."""
+    kl_warmup_epochs: float = 0.0
+    """KL warm-up: the KL weight of ProgressAware models rises linearly from 0 to 1 over
+    these epochs (0: no warm-up)."""
+    early_stopping_epochs: int = 0
+    """Stop when the validation ELBO has not improved for this many epochs and keep the
+    best weights (0: off). Needs a 'valid' split."""
 
     def __post_init__(self):
         SCHEDULES[self.schedule]  # validates the name
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+        if (self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.kl_warmup_epochs < 0
+                or self.early_stopping_epochs < 0):
             raise GenbenchError(f"invalid training config {self}")
+
+    def kl_weight(self, epoch: float) -> float:
+        if self.kl_warmup_epochs <= 0:
+            return 1.0
+        return min(1.0, epoch / self.kl_warmup_epochs)
 
 
 @dataclass
@@ -52,6 +65,27 @@ class TrainResult:
     resumed_from: int
     seconds: float
     final_loss: float | None
+    epochs_trained: float = 0.0
+    best_epoch: int | None = None
+    """With early stopping: the epoch whose weights were kept."""
+
+
+@dataclass
+class EarlyStopping:
+    """Validation-ELBO bookkeeping, saved in every checkpoint so a resumed run continues it."""
+
+    patience: int
+    best: float = -math.inf
+    best_epoch: int = 0
+    stopped: bool = False
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record the validation value after ``epoch`` epochs; True when it is a new best."""
+        if value > self.best:
+            self.best, self.best_epoch = value, epoch
+            return True
+        self.stopped = epoch - self.best_epoch >= self.patience
+        return False
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -96,16 +130,22 @@ def train(
     total_steps = round(config.epochs * steps_per_epoch) if isinstance(model, Trainable) else 0
     optimizers = model.configure_optimizers(config.lr) if isinstance(model, Trainable) else {}
 
-    start_step = _resume(model, optimizers, run_dir, meta)
+    stopping = EarlyStopping(config.early_stopping_epochs) if config.early_stopping_epochs else None
+    valid = _validation_split(dataset) if stopping else None
+    start_step, saved = _resume(model, optimizers, run_dir, meta)
     if start_step is None:
         start_step = 0
         if isinstance(model, DataInitialized):
             model.init_from_data(fit_tensor(dataset, config.seed))
+    elif stopping and saved.get("early_stopping"):
+        stopping = EarlyStopping(**saved["early_stopping"])
     resumed_from = start_step
 
     schedule = SCHEDULES[config.schedule]
     rank, world = rank_and_world()
     end_step = total_steps if max_steps is None else min(total_steps, max_steps)
+    if stopping and stopping.stopped:
+        end_step = start_step  # finished by early stopping before it was interrupted
     bar = tqdm(total=(end_step - start_step) * config.batch_size, unit="img", unit_scale=True,
                disable=not progress, desc=meta.get("name", "train"), leave=False)
     loss_value: float | None = None
@@ -119,6 +159,8 @@ def train(
         torch.manual_seed(step_seed(config.seed, step) + rank)
         x = dataset.train_batch(idx)
         lr = config.lr * schedule(step / steps_per_epoch)
+        if isinstance(model, ProgressAware):
+            model.set_training_progress(step / steps_per_epoch, config.kl_weight(step / steps_per_epoch))
         for name, loss in model.training_losses(x):
             # summed over ranks: a NaN on any rank stops every rank at the same step
             loss_value = all_reduce_sum(loss.detach()).item() / world
@@ -137,17 +179,54 @@ def train(
         if step % 50 == 0 and loss_value is not None:
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2g}")
         done = step + 1
+        if stopping and done % steps_per_epoch == 0:
+            _validate(model, valid, stopping, done // steps_per_epoch, run_dir, config.seed)
+            model.train()
+            if stopping.stopped:
+                end_step = done
+                break
         if done % config.checkpoint_every == 0 and done < end_step:
-            _save(run_dir, model, optimizers, meta, done, total_steps)
+            _save(run_dir, model, optimizers, meta, done, total_steps, stopping)
     bar.close()
     model.eval()
-    _save(run_dir, model, optimizers, meta, end_step, total_steps)
-    return TrainResult(end_step, resumed_from, time.perf_counter() - started, loss_value)
+    if stopping and (run_dir / BEST_WEIGHTS).exists():
+        tensors = ckpt.read_weights(run_dir / BEST_WEIGHTS)
+        ckpt.load_state_dict_checked(model, tensors, str(run_dir / BEST_WEIGHTS))
+        stopping.stopped = True  # the weights are final: a rerun must not train on from them
+    _save(run_dir, model, optimizers, meta, end_step, total_steps, stopping)
+    return TrainResult(end_step, resumed_from, time.perf_counter() - started, loss_value,
+                       epochs_trained=end_step / steps_per_epoch,
+                       best_epoch=stopping.best_epoch if stopping else None)
 
 
-def _save(run_dir, model, optimizers, meta, step, total_steps) -> None:
+#: the weights of the best validation ELBO so far, beside the checkpoint
+BEST_WEIGHTS = "best.safetensors"
+
+
+def _validation_split(dataset: ImageDataset) -> torch.Tensor:
+    if "valid" not in dataset.splits:
+        raise GenbenchError(
+            f"early stopping needs a 'valid' split; data set {dataset.name!r} has "
+            f"{', '.join(dataset.splits)}"
+        )
+    return dataset.eval_tensor("valid")
+
+
+@torch.no_grad()
+def _validate(model, valid: torch.Tensor, stopping: EarlyStopping, epoch: int, run_dir: Path,
+              seed: int) -> None:
+    """Validation ELBO after ``epoch`` epochs; the best weights so far go to best.safetensors."""
+    model.eval()
+    torch.manual_seed(step_seed(seed, -2 - epoch))
+    value = global_mean(importance_bounds(model, valid[rank_and_world()[0]::rank_and_world()[1]], k=1).elbo)
+    if stopping.update(value, epoch) and rank_and_world()[0] == 0:
+        ckpt.save_weights(run_dir / BEST_WEIGHTS, model)
+
+
+def _save(run_dir, model, optimizers, meta, step, total_steps, stopping=None) -> None:
     if rank_and_world()[0] == 0:
-        ckpt.save_checkpoint(run_dir, model, {**meta, "step": step, "total_steps": total_steps},
+        extra = {"early_stopping": asdict(stopping)} if stopping else {}
+        ckpt.save_checkpoint(run_dir, model, {**meta, **extra, "step": step, "total_steps": total_steps},
                              optimizers)
 
 
@@ -155,10 +234,11 @@ def _save(run_dir, model, optimizers, meta, step, total_steps) -> None:
 _IDENTITY = ("model", "config", "dataset", "data_shape", "seed", "train")
 
 
-def _resume(model, optimizers, run_dir: Path, meta: dict[str, Any]) -> int | None:
+def _resume(model, optimizers, run_dir: Path, meta: dict[str, Any]) -> tuple[int | None, dict]:
+    """The step to continue from (None: a fresh run) and the saved metadata."""
     path = run_dir / ckpt.FILENAME
     if not path.exists():
-        return None
+        return None, {}
     saved, tensors, optim = ckpt.read_checkpoint(path)
     for key in _IDENTITY:
         if saved.get(key) != meta.get(key):
@@ -168,4 +248,4 @@ def _resume(model, optimizers, run_dir: Path, meta: dict[str, Any]) -> int | Non
             )
     ckpt.load_state_dict_checked(model, ckpt.model_state(tensors), str(path))
     ckpt.restore_optimizers(optimizers, optim, tensors)
-    return int(saved["step"])
+    return int(saved["step"]), saved
