@@ -5,6 +5,9 @@ data_shape)`` makes the model. Which metrics apply is decided by the capabilitie
 implements (``genbench.protocols``), never by its name.
 """
 
+from zoo.baselines import RawPixels, RawPixelsConfig
+from zoo.betavae import BetaVAE, BetaVAEConfig
+from zoo.hvae import HVAE, HVAEConfig
 from zoo.iwae import IWAE, IWAEConfig
 from zoo.ppca import PPCA, PPCAConfig
 from zoo.registry import MODELS, ModelEntry
@@ -20,5 +23,16 @@ MODELS.register("iwae", ModelEntry(
     "iwae", IWAE, IWAEConfig,
     "IWAE (Burda et al. 2015): trains the k-sample bound L_k; 1 or 2 stochastic layers",
     defaults={"objective": "iwae"}))
+MODELS.register("hvae", ModelEntry(
+    "hvae", HVAE, HVAEConfig,
+    "VampPrior paper's VAE / 2-level HVAE (gated dense 300, latents 40+40); prior standard, mog, "
+    "vamp or vamp-data"))
+MODELS.register("betavae", ModelEntry(
+    "betavae", BetaVAE, BetaVAEConfig,
+    "beta-VAE (Higgins et al. 2017), conv nets for 64x64 dSprites, latent 10; optional controlled "
+    "capacity (Burgess et al. 2018)"))
+MODELS.register("raw_pixels", ModelEntry(
+    "raw_pixels", RawPixels, RawPixelsConfig,
+    "baseline representation r(x) = x for the disentanglement metrics (not a generative model)"))
 
 __all__ = ["MODELS", "ModelEntry"]

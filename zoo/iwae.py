@@ -16,11 +16,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.layers import (
     GaussianLayer,
+    bernoulli_log_likelihood,
     diagonal_normal,
     fused_supported,
     gaussian_log_prob,
@@ -89,18 +89,8 @@ class IWAE(VariationalTraining, nn.Module):
                   for l, decoder in enumerate(self.latent_decoders)]
         log_ps.append(standard_normal_log_prob(zs[-1]))
         kl = [lq - lp for lq, lp in zip(log_qs, log_ps, strict=True)]
-        return VariationalTerms(self._bernoulli_log_likelihood(h, zs[0]), kl)
-
-    def _bernoulli_log_likelihood(self, x: Tensor, z1: Tensor) -> Tensor:
-        """sum_d x_d l_d - softplus(l_d) for logits l = W h + b of every sample.
-
-        x . l is computed as h . (W^T x) + b . x, once per data point, instead of an
-        elementwise pass over all k x B x D logits: the estimator's hot path.
-        """
-        hidden = self.pixel_decoder[:-1](z1)
-        out = self.pixel_decoder[-1]
-        x_dot_logits = (hidden * (x @ out.weight)).sum(-1) + x @ out.bias
-        return x_dot_logits - F.softplus(out(hidden)).sum(-1)
+        ll = bernoulli_log_likelihood(h, self.pixel_decoder[:-1](zs[0]), self.pixel_decoder[-1])
+        return VariationalTerms(ll, kl)
 
     def encode(self, x: Tensor) -> torch.distributions.Distribution:
         return diagonal_normal(*self.encoders[0](x.flatten(1)))

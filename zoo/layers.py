@@ -32,6 +32,30 @@ class GaussianLayer(nn.Module):
         return self.mean(h), self.log_std(h)
 
 
+class GatedDense(nn.Module):
+    """h = (W x + b) * sigmoid(V x + c): the gated dense layer of the VampPrior paper's models
+    (Dauphin et al. 2017)."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.value = nn.Linear(n_in, n_out)
+        self.gate = nn.Linear(n_in, n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.value(x) * torch.sigmoid(self.gate(x))
+
+
+def bernoulli_log_likelihood(x: Tensor, hidden: Tensor, out: nn.Linear) -> Tensor:
+    """log Bernoulli(x | logits = out(hidden)) summed over pixels, for hidden ``[k, B, H]``.
+
+    sum_d x_d l_d - softplus(l_d): x . l is computed as hidden . (W^T x) + b . x, once per
+    data point, instead of an elementwise pass over all k x B x D logits (the estimator's
+    hot path). ``x`` is ``[B, D]``.
+    """
+    x_dot_logits = (hidden * (x @ out.weight)).sum(-1) + x @ out.bias
+    return x_dot_logits - torch.nn.functional.softplus(out(hidden)).sum(-1)
+
+
 def gaussian_log_prob(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     """log N(z | mean, exp(log_std)^2), summed over the last dimension."""
     eps = (z - mean) * torch.exp(-log_std)

@@ -97,12 +97,25 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)
 
 
-def fit_tensor(dataset: ImageDataset, seed: int) -> torch.Tensor:
-    """The training split as a model sees it once (a fixed draw where binarization is dynamic)."""
+#: most training points a model's one look at the data (init_from_data) sees
+FIT_POINTS = 60_000
+
+
+def fit_tensor(dataset: ImageDataset, seed: int, max_points: int = FIT_POINTS) -> torch.Tensor:
+    """The training split as a model sees it once (a fixed draw where binarization is dynamic).
+
+    Larger splits (dSprites: 737,280 images, 12 GB as floats) give a seeded random subset
+    of ``max_points``; MNIST's 60,000 are used whole.
+    """
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(step_seed(seed, -1))
     try:
-        return dataset.train_batch(torch.arange(dataset.size("train"), device=dataset.device))
+        n = dataset.size("train")
+        if n <= max_points:
+            idx = torch.arange(n)
+        else:
+            idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
+        return dataset.train_batch(idx.to(dataset.device))
     finally:
         torch.random.set_rng_state(gen_state)
 
