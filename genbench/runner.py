@@ -38,7 +38,7 @@ class RunOutcome:
 
 def run_key(suite: Suite, entry: RunEntry, config: dict, train_cfg: dict, budget: Budget) -> str:
     ident = {"suite": suite.name, "name": entry.name, "model": entry.model, "config": config,
-             "dataset": suite.dataset, "train": train_cfg, "budget": asdict(budget)}
+             "dataset": suite.dataset_of(entry), "train": train_cfg, "budget": asdict(budget)}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -46,9 +46,14 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, devic
               data_root: str | None = None, only: list[str] | None = None,
               seeds: int | None = None, progress: bool = True, log=print) -> list[RunOutcome]:
     entries = suite.select(only)
-    dataset = load_dataset(suite.dataset, data_root, device)
+    datasets = {}
     outcomes = []
     for entry in entries:
+        name = suite.dataset_of(entry)
+        if name not in datasets:
+            datasets.clear()  # one data set in memory at a time (dSprites is 3 GB)
+            datasets[name] = load_dataset(name, data_root, device)
+        dataset = datasets[name]
         for seed in range(seeds or suite.seeds):
             outcome = run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress)
             shown = ", ".join(f"{k} {v:.2f}" for k, v in outcome.metrics.items()
@@ -62,14 +67,14 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
             runs_dir: Path, device: torch.device, progress: bool = True) -> RunOutcome:
     model_entry = MODELS[entry.model]
     config = config_dict(model_entry.make_config(entry.config))
-    train_cfg = suite.train_config(budget, seed)
+    train_cfg = suite.train_config(budget, seed, entry)
     key = run_key(suite, entry, config, asdict(train_cfg), budget)
     run_dir = runs_dir / suite.name / budget.name / f"{entry.name}-seed{seed}-{key[:8]}"
     done = db.done_run(key)
     if done is not None:
         return RunOutcome(entry.name, seed, "cached", db.metrics(done["id"]), run_dir)
     spec = RunSpec(run_key=key, suite=suite.name, name=entry.name, model=entry.model,
-                   dataset=suite.dataset, config=config, seed=seed, budget=budget.name,
+                   dataset=suite.dataset_of(entry), config=config, seed=seed, budget=budget.name,
                    train=asdict(train_cfg), eval=asdict(budget.eval_settings()),
                    run_dir=str(run_dir), device=str(device))
     run_id = db.start_run(spec)
@@ -77,7 +82,7 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
         torch.manual_seed(seed)
         model = model_entry.build(config, dataset.shape)
         meta = {"name": entry.name, "model": entry.model, "config": config,
-                "dataset": suite.dataset, "data_shape": list(dataset.shape), "suite": suite.name,
+                "dataset": suite.dataset_of(entry), "data_shape": list(dataset.shape), "suite": suite.name,
                 "budget": budget.name}
         result = train(model, dataset, train_cfg, run_dir, meta, progress=progress)
         started = time.perf_counter()
@@ -92,5 +97,7 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
     except BaseException as exc:
         db.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
+    if result.best_epoch is not None:  # early stopping: how much training the numbers had
+        metrics |= {"epochs_trained": result.epochs_trained, "best_epoch": float(result.best_epoch)}
     db.finish_run(run_id, metrics, result.seconds, eval_seconds)
     return RunOutcome(entry.name, seed, "done", metrics, run_dir)

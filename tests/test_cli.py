@@ -177,7 +177,7 @@ def test_foreign_state_dict_scores_with_model_and_hyperparameters(tmp_path, caps
 
 
 @pytest.mark.parametrize("sets, fragments", [
-    (["depth=3"], ["no hyperparameter 'depth'", "valid: k, layers, objective"]),
+    (["depth=3"], ["no hyperparameter 'depth'", "valid: beta, capacity", "k, layers, objective"]),
     (["layers=two"], ["layers='two' is not a int"]),
     (["layers=3"], ["layers must be one of [1, 2]"]),
     (["layers"], ["--set expects KEY=VALUE"]),
@@ -198,5 +198,5 @@ def test_a_model_for_other_data_is_refused_before_loading_data(smoke_run, capsys
 
 def test_unknown_model_lists_the_valid_ones(tmp_path, capsys):
     path = _foreign_state(tmp_path)
-    code, _, err = run_cli(capsys, "score", str(path), "--model", "pixelcnn")
-    assert_one_line_error(code, err, "unknown model 'pixelcnn'", "valid: iwae, ppca, vae")
+    code, _, err = run_cli(capsys, "score", str(path), "--model", "nosuchmodel")
+    assert_one_line_error(code, err, "unknown model 'nosuchmodel'", "valid: betavae, hvae, iwae, ppca")

@@ -25,10 +25,15 @@ class Budget:
     eval_k: int
     eval_n: int | None = None
     """Test points for evaluation; None is the whole test split."""
+    max_kl_warmup_epochs: float | None = None
+    """Caps a run's KL warm-up: a 5-epoch budget cannot spend the paper's 100 warming up."""
 
     def describe(self) -> str:
         n = "all" if self.eval_n is None else str(self.eval_n)
-        return f"{self.name}: {self.epochs:g} epochs; NLL k={self.eval_k} on {n} test points"
+        text = f"{self.name}: {self.epochs:g} epochs; NLL k={self.eval_k} on {n} test points"
+        if self.max_kl_warmup_epochs is not None:
+            text += f"; KL warm-up at most {self.max_kl_warmup_epochs:g} epochs"
+        return text
 
     def eval_settings(self) -> EvalSettings:
         return EvalSettings(k=self.eval_k, n_test=self.eval_n)
@@ -46,6 +51,10 @@ class RunEntry:
     name: str
     model: str
     config: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    """The run's data set where it differs from the suite's."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Training settings that override the suite's [train] for this run."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,26 @@ class Suite:
             raise GenbenchError(f"unknown budget {name!r}; valid: {', '.join(self.budgets)}")
         return self.budgets[name]
 
-    def train_config(self, budget: Budget, seed: int) -> TrainConfig:
-        return TrainConfig(**{**self.train, "epochs": budget.epochs, "seed": seed})
+    def dataset_of(self, entry: RunEntry) -> str:
+        return entry.dataset or self.dataset
+
+    def train_config(self, budget: Budget, seed: int, entry: RunEntry | None = None) -> TrainConfig:
+        values = {**self.train, **(entry.train if entry else {}), "epochs": budget.epochs, "seed": seed}
+        if budget.max_kl_warmup_epochs is not None and "kl_warmup_epochs" in values:
+            values["kl_warmup_epochs"] = min(values["kl_warmup_epochs"], budget.max_kl_warmup_epochs)
+        return TrainConfig(**values)
+
+    def with_dataset(self, name: str) -> Suite:
+        """Every run on data set ``name`` instead (an offline re-rendering, another split)."""
+        from genbench.data import DATASETS
+
+        wanted = DATASETS[name]
+        for entry in self.runs:
+            current = DATASETS[self.dataset_of(entry)]
+            if current.shape != wanted.shape:
+                raise GenbenchError(f"run {entry.name!r} of suite {self.name!r} is for {current.name} "
+                                    f"{list(current.shape)}; {name} is {list(wanted.shape)}")
+        return replace(self, dataset=name, runs=[replace(e, dataset=None) for e in self.runs])
 
     def select(self, names: list[str] | None) -> list[RunEntry]:
         """Runs whose name or model is in ``names`` (all runs when None)."""
@@ -94,10 +121,13 @@ def parse_suite(text: str, source: str) -> Suite:
             base = budgets.get(name, Budget(name, epochs=1, eval_k=100))
             budgets[name] = replace(base, **override)
         train_fields = {f.name for f in fields(TrainConfig)} - {"epochs", "seed"}
-        bad = set(raw.get("train", {})) - train_fields
-        if bad:
-            raise GenbenchError(f"suite {source}: [train] has unknown field {sorted(bad)[0]!r}")
-        runs = [RunEntry(r["name"], r["model"], dict(r.get("config", {}))) for r in raw["runs"]]
+        for where, train in [("[train]", raw.get("train", {}))] + [
+                (f"run {r.get('name')!r}", r.get("train", {})) for r in raw["runs"]]:
+            bad = set(train) - train_fields
+            if bad:
+                raise GenbenchError(f"suite {source}: {where} has unknown field {sorted(bad)[0]!r}")
+        runs = [RunEntry(r["name"], r["model"], dict(r.get("config", {})), r.get("dataset"),
+                         dict(r.get("train", {}))) for r in raw["runs"]]
         return Suite(
             name=raw["name"], description=raw.get("description", ""), dataset=raw["dataset"],
             seeds=int(raw.get("seeds", 1)), train=dict(raw.get("train", {})), budgets=budgets,
