@@ -14,7 +14,9 @@ import torch
 
 from genbench.data.base import ImageDataset
 from genbench.data.binarized_mnist import load_binarized_mnist
+from genbench.data.dsprites import load_dsprites, load_dsprites_rendered
 from genbench.data.mnist import load_dynamic_mnist, load_mnist8
+from genbench.data.omniglot import load_omniglot
 from genbench.data.root import data_root
 from genbench.data.toy import load_toy
 from genbench.registry import Registry
@@ -36,6 +38,11 @@ for _spec in (
                 load_binarized_mnist),
     DatasetSpec("mnist8", "MNIST 8-bit gray levels", (1, 28, 28), load_mnist8),
     DatasetSpec("toy", "synthetic 8x8 binary images (no files)", (1, 8, 8), load_toy),
+    DatasetSpec("omniglot", "Omniglot 28x28 dynamically binarized (Burda et al.)", (1, 28, 28),
+                load_omniglot),
+    DatasetSpec("dsprites", "dSprites, DeepMind's file (ground-truth factors)", (1, 64, 64), load_dsprites),
+    DatasetSpec("dsprites_rendered", "dSprites grid re-rendered by genbench (no files; not DeepMind's)",
+                (1, 64, 64), load_dsprites_rendered),
 ):
     DATASETS.register(_spec.name, _spec)
 
