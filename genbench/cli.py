@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--budget", default="short", help="smoke | short (default) | paper")
     run.add_argument("--models", nargs="+", help="only these run names or model names")
     run.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
+    run.add_argument("--dataset", help="run every model of the suite on this data set instead "
+                     "(same image shape), e.g. dsprites_rendered offline")
     run.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="run directories")
     run.add_argument("--leaderboards", type=Path, default=DEFAULT_LEADERBOARDS,
                      help="where leaderboard tables are written")
@@ -84,6 +86,8 @@ def cmd_run(args) -> int:
     from genbench.train.device import select_device
 
     suite = SUITES[args.suite]
+    if args.dataset:
+        suite = suite.with_dataset(args.dataset)
     budget = suite.budget(args.budget)
     device = select_device(args.device)
     suite.select(args.models)  # validate names before loading data

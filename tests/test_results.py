@@ -96,3 +96,33 @@ def test_leaderboard_states_budget_and_seeds(tmp_path):
     assert "96.00 ± 1.41" in text and "25 (20+5)" in text
     assert "No row here was trained with the paper's budget" in text
     assert "vae-L1-k1" in csv.read_text()
+
+
+def _vamp_runs(db: ResultsDB) -> None:
+    for key, prior, nll in (("s", "standard", 90.0), ("v", "vamp", 88.5)):
+        run_id = db.start_run(spec(key, name=f"hvae-{prior}", model="hvae", dataset="binarized_mnist",
+                                   config={"layers": 2, "prior": prior}))
+        db.finish_run(run_id, {"nll": nll}, 10.0, 1.0)
+    run_id = db.start_run(spec("other", name="hvae-vamp", model="hvae", dataset="mnist",
+                               config={"layers": 2, "prior": "vamp"}))
+    db.finish_run(run_id, {"nll": 70.0}, 10.0, 1.0)  # another data set: must not be used
+
+
+def test_paper_rows_select_runs_by_model_and_config_and_scale_the_value(tmp_path):
+    db = ResultsDB(tmp_path / "db.sqlite")
+    _vamp_runs(db)
+    table = render_paper_table("vampprior", db)
+    assert "| HVAE (L=2) + SG" in table and "-85.89 / -90.00" in table
+    assert "-83.19 / -88.50" in table  # LL = -NLL
+    assert "-85.07 / –" in table and "-80.20 / –" in table  # not run / no genbench model
+    assert "-70.00" not in table
+    assert "up to 2000 epochs with early stopping" in table
+
+
+def test_leaderboard_names_each_data_set_when_a_suite_mixes_them(tmp_path):
+    db = ResultsDB(tmp_path / "db.sqlite")
+    _vamp_runs(db)
+    md, _ = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
+    text = md.read_text()
+    assert "| data " in text.replace("|  data", "| data")
+    assert "- `binarized_mnist`: MNIST statically binarized" in text and "- `mnist`: MNIST dynamically" in text

@@ -51,8 +51,45 @@ def test_builtin_suites_parse_and_name_registered_models():
             MODELS[entry.model].make_config(entry.config)  # validates names and values
         assert {"smoke", "short", "paper"} <= set(suite.budgets), name
     mnist = SUITES["mnist"]
-    assert len(mnist.runs) == 13 and mnist.budget("paper").epochs == 3280
+    assert len([r for r in mnist.runs if r.model in ("vae", "iwae")]) == 12
+    assert mnist.budget("paper").epochs == 3280
     assert mnist.budget("paper").eval_k == 5000 and mnist.budget("paper").eval_n is None
+    vamp = next(r for r in mnist.runs if r.name == "hvae-vamp")
+    assert mnist.dataset_of(vamp) == "binarized_mnist"
+    paper = mnist.train_config(mnist.budget("paper"), 0, vamp)
+    assert (paper.epochs, paper.batch_size, paper.lr, paper.kl_warmup_epochs) == (2000, 100, 5e-4, 100)
+    short = mnist.train_config(mnist.budget("short"), 0, vamp)
+    assert short.epochs == 5 and short.kl_warmup_epochs == 1  # the short budget caps warm-up
+
+
+RUN_OVERRIDES = """
+name = "x"
+dataset = "binarized_mnist"
+[train]
+batch_size = 20
+[[runs]]
+name = "a"
+model = "hvae"
+dataset = "mnist"
+train = { batch_size = 100 }
+epochs = { short = 7 }
+[[runs]]
+name = "b"
+model = "vae"
+"""
+
+
+def test_a_run_may_override_data_set_training_and_epochs():
+    suite = parse_suite(RUN_OVERRIDES, "x.toml")
+    a, b = suite.runs
+    assert suite.dataset_of(a) == "mnist" and suite.dataset_of(b) == "binarized_mnist"
+    assert suite.train_config(suite.budget("short"), 0, a).batch_size == 100
+    assert suite.train_config(suite.budget("short"), 0, a).epochs == 7
+    assert suite.train_config(suite.budget("short"), 0, b).epochs == suite.budget("short").epochs
+    with pytest.raises(GenbenchError, match="run 'a' .* is for mnist"):
+        suite.with_dataset("dsprites_rendered")
+    moved = suite.with_dataset("omniglot")
+    assert [moved.dataset_of(r) for r in moved.runs] == ["omniglot", "omniglot"]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -60,6 +97,8 @@ def test_builtin_suites_parse_and_name_registered_models():
     ('name = "x"\ndataset = "toy"\nruns = []\n[budgets.short]\nepoch = 3', "unknown field 'epoch'"),
     ('name = "x"\ndataset = "toy"\nruns = []\n[train]\nbatch = 3', "unknown field 'batch'"),
     ("name = ", "invalid TOML"),
+    ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\ntrain = { lr_max = 1 }',
+     "run 'a' has unknown field 'lr_max'"),
 ])
 def test_bad_suite_files_give_one_clear_error(text, message):
     with pytest.raises(GenbenchError, match=message):

@@ -32,35 +32,47 @@ def load_paper(key: str, papers_dir: Path = PAPERS_DIR) -> dict[str, Any]:
     return tomllib.loads(path.read_text())
 
 
-def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | None]:
-    """The cell text and the budget that produced it."""
-    chosen = [r for r in runs if r["model"] == column["model"] and r["dataset"] == column["dataset"]
-              and all(r["config"].get(k) == v for k, v in match.items())
-              and column["metric"] in r["metrics"]]
+#: keys of a row's ``match`` that select runs by their own fields; the others match the config
+RUN_FIELDS = ("model", "dataset")
+
+
+def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | None, list[dict]]:
+    """The cell text, the budget that produced it and the runs it averages.
+
+    Runs are selected by the column's model, data set and metric, with the row's ``match``
+    overriding model/data set and naming hyperparameters; ``scale`` multiplies the value
+    (-1 turns an NLL into the log-likelihood a paper reports, 100 a fraction into %).
+    """
+    wanted = {**{k: column.get(k) for k in RUN_FIELDS}, **{k: v for k, v in match.items() if k in RUN_FIELDS}}
+    config = {k: v for k, v in match.items() if k not in RUN_FIELDS}
+    metric = column["metric"]
+    chosen = [r for r in runs if all(r[k] == v for k, v in wanted.items())
+              and all(r["config"].get(k) == v for k, v in config.items()) and metric in r["metrics"]]
     if not chosen:
-        return "", None
+        return "", None, []
     budget = min((r["budget"] for r in chosen), key=budget_rank)
     chosen = [r for r in chosen if r["budget"] == budget]
-    metric = column["metric"]
-    summary = summarize([r["metrics"][metric] for r in chosen])
+    scale = column.get("scale", 1)
+    summary = summarize([scale * r["metrics"][metric] for r in chosen])
     if metric == "active_units":
-        return active_units_by_layer(chosen) or f"{summary.mean:.0f}", budget
-    return summary.format(2), budget
+        return active_units_by_layer(chosen) or f"{summary.mean:.0f}", budget, chosen
+    return summary.format(column.get("digits", 2)), budget, chosen
 
 
 def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -> str:
     """The paper's table, each cell ``paper / measured`` (measured blank until run)."""
     paper = load_paper(key, papers_dir)
     runs = db.runs()
-    measured = [[_measured(runs, col, row["match"]) for col in paper["columns"]]
-                for row in paper["rows"]]
-    budgets_used = sorted({b for row in measured for _, b in row if b}, key=budget_rank)
+    measured = [[_measured(runs, col, row["match"]) if row.get("match") else ("", None, [])
+                 for col in paper["columns"]] for row in paper["rows"]]
+    used = {r["id"]: r for row in measured for _, _, chosen in row for r in chosen}
+    budgets_used = sorted({r["budget"] for r in used.values()}, key=budget_rank)
     tag_cells = len(budgets_used) > 1
     headers = [*paper["row_labels"], *(f"{col['label']} (paper / measured)" for col in paper["columns"])]
     rows = []
     for row, cells in zip(paper["rows"], measured, strict=True):
-        line: list[Any] = [row["match"][k] for k in paper["row_keys"]]
-        for col, (text, budget) in zip(paper["columns"], cells, strict=True):
+        line: list[Any] = list(row["label"]) if "label" in row else [row["match"][k] for k in paper["row_keys"]]
+        for col, (text, budget, _) in zip(paper["columns"], cells, strict=True):
             if text and tag_cells:
                 text = f"{text} [{budget}]"
             published = row["paper"].get(col["id"], "")
@@ -71,10 +83,11 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
     out = [f"# {paper['title']}", "", f"Source: {paper['citation']}", "", paper["protocol"], "",
            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
     if not budgets_used:
-        return "\n".join([*out, "No measured cells yet (–): run `genbench run --suite mnist`.", ""])
+        suites = " or ".join(f"`genbench run --suite {name}`" for name in paper["suites"])
+        return "\n".join([*out, f"No measured cells yet (–): run {suites}.", ""])
     out += ["Measured with:", ""]
     for b in budgets_used:
-        done = [r for r in runs if r["budget"] == b]
+        done = [r for r in used.values() if r["budget"] == b]
         epochs = ", ".join(f"{e:g}" for e in sorted({r["train"]["epochs"] for r in done}))
         ks = ", ".join(str(k) for k in sorted({r["eval"]["k"] for r in done}))
         points = ", ".join(sorted({str(r["eval"]["n_test"] or "all") for r in done}))
@@ -83,6 +96,6 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
         out.append(f"- budget `{b}`: {epochs} epoch(s) of training; NLL with k = {ks} on {points} "
                    f"test points; {seeds} seed(s) per cell (mean ± std over seeds)")
     if "paper" not in budgets_used:
-        out += ["", "No measured cell used the paper's 3280-epoch budget: the gap to the published "
-                "numbers is the expected cost of the short budget, not a reproduction failure."]
+        out += ["", f"No measured cell used the paper's budget ({paper['paper_budget']}): the gap to the "
+                "published numbers is the expected cost of the short budget, not a reproduction failure."]
     return "\n".join([*out, ""])

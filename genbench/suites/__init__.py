@@ -55,6 +55,8 @@ class RunEntry:
     """The run's data set where it differs from the suite's."""
     train: dict[str, Any] = field(default_factory=dict)
     """Training settings that override the suite's [train] for this run."""
+    epochs: dict[str, float] = field(default_factory=dict)
+    """Epochs per budget name where this run's paper trains longer or shorter than the suite's."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class Suite:
         return entry.dataset or self.dataset
 
     def train_config(self, budget: Budget, seed: int, entry: RunEntry | None = None) -> TrainConfig:
-        values = {**self.train, **(entry.train if entry else {}), "epochs": budget.epochs, "seed": seed}
+        epochs = entry.epochs.get(budget.name, budget.epochs) if entry else budget.epochs
+        values = {**self.train, **(entry.train if entry else {}), "epochs": epochs, "seed": seed}
         if budget.max_kl_warmup_epochs is not None and "kl_warmup_epochs" in values:
             values["kl_warmup_epochs"] = min(values["kl_warmup_epochs"], budget.max_kl_warmup_epochs)
         return TrainConfig(**values)
@@ -127,7 +130,8 @@ def parse_suite(text: str, source: str) -> Suite:
             if bad:
                 raise GenbenchError(f"suite {source}: {where} has unknown field {sorted(bad)[0]!r}")
         runs = [RunEntry(r["name"], r["model"], dict(r.get("config", {})), r.get("dataset"),
-                         dict(r.get("train", {}))) for r in raw["runs"]]
+                         dict(r.get("train", {})), {k: float(v) for k, v in r.get("epochs", {}).items()})
+                for r in raw["runs"]]
         return Suite(
             name=raw["name"], description=raw.get("description", ""), dataset=raw["dataset"],
             seeds=int(raw.get("seeds", 1)), train=dict(raw.get("train", {})), budgets=budgets,
