@@ -164,7 +164,8 @@ def test_missing_mnist_names_the_files(tmp_path):
 
 
 def test_unknown_dataset_lists_the_valid_ones():
-    with pytest.raises(GenbenchError, match="unknown dataset 'cifar'; valid: binarized_mnist, dsprites, dsprites_rendered, mnist"):
+    valid = "valid: binarized_mnist, dsprites, dsprites_rendered, mnist"
+    with pytest.raises(GenbenchError, match=f"unknown dataset 'cifar'; {valid}"):
         DATASETS["cifar"]
 
 

@@ -125,4 +125,5 @@ def test_leaderboard_names_each_data_set_when_a_suite_mixes_them(tmp_path):
     md, _ = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
     text = md.read_text()
     assert "| data " in text.replace("|  data", "| data")
-    assert "- `binarized_mnist`: MNIST statically binarized" in text and "- `mnist`: MNIST dynamically" in text
+    assert "- `binarized_mnist`: MNIST statically binarized" in text
+    assert "- `mnist`: MNIST dynamically" in text

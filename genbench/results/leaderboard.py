@@ -47,8 +47,9 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         if by_layer:
             row[COLUMNS["active_units"][0]] += f" ({by_layer})"
         row["seeds"] = len(group)
-        row["epochs"] = f"{budget.epochs:g}" if budget else ""
-        stopped = summarize([r["metrics"]["epochs_trained"] for r in group if "epochs_trained" in r["metrics"]])
+        row["epochs"] = f"{group[0]['train']['epochs']:g}"
+        stopped = summarize([r["metrics"]["epochs_trained"] for r in group
+                             if "epochs_trained" in r["metrics"]])
         if stopped:  # early stopping ended these runs before the budget
             row["epochs"] = f"{stopped.mean:.0f} of {row['epochs']}"
         row["NLL k / test pts"] = (

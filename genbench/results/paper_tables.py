@@ -71,7 +71,8 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
     headers = [*paper["row_labels"], *(f"{col['label']} (paper / measured)" for col in paper["columns"])]
     rows = []
     for row, cells in zip(paper["rows"], measured, strict=True):
-        line: list[Any] = list(row["label"]) if "label" in row else [row["match"][k] for k in paper["row_keys"]]
+        line: list[Any] = (list(row["label"]) if "label" in row
+                           else [row["match"][k] for k in paper["row_keys"]])
         for col, (text, budget, _) in zip(paper["columns"], cells, strict=True):
             if text and tag_cells:
                 text = f"{text} [{budget}]"
