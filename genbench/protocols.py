@@ -64,6 +64,16 @@ class Reconstructor(Protocol):
 
 
 @runtime_checkable
+class Representation(Protocol):
+    """A deterministic representation r(x), ``[B, d]``: what disentanglement scores rate.
+
+    Latent-variable models without it are rated on their posterior mean E_q[z | x].
+    """
+
+    def represent(self, x: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
 class ExactLikelihood(Protocol):
     def log_prob(self, x: Tensor) -> Tensor:
         """``[B]`` exact log p(x) in nats."""
@@ -115,6 +125,7 @@ CAPABILITIES: dict[str, type] = {
     "ExactLikelihood": ExactLikelihood,
     "Trainable": Trainable,
     "DataInitialized": DataInitialized,
+    "Representation": Representation,
 }
 
 
