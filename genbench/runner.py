@@ -88,7 +88,7 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
         started = time.perf_counter()
         torch.manual_seed(seed)
         test = dataset.eval_tensor("test")
-        metrics = evaluate(model, test, budget.eval_settings())
+        metrics = evaluate(model, test, budget.eval_settings(), dataset=dataset)
         eval_seconds = time.perf_counter() - started
         save_pictures(model, test, run_dir, seed=seed)
     except (TrainingDiverged, GenbenchError) as exc:

@@ -139,3 +139,45 @@ def test_histogram_bins_are_equal_width_over_the_range():
         np.testing.assert_array_equal(bins[:, j], np.digitize(codes[:, j], edges[:-1]) - 1)
     assert (histogram_bins(np.ones((5, 1)), 20) == 0).all()  # a constant latent is one bin
 
+
+class FactorEncoder(torch.nn.Module):
+    """A latent-variable model whose posterior mean is the true factors."""
+
+    def encode(self, x):
+        mean = true_factors(x).double()
+        return torch.distributions.Independent(torch.distributions.Normal(mean, 1.0), 1)
+
+    def prior(self):
+        raise NotImplementedError
+
+    def log_importance_weights(self, x, k):
+        return torch.zeros(k, x.shape[0], dtype=torch.float64)
+
+
+class RotatedRepresentation(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rotate = rotated_factors()
+
+    def represent(self, x):
+        return self.rotate(x)
+
+
+def test_the_registry_scores_models_on_ground_truth_data_only():
+    from genbench.metrics import EvalSettings, evaluate
+    from genbench.protocols import Representation
+
+    settings = EvalSettings(k=2, disentanglement_group_size=16, disentanglement_train=300,
+                            disentanglement_eval=300)
+    test = Stripes().sample_observations_from_factors(Stripes().sample_factors(20, rng()), rng())
+    only = ["beta_vae_score", "factor_vae_score", "mig"]
+    exact = evaluate(FactorEncoder(), test, settings, only=only, dataset=Stripes())
+    assert exact["beta_vae_score"] == 1.0 and exact["factor_vae_score"] == 1.0
+    assert exact["mig"] == pytest.approx(1.0, abs=0.01)
+    assert {"beta_vae_score_train_accuracy", "factor_vae_score_active_dims"} <= set(exact)
+    model = RotatedRepresentation()
+    assert isinstance(model, Representation)
+    rotated = evaluate(model, test, settings, only=only, dataset=Stripes())
+    assert rotated["mig"] < exact["mig"] - 0.3
+    assert rotated == evaluate(model, test, settings, only=only, dataset=Stripes())  # seeded
+    assert evaluate(FactorEncoder(), test, settings, only=only) == {}  # no ground-truth data set
