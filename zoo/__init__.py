@@ -11,6 +11,7 @@ from zoo.hvae import HVAE, HVAEConfig
 from zoo.iwae import IWAE, IWAEConfig
 from zoo.ppca import PPCA, PPCAConfig
 from zoo.registry import MODELS, ModelEntry
+from zoo.vlae import VLAE, VLAEConfig
 
 MODELS.register("ppca", ModelEntry(
     "ppca", PPCA, PPCAConfig,
@@ -34,5 +35,9 @@ MODELS.register("betavae", ModelEntry(
 MODELS.register("raw_pixels", ModelEntry(
     "raw_pixels", RawPixels, RawPixelsConfig,
     "baseline representation r(x) = x for the disentanglement metrics (not a generative model)"))
+MODELS.register("vlae", ModelEntry(
+    "vlae", VLAE, VLAEConfig,
+    "Variational Lossy Autoencoder (Chen et al. 2016): AF prior, local 6-layer PixelCNN decoder, "
+    "latent 32"))
 
 __all__ = ["MODELS", "ModelEntry"]
