@@ -199,16 +199,17 @@ def test_kl_warmup_rises_linearly_over_its_epochs(toy, tmp_path, monkeypatch):
 def test_early_stopping_keeps_the_best_validation_weights(toy, tmp_path):
     model, meta = _hvae(toy, prior="vamp")
     cfg = TrainConfig(epochs=30, batch_size=100, lr=3e-2, early_stopping_epochs=2)
-    result = train(model, toy, cfg, tmp_path, meta, progress=False)
+    run_dir = tmp_path / "run"  # not created yet: the first best weights come before any checkpoint
+    result = train(model, toy, cfg, run_dir, meta, progress=False)
     assert result.epochs_trained < 30  # a large learning rate overfits the 400 points quickly
     assert result.best_epoch <= result.epochs_trained - 2
-    best = ckpt.read_weights(tmp_path / BEST_WEIGHTS)
+    best = ckpt.read_weights(run_dir / BEST_WEIGHTS)
     for key, value in model.state_dict().items():
         assert torch.equal(value, best[key])
-    saved, _, _ = ckpt.read_checkpoint(tmp_path)
+    saved, _, _ = ckpt.read_checkpoint(run_dir)
     assert saved["early_stopping"]["stopped"] is True
     again, _ = _hvae(toy, prior="vamp")
-    rerun = train(again, toy, cfg, tmp_path, meta, progress=False)
+    rerun = train(again, toy, cfg, run_dir, meta, progress=False)
     assert rerun.steps == result.steps  # a finished run does not train on
     assert torch.equal(again.state_dict()["p_x_logits.weight"], best["p_x_logits.weight"])
 

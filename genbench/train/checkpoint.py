@@ -93,6 +93,7 @@ def save_checkpoint(run_dir: Path, model: nn.Module, meta: dict[str, Any],
 
 def save_weights(path: Path, model: nn.Module) -> None:
     """Model weights only, as a plain safetensors file, replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
     _atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
