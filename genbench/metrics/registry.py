@@ -129,7 +129,7 @@ def _surgery_applies(model, ctx: EvalContext) -> bool:
     """A fixed prior, training points, and a diagonal-Gaussian q(z|x) (checked on one point)."""
     if not _has_fixed_prior(model):
         return False
-    if ctx.train is None and ctx.dataset is None:
+    if ctx.train is None and not hasattr(ctx.dataset, "train_batch"):
         return False
     try:
         diagonal_gaussian(model.encode(ctx.data[:1]))
