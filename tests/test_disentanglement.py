@@ -167,7 +167,7 @@ def test_the_registry_scores_models_on_ground_truth_data_only():
     from genbench.metrics import EvalSettings, evaluate
     from genbench.protocols import Representation
 
-    settings = EvalSettings(k=2, disentanglement_group_size=16, disentanglement_train=300,
+    settings = EvalSettings(k=2, disentanglement_group_size=16, disentanglement_train=2000,
                             disentanglement_eval=300)
     test = Stripes().sample_observations_from_factors(Stripes().sample_factors(20, rng()), rng())
     only = ["beta_vae_score", "factor_vae_score", "mig"]

@@ -44,12 +44,15 @@ class EvalSettings:
     disentanglement_group_size: int = 64
     """L: pairs per beta-VAE point, observations per FactorVAE point."""
     disentanglement_train: int = 10_000
+    """Training points of the beta-VAE and FactorVAE classifiers; also the observations behind
+    FactorVAE's latent scales and MIG (10000 each in disentanglement_lib)."""
     disentanglement_eval: int = 5_000
 
     def disentanglement(self, device: torch.device) -> disentanglement.DisentanglementSettings:
         return disentanglement.DisentanglementSettings(
             group_size=self.disentanglement_group_size, n_train=self.disentanglement_train,
-            n_eval=self.disentanglement_eval, batch_size=4096 if device.type == "cuda" else 512)
+            n_eval=self.disentanglement_eval, n_variance=self.disentanglement_train,
+            n_mig=self.disentanglement_train, batch_size=4096 if device.type == "cuda" else 512)
 
 
 @dataclass(frozen=True)
