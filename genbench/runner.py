@@ -39,6 +39,9 @@ class RunOutcome:
 def run_key(suite: Suite, entry: RunEntry, config: dict, train_cfg: dict, budget: Budget) -> str:
     ident = {"suite": suite.name, "name": entry.name, "model": entry.model, "config": config,
              "dataset": suite.dataset_of(entry), "train": train_cfg, "budget": asdict(budget)}
+    evaluation = {k: v for k, v in entry.budgets.get(budget.name, {}).items() if k != "epochs"}
+    if evaluation:  # epochs are already in the training config
+        ident["eval"] = evaluation
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -75,7 +78,8 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
         return RunOutcome(entry.name, seed, "cached", db.metrics(done["id"]), run_dir)
     spec = RunSpec(run_key=key, suite=suite.name, name=entry.name, model=entry.model,
                    dataset=suite.dataset_of(entry), config=config, seed=seed, budget=budget.name,
-                   train=asdict(train_cfg), eval=asdict(budget.eval_settings()),
+                   train=asdict(train_cfg),
+                   eval=asdict(suite.budget_for(entry, budget).eval_settings()),
                    run_dir=str(run_dir), device=str(device))
     run_id = db.start_run(spec)
     try:
@@ -88,7 +92,7 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
         started = time.perf_counter()
         torch.manual_seed(seed)
         test = dataset.eval_tensor("test")
-        metrics = evaluate(model, test, budget.eval_settings(), dataset=dataset)
+        metrics = evaluate(model, test, suite.budget_for(entry, budget).eval_settings(), dataset=dataset)
         eval_seconds = time.perf_counter() - started
         save_pictures(model, test, run_dir, seed=seed)
     except (TrainingDiverged, GenbenchError) as exc:

@@ -72,19 +72,20 @@ name = "a"
 model = "hvae"
 dataset = "mnist"
 train = { batch_size = 100 }
-epochs = { short = 7 }
+budgets = { short = { epochs = 7, eval_k = 10 } }
 [[runs]]
 name = "b"
 model = "vae"
 """
 
 
-def test_a_run_may_override_data_set_training_and_epochs():
+def test_a_run_may_override_data_set_training_and_budget():
     suite = parse_suite(RUN_OVERRIDES, "x.toml")
     a, b = suite.runs
     assert suite.dataset_of(a) == "mnist" and suite.dataset_of(b) == "binarized_mnist"
     assert suite.train_config(suite.budget("short"), 0, a).batch_size == 100
     assert suite.train_config(suite.budget("short"), 0, a).epochs == 7
+    assert suite.budget_for(a, suite.budget("short")).eval_k == 10
     assert suite.train_config(suite.budget("short"), 0, b).epochs == suite.budget("short").epochs
     with pytest.raises(GenbenchError, match="run 'a' .* is for mnist"):
         suite.with_dataset("dsprites_rendered")
@@ -99,6 +100,8 @@ def test_a_run_may_override_data_set_training_and_epochs():
     ("name = ", "invalid TOML"),
     ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\ntrain = { lr_max = 1 }',
      "run 'a' has unknown field 'lr_max'"),
+    ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\nbudgets = { short = { k = 1 } }',
+     "run 'a' budget 'short' has unknown field 'k'"),
 ])
 def test_bad_suite_files_give_one_clear_error(text, message):
     with pytest.raises(GenbenchError, match=message):

@@ -15,12 +15,18 @@ from genbench.results.aggregate import active_units_by_layer, budget_rank, summa
 from genbench.results.db import ResultsDB
 from genbench.suites import Suite
 
-#: metric name -> (column label, decimals), in display order
+#: metric name -> (column label, decimals, scale), in display order; a column no row has is left out
 COLUMNS = {
-    "nll": ("NLL (nats)", 2),
-    "bits_per_dim": ("bits/dim", 3),
-    "elbo": ("test ELBO (nats)", 2),
-    "active_units": ("active units", 0),
+    "nll": ("NLL (nats)", 2, 1),
+    "bits_per_dim": ("bits/dim", 3, 1),
+    "elbo": ("test ELBO (nats)", 2, 1),
+    "active_units": ("active units", 0, 1),
+    "surgery_avg_kl": ("avg KL (train)", 2, 1),
+    "surgery_mutual_info": ("mutual info", 2, 1),
+    "surgery_marginal_kl": ("marginal KL", 2, 1),
+    "beta_vae_score": ("beta-VAE score (%)", 1, 100),
+    "factor_vae_score": ("FactorVAE score (%)", 1, 100),
+    "mig": ("MIG", 3, 1),
 }
 
 
@@ -35,13 +41,12 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
     for (name, dataset, budget_name), group in sorted(
         groups.items(), key=lambda kv: (budget_rank(kv[0][2]), order.get(kv[0][0], 1e9), kv[0][0], kv[0][1])
     ):
-        budget = suite.budgets.get(budget_name)
         row = {"run": name, "model": group[0]["model"]}
         if several_datasets:
             row["data"] = dataset
         row["budget"] = budget_name
-        for metric, (label, digits) in COLUMNS.items():
-            summary = summarize([r["metrics"][metric] for r in group if metric in r["metrics"]])
+        for metric, (label, digits, scale) in COLUMNS.items():
+            summary = summarize([scale * r["metrics"][metric] for r in group if metric in r["metrics"]])
             row[label] = summary.format(digits) if summary else ""
         by_layer = active_units_by_layer(group)
         if by_layer:
@@ -52,13 +57,14 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
                              if "epochs_trained" in r["metrics"]])
         if stopped:  # early stopping ended these runs before the budget
             row["epochs"] = f"{stopped.mean:.0f} of {row['epochs']}"
-        row["NLL k / test pts"] = (
-            f"{budget.eval_k} / {budget.eval_n or 'all'}" if budget else ""
-        )
+        evaluation = group[0]["eval"]
+        row["NLL k / test pts"] = f"{evaluation['k']} / {evaluation['n_test'] or 'all'}"
         row["train (s)"] = f"{sum(r['train_seconds'] or 0 for r in group) / len(group):.0f}"
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    unused = [label for label, *_ in COLUMNS.values() if label in frame and not frame[label].any()]
+    return frame.drop(columns=unused)
 
 
 def _dataset_lines(frame: pd.DataFrame, suite: Suite) -> list[str]:

@@ -59,6 +59,24 @@ def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | N
     return summary.format(column.get("digits", 2)), budget, chosen
 
 
+def _values(done: list[dict], key: str) -> str:
+    return ", ".join(sorted({str(r["eval"].get(key) or "all") for r in done}, key=lambda v: (len(v), v)))
+
+
+def _evaluation_text(paper: dict, done: list[dict]) -> str:
+    """How the table's metrics were evaluated, from the runs' own recorded settings."""
+    metrics = {col["metric"] for col in paper["columns"]}
+    parts = []
+    if metrics & {"nll", "active_units"}:
+        parts.append(f"NLL with k = {_values(done, 'k')} on {_values(done, 'n_test')} test points")
+    if any(m.startswith("surgery_") for m in metrics):
+        parts.append(f"ELBO surgery over {_values(done, 'surgery_points')} training points")
+    if metrics & {"beta_vae_score", "factor_vae_score", "mig"}:
+        parts.append(f"classifiers on {_values(done, 'disentanglement_train')} training and "
+                     f"{_values(done, 'disentanglement_eval')} evaluation points")
+    return "; ".join(parts)
+
+
 def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -> str:
     """The paper's table, each cell ``paper / measured`` (measured blank until run)."""
     paper = load_paper(key, papers_dir)
@@ -90,12 +108,10 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
     for b in budgets_used:
         done = [r for r in used.values() if r["budget"] == b]
         epochs = ", ".join(f"{e:g}" for e in sorted({r["train"]["epochs"] for r in done}))
-        ks = ", ".join(str(k) for k in sorted({r["eval"]["k"] for r in done}))
-        points = ", ".join(sorted({str(r["eval"]["n_test"] or "all") for r in done}))
         counts = sorted({len({r["seed"] for r in done if r["name"] == n}) for n in {r["name"] for r in done}})
         seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
-        out.append(f"- budget `{b}`: {epochs} epoch(s) of training; NLL with k = {ks} on {points} "
-                   f"test points; {seeds} seed(s) per cell (mean ± std over seeds)")
+        out.append(f"- budget `{b}`: {epochs} epoch(s) of training; {_evaluation_text(paper, done)}; "
+                   f"{seeds} seed(s) per cell (mean ± std over seeds)")
     if "paper" not in budgets_used:
         out += ["", f"No measured cell used the paper's budget ({paper['paper_budget']}): the gap to the "
                 "published numbers is the expected cost of the short budget, not a reproduction failure."]

@@ -27,6 +27,11 @@ class Budget:
     """Test points for evaluation; None is the whole test split."""
     max_kl_warmup_epochs: float | None = None
     """Caps a run's KL warm-up: a 5-epoch budget cannot spend the paper's 100 warming up."""
+    surgery_points: int = 10_000
+    """Training points whose aggregate posterior ELBO surgery takes (a seeded subset)."""
+    disentanglement_train: int = 10_000
+    """Training points of the disentanglement classifiers (disentanglement_lib: 10000)."""
+    disentanglement_eval: int = 5_000
 
     def describe(self) -> str:
         n = "all" if self.eval_n is None else str(self.eval_n)
@@ -36,11 +41,14 @@ class Budget:
         return text
 
     def eval_settings(self) -> EvalSettings:
-        return EvalSettings(k=self.eval_k, n_test=self.eval_n)
+        return EvalSettings(k=self.eval_k, n_test=self.eval_n, surgery_points=self.surgery_points,
+                            disentanglement_train=self.disentanglement_train,
+                            disentanglement_eval=self.disentanglement_eval)
 
 
 BUDGET_DEFAULTS = {
-    "smoke": Budget("smoke", epochs=1, eval_k=10, eval_n=200),
+    "smoke": Budget("smoke", epochs=1, eval_k=10, eval_n=200, surgery_points=500,
+                    disentanglement_train=100, disentanglement_eval=50),
     "short": Budget("short", epochs=2, eval_k=1000, eval_n=1000),
     "paper": Budget("paper", epochs=3280, eval_k=5000, eval_n=None),
 }
@@ -55,8 +63,9 @@ class RunEntry:
     """The run's data set where it differs from the suite's."""
     train: dict[str, Any] = field(default_factory=dict)
     """Training settings that override the suite's [train] for this run."""
-    epochs: dict[str, float] = field(default_factory=dict)
-    """Epochs per budget name where this run's paper trains longer or shorter than the suite's."""
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per budget name, fields that differ for this run: its paper trains longer or shorter
+    (``epochs``), or its evaluation is costlier (``eval_k``, ``eval_n``)."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +87,12 @@ class Suite:
     def dataset_of(self, entry: RunEntry) -> str:
         return entry.dataset or self.dataset
 
+    def budget_for(self, entry: RunEntry, budget: Budget) -> Budget:
+        """The budget as it applies to one run (with the run's own overrides)."""
+        return replace(budget, **entry.budgets.get(budget.name, {}))
+
     def train_config(self, budget: Budget, seed: int, entry: RunEntry | None = None) -> TrainConfig:
-        epochs = entry.epochs.get(budget.name, budget.epochs) if entry else budget.epochs
+        epochs = self.budget_for(entry, budget).epochs if entry else budget.epochs
         values = {**self.train, **(entry.train if entry else {}), "epochs": epochs, "seed": seed}
         if budget.max_kl_warmup_epochs is not None and "kl_warmup_epochs" in values:
             values["kl_warmup_epochs"] = min(values["kl_warmup_epochs"], budget.max_kl_warmup_epochs)
@@ -117,10 +130,14 @@ def parse_suite(text: str, source: str) -> Suite:
     try:
         budgets = dict(BUDGET_DEFAULTS)
         allowed = {f.name for f in fields(Budget)} - {"name"}
-        for name, override in raw.get("budgets", {}).items():
+        overrides = [(f"budget {name!r}", o) for name, o in raw.get("budgets", {}).items()] + [
+            (f"run {r.get('name')!r} budget {b!r}", o)
+            for r in raw["runs"] for b, o in r.get("budgets", {}).items()]
+        for where, override in overrides:
             bad = set(override) - allowed
             if bad:
-                raise GenbenchError(f"suite {source}: budget {name!r} has unknown field {sorted(bad)[0]!r}")
+                raise GenbenchError(f"suite {source}: {where} has unknown field {sorted(bad)[0]!r}")
+        for name, override in raw.get("budgets", {}).items():
             base = budgets.get(name, Budget(name, epochs=1, eval_k=100))
             budgets[name] = replace(base, **override)
         train_fields = {f.name for f in fields(TrainConfig)} - {"epochs", "seed"}
@@ -130,7 +147,7 @@ def parse_suite(text: str, source: str) -> Suite:
             if bad:
                 raise GenbenchError(f"suite {source}: {where} has unknown field {sorted(bad)[0]!r}")
         runs = [RunEntry(r["name"], r["model"], dict(r.get("config", {})), r.get("dataset"),
-                         dict(r.get("train", {})), {k: float(v) for k, v in r.get("epochs", {}).items()})
+                         dict(r.get("train", {})), {b: dict(o) for b, o in r.get("budgets", {}).items()})
                 for r in raw["runs"]]
         return Suite(
             name=raw["name"], description=raw.get("description", ""), dataset=raw["dataset"],
