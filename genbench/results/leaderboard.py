@@ -55,8 +55,8 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         row["epochs"] = f"{group[0]['train']['epochs']:g}"
         stopped = summarize([r["metrics"]["epochs_trained"] for r in group
                              if "epochs_trained" in r["metrics"]])
-        if stopped:  # early stopping ended these runs before the budget
-            row["epochs"] = f"{stopped.mean:.0f} of {row['epochs']}"
+        if stopped and stopped.mean < group[0]["train"]["epochs"]:  # early stopping ended them sooner
+            row["epochs"] = f"{stopped.mean:.3g} of {row['epochs']}"
         evaluation = group[0]["eval"]
         row["NLL k / test pts"] = f"{evaluation['k']} / {evaluation['n_test'] or 'all'}"
         row["train (s)"] = f"{sum(r['train_seconds'] or 0 for r in group) / len(group):.0f}"
