@@ -136,7 +136,7 @@ def cmd_score(args) -> int:
     settings = replace(settings, k=args.k or settings.k,
                        n_test=args.n_test if args.n_test is not None else settings.n_test)
     torch.manual_seed(0)
-    metrics = evaluate(loaded.model.to(device), dataset.eval_tensor("test"), settings)
+    metrics = evaluate(loaded.model.to(device), dataset.eval_tensor("test"), settings, dataset=dataset)
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
     report = {"checkpoint": str(args.path), "model": loaded.model_name, "config": loaded.config,
               "dataset": loaded.dataset, "k": settings.k, "n_test": n_used, "metrics": metrics}

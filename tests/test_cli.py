@@ -65,7 +65,8 @@ def test_score_a_checkpoint_prints_the_metrics_that_apply(smoke_run, capsys):
     code, out, _ = run_cli(capsys, "score", run_dir, "--json", "--k", "10", "--n-test", "50")
     report = json.loads(out)
     assert code == 0 and report["model"] == "vae" and report["k"] == 10 and report["n_test"] == 50
-    assert set(report["metrics"]) == {"nll", "bits_per_dim", "elbo", "active_units"}
+    surgery = {"surgery_avg_kl", "surgery_mutual_info", "surgery_marginal_kl", "surgery_train_elbo"}
+    assert set(report["metrics"]) == {"nll", "bits_per_dim", "elbo", "active_units", *surgery}
     code, out, _ = run_cli(capsys, "score", os.path.join(run_dir, "checkpoint.safetensors"),
                            "--budget", "smoke")
     assert code == 0 and "nll" in out and "k=10" in out
@@ -94,11 +95,12 @@ def test_help_on_every_command(capsys):
 
 
 @pytest.mark.parametrize("argv, fragments", [
-    (["run", "--suite", "nope"], ["unknown suite 'nope'", "valid: mnist, smoke"]),
+    (["run", "--suite", "nope"], ["unknown suite 'nope'", "valid: dsprites, mnist, omniglot, smoke"]),
     (["run", "--suite", "smoke", "--budget", "huge"], ["unknown budget 'huge'", "valid: smoke"]),
     (["run", "--suite", "smoke", "--models", "gan"], ["no run or model 'gan'", "valid:"]),
     (["run", "--suite", "smoke", "--device", "tpu9"], ["unknown device"]),
-    (["tables", "--paper", "nope"], ["unknown paper 'nope'", "valid: iwae"]),
+    (["tables", "--paper", "nope"],
+     ["unknown paper 'nope'", "valid: betavae, elbo-surgery, iwae, vampprior, vlae"]),
     (["score", "missing.safetensors"], ["no file or directory at missing.safetensors"]),
 ])
 def test_bad_names_give_one_clear_line(argv, fragments, capsys, tmp_path):
