@@ -196,10 +196,11 @@ COMMANDS = {"run": cmd_run, "score": cmd_score, "tables": cmd_tables, "list": cm
 
 
 def main(argv: list[str] | None = None) -> int:
-    if hasattr(signal, "SIGPIPE"):  # `genbench list | head` ends quietly
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    args = build_parser().parse_args(argv)
+    # `genbench list | head` ends quietly; the previous handler comes back when main returns,
+    # so a caller in the same process (tests, notebooks) keeps Python's own SIGPIPE handling
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL) if hasattr(signal, "SIGPIPE") else None
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except GenbenchError as exc:
         print(f"genbench: {exc}", file=sys.stderr)
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genbench: interrupted (run again to resume from the last checkpoint)", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGPIPE, previous)
 
 
 if __name__ == "__main__":

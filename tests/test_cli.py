@@ -202,3 +202,13 @@ def test_unknown_model_lists_the_valid_ones(tmp_path, capsys):
     path = _foreign_state(tmp_path)
     code, _, err = run_cli(capsys, "score", str(path), "--model", "nosuchmodel")
     assert_one_line_error(code, err, "unknown model 'nosuchmodel'", "valid: betavae, hvae, iwae, ppca")
+
+
+def test_main_gives_back_the_callers_sigpipe_handler(capsys):
+    """main() sets SIGPIPE to default for `genbench list | head`; an in-process caller (this
+    test run, whose loopback HTTP tests write to closed sockets) must get its handler back."""
+    import signal
+
+    before = signal.getsignal(signal.SIGPIPE)
+    run_cli(capsys, "list")
+    assert signal.getsignal(signal.SIGPIPE) == before
