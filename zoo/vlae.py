@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
+from genbench.errors import GenbenchError
 from zoo.autoregressive import MADE, MaskedConv2d, causal_reach
 from zoo.layers import diagonal_normal, rsample_gaussian, standard_normal_log_prob
 from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining
@@ -316,7 +317,7 @@ class VLAE(VariationalTraining, nn.Module):
     def __init__(self, config: VLAEConfig, data_shape: tuple[int, ...]):
         super().__init__()
         if len(data_shape) != 3:
-            raise ValueError(f"vlae models images [C, H, W], got data shape {tuple(data_shape)}")
+            raise GenbenchError(f"vlae: needs images [C, H, W], got data shape {list(data_shape)}")
         self.config = config
         self.data_shape = tuple(data_shape)
         self.encoder = GaussianConvEncoder(self.data_shape, config.encoder_hidden, config.latent)
