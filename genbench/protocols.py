@@ -12,6 +12,7 @@ Conventions: ``x`` is a float tensor in data space, shape ``[B, *data_shape]`` (
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -101,6 +102,11 @@ class Trainable(Protocol):
     optimizer before asking for the next pair, so a GAN yields its discriminator loss, then
     (computed after that update) its generator loss. The loop owns zero_grad/backward/step,
     learning-rate schedules, NaN checks, checkpoints and distributed wrapping.
+
+    Updates may alternate across batches too (WGAN: one critic step per batch and a generator
+    step after every n_critic-th); counters for that belong in the model's buffers, so they
+    resume with the checkpoint. Optimizers may start at different rates (a multiple of ``lr``):
+    the loop's schedule scales each parameter group's initial rate.
     """
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]: ...
@@ -132,3 +138,12 @@ CAPABILITIES: dict[str, type] = {
 def capabilities(model: object) -> list[str]:
     """Names of the capabilities a model implements, for listings and checkpoints."""
     return [name for name, proto in CAPABILITIES.items() if isinstance(model, proto)]
+
+
+@runtime_checkable
+class EpochCallback(Protocol):
+    """Optional for Trainable models: called by the training loop (rank 0) after every epoch
+    and at the end of a run that stops mid-epoch, with the epoch (a float) and the run directory,
+    for what a model writes while it trains (a GAN's sample grids and learning curve)."""
+
+    def on_epoch_end(self, epoch: float, run_dir: Path) -> None: ...

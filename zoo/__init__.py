@@ -7,6 +7,8 @@ implements (``genbench.protocols``), never by its name.
 
 from zoo.baselines import RawPixels, RawPixelsConfig
 from zoo.betavae import BetaVAE, BetaVAEConfig
+from zoo.bigan import BiGAN, BiGANConfig
+from zoo.gans import GAN, GANConfig
 from zoo.hvae import HVAE, HVAEConfig
 from zoo.iwae import IWAE, IWAEConfig
 from zoo.ppca import PPCA, PPCAConfig
@@ -39,5 +41,22 @@ MODELS.register("vlae", ModelEntry(
     "vlae", VLAE, VLAEConfig,
     "Variational Lossy Autoencoder (Chen et al. 2016): AF prior, local 6-layer PixelCNN decoder, "
     "latent 32"))
+MODELS.register("gan", ModelEntry(
+    "gan", GAN, GANConfig,
+    "DCGAN networks (Radford et al. 2016), non-saturating generator loss, Adam (0.5, 0.999); "
+    "28x28 and 32x32 images", defaults={"objective": "gan"}))
+MODELS.register("wgan", ModelEntry(
+    "wgan", GAN, GANConfig,
+    "Wasserstein GAN (Arjovsky et al. 2017): DCGAN critic clipped to [-0.01, 0.01], RMSProp, n_critic 5",
+    defaults={"objective": "wgan", "optimizer": "rmsprop", "n_critic": 5, "warm_critic_steps": 100}))
+MODELS.register("wgan-gp", ModelEntry(
+    "wgan-gp", GAN, GANConfig,
+    "WGAN-GP (Gulrajani et al. 2017): gradient penalty 10, critic without batch norm, Adam (0.5, 0.9), "
+    "n_critic 5",
+    defaults={"objective": "wgan-gp", "critic_norm": "none", "n_critic": 5, "adam_beta2": 0.9}))
+MODELS.register("bigan", ModelEntry(
+    "bigan", BiGAN, BiGANConfig,
+    "BiGAN / ALI (Donahue et al. 2017, Dumoulin et al. 2017): generator, encoder, joint discriminator "
+    "on (x, z); latent 50"))
 
 __all__ = ["MODELS", "ModelEntry"]

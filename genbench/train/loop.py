@@ -26,7 +26,7 @@ from genbench.data.base import ImageDataset
 from genbench.errors import GenbenchError, TrainingDiverged
 from genbench.metrics.distributed import all_reduce_sum, average_gradients, global_mean, rank_and_world
 from genbench.metrics.importance import importance_bounds
-from genbench.protocols import DataInitialized, ProgressAware, Trainable
+from genbench.protocols import DataInitialized, EpochCallback, ProgressAware, Trainable
 from genbench.train import checkpoint as ckpt
 from genbench.train.schedule import SCHEDULES
 
@@ -142,6 +142,8 @@ def train(
     steps_per_epoch = math.ceil(n_train / config.batch_size)
     total_steps = round(config.epochs * steps_per_epoch) if isinstance(model, Trainable) else 0
     optimizers = model.configure_optimizers(config.lr) if isinstance(model, Trainable) else {}
+    # the schedule scales each group's initial rate (a GAN's critic may start at a multiple of lr)
+    initial_lrs = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
 
     stopping = EarlyStopping(config.early_stopping_epochs) if config.early_stopping_epochs else None
     valid = _validation_split(dataset) if stopping else None
@@ -171,7 +173,8 @@ def train(
         idx = perm[i * config.batch_size : (i + 1) * config.batch_size][rank::world]
         torch.manual_seed(step_seed(config.seed, step) + rank)
         x = dataset.train_batch(idx)
-        lr = config.lr * schedule(step / steps_per_epoch)
+        lr_scale = schedule(step / steps_per_epoch)
+        lr = config.lr * lr_scale
         if isinstance(model, ProgressAware):
             model.set_training_progress(step / steps_per_epoch, config.kl_weight(step / steps_per_epoch))
         for name, loss in model.training_losses(x):
@@ -182,8 +185,8 @@ def train(
                     f"loss became {loss_value} at step {step} (epoch {epoch}); run stopped"
                 )
             opt = optimizers[name]
-            for group in opt.param_groups:
-                group["lr"] = lr
+            for group, initial in zip(opt.param_groups, initial_lrs[name], strict=True):
+                group["lr"] = initial * lr_scale
             opt.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(p for group in opt.param_groups for p in group["params"])
@@ -192,6 +195,9 @@ def train(
         if step % 50 == 0 and loss_value is not None:
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2g}")
         done = step + 1
+        epoch_ends = done % steps_per_epoch == 0 or done == total_steps
+        if isinstance(model, EpochCallback) and rank == 0 and epoch_ends:
+            model.on_epoch_end(done / steps_per_epoch, run_dir)
         if stopping and done % steps_per_epoch == 0:
             _validate(model, valid, stopping, done // steps_per_epoch, run_dir, config.seed)
             model.train()

@@ -1,0 +1,119 @@
+"""BiGAN / ALI (Donahue et al. 2017; Dumoulin et al. 2017): a GAN that also learns an encoder.
+
+A generator G(z), a deterministic encoder E(x) and a discriminator D(x, z) on joint pairs: D
+tells (x, E(x)) for real x from (G(z), z) for z ~ N(0, I); G and E are trained together with
+the inverted labels (the non-saturating form, BiGAN sec. 3.4). At the optimum E inverts G.
+Networks are ``zoo.gan_layers``' DCGAN stacks; Adam, betas (0.5, 0.999), the BiGAN paper's lr
+is 2e-4; latent 50 as BiGAN on MNIST (whose prior is uniform; here standard normal).
+
+E(x) is a representation (``represent``) for the disentanglement metrics; ``encode`` wraps it
+in a narrow fixed Gaussian so metrics reading the posterior mean apply. BiGAN has no
+likelihood: it does not implement ``log_importance_weights``, so no NLL metric applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal
+
+from zoo.gan_layers import JointDiscriminator, dcgan_init, encoder, generator
+from zoo.gan_monitor import LossRecord, save_grid, write_curve_row
+from zoo.gan_objectives import nonsaturating_discriminator_loss, nonsaturating_generator_loss
+from zoo.gans import check_image_shape
+from zoo.layers import fused_supported
+
+#: std of the Gaussian ``encode`` puts around E(x) (E is deterministic)
+ENCODE_STD = 1e-2
+
+
+@dataclass
+class BiGANConfig:
+    latent: int = 50
+    base_channels: int = 64
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.999
+
+    def __post_init__(self):
+        if self.latent < 1 or self.base_channels < 1:
+            raise ValueError("latent and base_channels must be >= 1")
+
+
+class BiGAN(nn.Module):
+    def __init__(self, config: BiGANConfig, data_shape: tuple[int, ...]):
+        super().__init__()
+        check_image_shape("bigan", data_shape)
+        self.config = config
+        self.data_shape = tuple(data_shape)
+        self.generator = generator(config.latent, self.data_shape, config.base_channels)
+        self.encoder = encoder(self.data_shape, config.latent, config.base_channels)
+        self.discriminator = JointDiscriminator(self.data_shape, config.latent, config.base_channels, "batch")
+        dcgan_init(self)
+        self.record = LossRecord(("discriminator", "generator"))
+
+    def _device(self) -> torch.device:
+        return self.encoder[-1].weight.device
+
+    # --- Sampler ------------------------------------------------------------------------------
+    def generate(self, z: Tensor) -> Tensor:
+        return (self.generator(z) + 1) / 2
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        return self.generate(torch.randn(n, self.config.latent, device=self._device()))
+
+    # --- Representation, encoder --------------------------------------------------------------
+    def represent(self, x: Tensor) -> Tensor:
+        """E(x), ``[B, latent]``."""
+        return self.encoder(2 * x.float() - 1)
+
+    def encode(self, x: Tensor) -> Distribution:
+        """N(E(x), ENCODE_STD^2 I): a distribution whose mean is the encoder's output."""
+        z = self.represent(x)
+        return Independent(Normal(z, torch.full_like(z, ENCODE_STD)), 1)
+
+    def prior(self) -> Distribution:
+        zeros = torch.zeros(self.config.latent, device=self._device())
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """G(E(x)): how well the encoder inverts the generator."""
+        return self.generate(self.represent(x))
+
+    # --- Trainable ----------------------------------------------------------------------------
+    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        betas, fused = (self.config.adam_beta1, self.config.adam_beta2), fused_supported(self)
+        generator_and_encoder = [*self.generator.parameters(), *self.encoder.parameters()]
+        return {
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas,
+                                              fused=fused),
+            "generator": torch.optim.Adam(generator_and_encoder, lr=lr, betas=betas, fused=fused),
+        }
+
+    def _joint_logits(self, real: Tensor, through_generator: bool) -> tuple[Tensor, Tensor]:
+        """D at (x, E(x)) and at (G(z), z); gradients reach E and G only if ``through_generator``."""
+        z = torch.randn(real.shape[0], self.config.latent, device=real.device)
+        with torch.set_grad_enabled(through_generator):
+            encoded, generated = self.encoder(real), self.generator(z)
+        return self.discriminator(real, encoded), self.discriminator(generated, z)
+
+    def training_losses(self, x: Tensor):
+        """One discriminator step, then one generator + encoder step with the labels inverted."""
+        real = 2 * x.float() - 1
+        real_logits, fake_logits = self._joint_logits(real, through_generator=False)
+        loss = nonsaturating_discriminator_loss(real_logits, fake_logits)
+        self.record.add("discriminator", loss)
+        yield "discriminator", loss
+        real_logits, fake_logits = self._joint_logits(real, through_generator=True)
+        loss = nonsaturating_generator_loss(fake_logits) + nonsaturating_generator_loss(-real_logits)
+        self.record.add("generator", loss)
+        yield "generator", loss
+
+    # --- EpochCallback ------------------------------------------------------------------------
+    def on_epoch_end(self, epoch: float, run_dir: Path) -> None:
+        save_grid(self, self.generate, self.config.latent, run_dir, epoch)
+        write_curve_row(run_dir, epoch, self.record.means_and_reset())
