@@ -24,6 +24,7 @@ from genbench.train.schedule import iwae
 from tests.test_train import diverging_at
 from zoo import MODELS
 from zoo.gan_layers import stages
+from zoo.gan_monitor import write_curve_row
 from zoo.gan_objectives import gradient_penalty
 
 MNIST, CIFAR = (1, 28, 28), (3, 32, 32)
@@ -241,3 +242,9 @@ def test_bigan_generator_step_trains_generator_and_encoder_not_discriminator():
     assert model.encoder[-1].weight.grad is None and model.generator[0].weight.grad is None
     g_loss.backward()
     assert model.encoder[-1].weight.grad.abs().sum() > 0 and model.generator[0].weight.grad.abs().sum() > 0
+
+
+def test_learning_curve_rows_of_a_rerun_epoch_replace_the_old_ones(tmp_path):
+    for epoch, loss in ((1, 0.5), (2, 0.4), (3, 0.3), (2, 0.45)):  # killed after 3, resumed from 1
+        write_curve_row(tmp_path, epoch, {"generator": loss})
+    assert [(r["epoch"], r["generator"]) for r in _curve(tmp_path)] == [("1", "0.5"), ("2", "0.45")]
