@@ -49,10 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     _device_arg(run)
 
-    score = sub.add_parser("score", help="evaluate a checkpoint",
+    score = sub.add_parser("score", help="evaluate a checkpoint or a set of samples",
                            description="Evaluate a genbench checkpoint (a run directory or its "
-                           "checkpoint.safetensors), or a foreign state dict (.pt/.pth/"
-                           ".safetensors) with --model. Never unpickles code.")
+                           "checkpoint.safetensors), a foreign state dict (.pt/.pth/"
+                           ".safetensors) with --model, or samples without a model (a folder of "
+                           "PNGs or an .npz array) with --dataset: IS, FID, KID, precision/recall. "
+                           "Never unpickles code.")
     score.add_argument("path", type=Path)
     score.add_argument("--model", help="model name, for a foreign state dict")
     score.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -62,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="evaluation budget: smoke | short (default) | paper (k=5000, all)")
     score.add_argument("--k", type=int, help="importance samples (overrides the budget)")
     score.add_argument("--n-test", type=int, help="test points (overrides the budget)")
+    score.add_argument("--features", help="feature net of IS/FID/KID/PR: lenet (default for MNIST-like "
+                       "data), inception, or a TorchScript file path.pt")
+    score.add_argument("--n-samples", type=int, help="model samples scored by IS/FID/KID/PR (default 10000)")
+    score.add_argument("--n-reference", type=int, help="real images compared with (default 10000)")
+    score.add_argument("--reference-split", default="test", help="split of the real images (default test)")
     score.add_argument("--json", action="store_true", help="machine-readable output")
     score.add_argument("--data-root", help="data folder (default $GENBENCH_DATA or ~/.cache/genbench)")
     _device_arg(score)
@@ -114,15 +121,56 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _print_report(report: dict, header: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    print(header)
+    for name, value in report["metrics"].items():
+        print(f"  {name:<16} {value:.4f}")
+
+
+def cmd_score_samples(args) -> int:
+    """IS/FID/KID/PR of a folder of PNGs or an .npz array against a named data set."""
+    from genbench.data import DATASETS, load_dataset
+    from genbench.metrics.features import cache_dir, resolve_feature_net
+    from genbench.metrics.sample_quality import score_images
+    from genbench.sample_sets import check_shape, read_samples
+    from genbench.train.device import select_device
+
+    if not args.dataset:
+        raise GenbenchError("scoring samples needs --dataset NAME (the real data they are compared with)")
+    images = read_samples(args.path)
+    check_shape(images, DATASETS[args.dataset].shape, args.dataset)
+    device = select_device(args.device)
+    dataset = load_dataset(args.dataset, args.data_root)
+    net = resolve_feature_net(args.features, dataset, args.data_root)
+    n_reference = 10_000 if args.n_reference is None else args.n_reference
+    metrics = score_images(images, dataset, net, args.reference_split, n_reference, cache_dir(args.data_root),
+                           device)
+    n_real = min(n_reference, dataset.size(args.reference_split))
+    report = {"samples": str(args.path), "n_samples": len(images), "dataset": args.dataset,
+              "reference_split": args.reference_split, "n_reference": n_real, "features": net.label,
+              "metrics": metrics}
+    detail = f" ({net.detail})" if net.detail else ""
+    _print_report(report, f"{args.path}: {len(images)} samples vs {n_real} {args.dataset} "
+                  f"{args.reference_split} images; features {net.label}{detail}", args.json)
+    return 0
+
+
 def cmd_score(args) -> int:
     import torch
 
     from genbench.data import DATASETS, load_dataset
+    from genbench.metrics.features import resolve_feature_net
     from genbench.metrics.registry import evaluate
+    from genbench.sample_sets import is_sample_set
     from genbench.scoring import load_for_scoring
     from genbench.suites import BUDGET_DEFAULTS
     from genbench.train.device import select_device
 
+    if is_sample_set(args.path):
+        return cmd_score_samples(args)
     if args.budget not in BUDGET_DEFAULTS:
         raise GenbenchError(f"unknown budget {args.budget!r}; valid: {', '.join(BUDGET_DEFAULTS)}")
     loaded = load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
@@ -134,19 +182,19 @@ def cmd_score(args) -> int:
     dataset = load_dataset(loaded.dataset, args.data_root, device)
     settings = BUDGET_DEFAULTS[args.budget].eval_settings()
     settings = replace(settings, k=args.k or settings.k,
-                       n_test=args.n_test if args.n_test is not None else settings.n_test)
+                       n_test=args.n_test if args.n_test is not None else settings.n_test,
+                       features=args.features, quality_split=args.reference_split, cache_root=args.data_root,
+                       quality_samples=settings.quality_samples if args.n_samples is None else args.n_samples,
+                       quality_reference=args.n_reference or settings.quality_reference)
+    if args.features:  # named explicitly: unusable is an error, not a skipped metric
+        resolve_feature_net(args.features, dataset, args.data_root)
     torch.manual_seed(0)
     metrics = evaluate(loaded.model.to(device), dataset.eval_tensor("test"), settings, dataset=dataset)
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
     report = {"checkpoint": str(args.path), "model": loaded.model_name, "config": loaded.config,
               "dataset": loaded.dataset, "k": settings.k, "n_test": n_used, "metrics": metrics}
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; "
-              f"NLL with k={settings.k} on {n_used} test points")
-        for name, value in metrics.items():
-            print(f"  {name:<16} {value:.4f}")
+    _print_report(report, f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; "
+                  f"NLL with k={settings.k} on {n_used} test points", args.json)
     return 0
 
 

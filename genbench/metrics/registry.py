@@ -20,7 +20,8 @@ from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
 from genbench.metrics.latent import active_units_per_layer
 from genbench.metrics.likelihood import bits_per_dim, nll
-from genbench.protocols import ExactLikelihood, LatentVariableModel, Representation
+from genbench.metrics.sample_quality import sample_quality_applies, sample_quality_metrics
+from genbench.protocols import ExactLikelihood, LatentVariableModel, Representation, Sampler
 from genbench.registry import Registry
 
 
@@ -47,6 +48,15 @@ class EvalSettings:
     """Training points of the beta-VAE and FactorVAE classifiers; also the observations behind
     FactorVAE's latent scales and MIG (10000 each in disentanglement_lib)."""
     disentanglement_eval: int = 5_000
+    quality_samples: int = 10_000
+    """Model samples that IS/FID/KID/precision-recall score (0: those metrics are skipped)."""
+    quality_reference: int | None = 10_000
+    """Real images they are compared with: the first n of ``quality_split`` (None: all)."""
+    quality_split: str = "test"
+    features: str | None = None
+    """Feature network: lenet, inception or a TorchScript file (None: the data set's default)."""
+    cache_root: str | None = None
+    """Data folder whose genbench-cache/ keeps the LeNet and reference features (None: the default)."""
 
     def disentanglement(self, device: torch.device) -> disentanglement.DisentanglementSettings:
         return disentanglement.DisentanglementSettings(
@@ -198,6 +208,9 @@ for _spec in (
     MetricSpec("mig", "mutual information gap (Chen et al.), 20 bins per latent",
                (Representation, LatentVariableModel), _disentanglement_metric(disentanglement.mig, "mig"),
                _ground_truth_given),
+    MetricSpec("sample_quality", "IS, FID, KID, precision/recall of samples (torch-fidelity) on a named "
+               "feature net: LeNet for MNIST-like data, else Inception", (Sampler,), sample_quality_metrics,
+               sample_quality_applies),
 ):
     METRICS.register(_spec.name, _spec)
 

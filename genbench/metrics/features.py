@@ -1,0 +1,235 @@
+"""Feature networks of the sample-quality metrics, by name: ``lenet``, ``inception``, or a path.
+
+Each is a torch-fidelity feature extractor (registered through its public
+``register_feature_extractor``) so that torch-fidelity extracts the features and computes
+IS/FID/KID/precision-recall; genbench only picks the network and its layers:
+
+- ``lenet``: genbench's domain classifier of gray 28x28 digits (``genbench.metrics.lenet``),
+  logits for IS, its penultimate layer for the rest. The default where it applies.
+- ``inception``: torch-fidelity's Inception-v3 (``inception-v3-compat``), gray images
+  repeated to RGB. genbench never downloads its weights; missing weights are one error.
+- ``path/to/net.pt``: a TorchScript module the user brings. It receives floats in [0, 1],
+  ``[B, C, H, W]``, and returns features ``[B, D]`` or a pair (features, logits); IS needs
+  the logits. ``torch.jit.load`` rebuilds TorchScript code and tensors from the archive with
+  TorchScript's own deserializer, not Python's pickle, so loading it cannot import or run
+  arbitrary Python; the TorchScript program itself runs when called, like any model one scores.
+
+The name appears in every metric key (``fid_lenet``, ``fid_inception``): values from
+different feature networks are not comparable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.helpers import vassert
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from genbench.data.root import data_root
+from genbench.errors import GenbenchError
+from genbench.metrics.lenet import LeNet, LeNetConfig, lenet_fits, load_or_train_lenet
+from genbench.train.checkpoint import read_weights
+
+INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
+#: environment variable naming an Inception-v3 weights file (else torch hub's checkpoints folder)
+INCEPTION_ENV = "GENBENCH_INCEPTION_WEIGHTS"
+CACHE_ENV = "GENBENCH_CACHE"
+CACHE_FOLDER = "genbench-cache"
+
+
+class FeaturesUnavailable(GenbenchError):
+    """The chosen feature network cannot score this data (a run skips the metrics)."""
+
+
+@dataclass(frozen=True)
+class FeatureNet:
+    name: str
+    """Suffix of every metric key: lenet, inception, ts_<file stem>."""
+    label: str
+    """How tables name it: LeNet, Inception, TorchScript(file.pt)."""
+    fidelity_name: str
+    """Its name in torch-fidelity's feature-extractor registry."""
+    weights_path: Path
+    layer_fid: str
+    """Layer of FID, KID and precision/recall."""
+    layer_isc: str | None
+    """Logits of the Inception Score; None where the network has none."""
+    identity: str
+    """Hash of the network's weights and config: part of every cache key."""
+    rgb: bool = False
+    """Gray images are repeated to three channels (Inception)."""
+    detail: str = ""
+
+
+def _uint8_to_unit(x: Tensor) -> Tensor:
+    vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting images as uint8 tensors")
+    return x.float() / 255.0
+
+
+class LeNetExtractor(FeatureExtractorBase):
+    """genbench's LeNet for torch-fidelity: weights from ``feature_extractor_weights_path``."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        state = read_weights(Path(feature_extractor_weights_path))
+        self.net = LeNet(LeNetConfig(hidden=state["fc1.weight"].shape[0],
+                                     n_classes=state["fc2.weight"].shape[0]))
+        self.net.load_state_dict(state)
+        self.net.eval()
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("features", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    def forward(self, x):
+        features, logits = self.net.features_and_logits(_uint8_to_unit(x))
+        out = {"features": features, "logits": logits}
+        return tuple(out[name] for name in self.features_list)
+
+
+class TorchScriptExtractor(FeatureExtractorBase):
+    """A user's TorchScript feature network for torch-fidelity."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        self.net = torch.jit.load(str(feature_extractor_weights_path), map_location="cpu").eval()
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("features", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    def forward(self, x):
+        out = self.net(_uint8_to_unit(x))
+        features, logits = out if isinstance(out, tuple | list) else (out, None)
+        vassert(logits is not None or "logits" not in self.features_list,
+                "The TorchScript feature network returns no logits")
+        named = {"features": features.float(), "logits": None if logits is None else logits.float()}
+        return tuple(named[name] for name in self.features_list)
+
+
+for _name, _cls in (("genbench-lenet", LeNetExtractor), ("genbench-torchscript", TorchScriptExtractor)):
+    if _name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(_name, _cls)
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def cache_dir(root: str | os.PathLike | None = None) -> Path:
+    """``<data root>/genbench-cache``, or $GENBENCH_CACHE (~/.cache/genbench) where it is read-only."""
+    preferred = data_root(root) / CACHE_FOLDER
+    if _writable(preferred):
+        return preferred
+    fallback = Path(os.environ.get(CACHE_ENV) or "~/.cache/genbench").expanduser() / CACHE_FOLDER
+    if _writable(fallback):
+        return fallback
+    raise GenbenchError(f"no writable cache folder: {preferred} and {fallback} are read-only "
+                        f"(set {CACHE_ENV})")
+
+
+def default_feature_net(dataset) -> str:
+    """``lenet`` for gray 28x28 digit data with labels (MNIST and friends), else ``inception``."""
+    return "lenet" if lenet_fits(dataset) is None else "inception"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def inception_weights() -> Path:
+    """The local Inception-v3 weights file, or one error that says how to provide it."""
+    explicit = os.environ.get(INCEPTION_ENV)
+    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    path = Path(explicit).expanduser() if explicit else hub_file
+    if not path.is_file():
+        raise FeaturesUnavailable(
+            f"Inception-v3 weights not found at {path} (genbench does not download them): fetch "
+            f"{URL_INCEPTION_V3} to that path, or set {INCEPTION_ENV}=FILE; or use --features lenet")
+    try:  # torch-fidelity unpickles the file; it must pass the weights-only loader first
+        torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FeaturesUnavailable(f"{path}: refused, not a weights-only Inception-v3 state dict "
+                                  f"({type(exc).__name__})") from None
+    return path
+
+
+def _torchscript(path: Path, dataset) -> FeatureNet:
+    if not path.is_file():
+        raise GenbenchError(f"--features {path}: no such file (expected lenet, inception or a "
+                            "TorchScript .pt file)")
+    try:
+        net = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise GenbenchError(f"{path}: not a TorchScript module ({first})") from None
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(2, *dataset.shape))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise FeaturesUnavailable(f"{path} cannot read {dataset.name} images "
+                                  f"{list(dataset.shape)}: {first}") from None
+    outputs = list(out) if isinstance(out, tuple | list) else [out]
+    if not 1 <= len(outputs) <= 2 or any(not torch.is_tensor(t) or t.dim() != 2 for t in outputs):
+        raise GenbenchError(f"{path}: must return features [B, D] or (features [B, D], logits [B, K])")
+    return FeatureNet(f"ts_{path.stem}", f"TorchScript({path.name})", "genbench-torchscript", path,
+                      "features", "logits" if len(outputs) == 2 else None, file_sha256(path))
+
+
+def resolve_feature_net(name: str | None, dataset, cache_root: str | None = None, log=print) -> FeatureNet:
+    """The feature network ``name`` (None: the data set's default) ready for ``dataset``.
+
+    ``cache_root`` is the data folder whose cache keeps the LeNet (see ``cache_dir``).
+    """
+    name = name or default_feature_net(dataset)
+    if name == "lenet":
+        reason = lenet_fits(dataset)
+        if reason:
+            raise FeaturesUnavailable(reason)
+        trained = load_or_train_lenet(dataset, cache_dir(cache_root), log=log)
+        return FeatureNet("lenet", "LeNet", "genbench-lenet", trained.weights_path, "features", "logits",
+                          f"lenet-{trained.key}",
+                          detail=f"LeNet test accuracy {trained.test_accuracy:.4f}")
+    if name == "inception":
+        if dataset.shape[0] not in (1, 3):
+            raise FeaturesUnavailable(f"Inception-v3 reads gray or RGB images, {dataset.name} has "
+                                      f"{dataset.shape[0]} channels")
+        path = inception_weights()
+        return FeatureNet("inception", "Inception", "inception-v3-compat", path, "2048", "logits_unbiased",
+                          f"inception-{INCEPTION_FILE}-{path.stat().st_size}", rgb=True)
+    return _torchscript(Path(name).expanduser(), dataset)

@@ -1,0 +1,190 @@
+"""IS, FID, KID and precision/recall of samples, computed by torch-fidelity.
+
+genbench turns images into uint8 ``[N, C, H, W]`` tensors, lets torch-fidelity's own
+extractor loop compute the features of the chosen network (``genbench.metrics.features``)
+and passes them to torch-fidelity's metric functions; it re-implements none of them.
+The features of the real data (a split of the data set, its first n images) are computed
+once and cached as safetensors under ``<data root>/genbench-cache/``, keyed by a hash of the
+images and of the network: scoring ten models extracts the real features once.
+torch-fidelity's own cache is not used because it stores pickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from torch.utils.data import Dataset
+from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+from genbench.errors import GenbenchError
+from genbench.metrics.features import FeatureNet, FeaturesUnavailable, cache_dir, resolve_feature_net
+from genbench.metrics.lenet import data_hash
+
+#: tolerance of model samples just outside [0, 1] (float rounding), clamped before quantising
+RANGE_TOLERANCE = 1e-4
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Images in [0, 1] as uint8 levels round(255 x); values outside are one clear error."""
+    if x.dtype == torch.uint8:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE or x.isnan().any():
+        raise GenbenchError(f"samples must lie in [0, 1]; found values in [{lo:.4g}, {hi:.4g}]")
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+class UInt8Images(Dataset):
+    """A uint8 image tensor as the Dataset torch-fidelity reads (gray repeated to RGB on request)."""
+
+    def __init__(self, images: Tensor, rgb: bool = False):
+        self.images = images.cpu()
+        self.rgb = rgb and images.shape[1] == 1
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Tensor:
+        image = self.images[i]
+        return image.expand(3, *image.shape[1:]) if self.rgb else image
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """What torch-fidelity is asked for; defaults are torch-fidelity's except KID's subset."""
+
+    kid_subset_size: int = 1000
+    """Capped by the number of samples."""
+    kid_subsets: int = 100
+    isc_splits: int = 10
+    prc_neighborhood: int = 3
+    rng_seed: int = 2020
+    batch_size: int = 500
+
+
+def extract_features(images: Tensor, net: FeatureNet, device: torch.device | str = "cpu",
+                     batch_size: int = 500) -> dict[str, Tensor]:
+    """torch-fidelity's features of uint8 images: the layers of FID and (where any) IS."""
+    layers = [net.layer_fid] + ([net.layer_isc] if net.layer_isc else [])
+    cuda = torch.device(device).type == "cuda"
+    extractor = create_feature_extractor(net.fidelity_name, layers, cuda=cuda, verbose=False,
+                                         feature_extractor_weights_path=str(net.weights_path))
+    return get_featuresdict_from_dataset(UInt8Images(images, net.rgb), extractor, batch_size, cuda,
+                                         save_cpu_ram=True, verbose=False)
+
+
+def _save_atomic(tensors: dict[str, Tensor], path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def reference_features(images: Tensor, net: FeatureNet, cache: Path, label: str,
+                       device: torch.device | str = "cpu") -> tuple[dict[str, Tensor], bool]:
+    """(features of the real images, whether they came from the cache)."""
+    key = hashlib.sha256(f"{net.identity}|{net.layer_fid}|{net.layer_isc}|"
+                         f"{data_hash(images)}".encode()).hexdigest()[:16]
+    path = cache / f"reference-{net.name}-{label}-{key}.safetensors"
+    if path.exists():
+        return load_file(str(path)), True
+    features = extract_features(images, net, device)
+    cache.mkdir(parents=True, exist_ok=True)
+    _save_atomic(features, path)
+    return features, False
+
+
+ALL_METRICS = ("isc", "fid", "kid", "prc")
+
+
+def fidelity_metrics(fake: dict[str, Tensor], real: dict[str, Tensor], net: FeatureNet,
+                     settings: QualitySettings = QualitySettings(),
+                     which: tuple[str, ...] = ALL_METRICS) -> dict[str, float]:
+    """torch-fidelity's IS (of the fakes), FID, KID and precision/recall, keyed by network name."""
+    n = min(len(fake[net.layer_fid]), len(real[net.layer_fid]))
+    kwargs = {"verbose": False, "rng_seed": settings.rng_seed, "isc_splits": settings.isc_splits,
+              "kid_subsets": settings.kid_subsets, "kid_subset_size": min(settings.kid_subset_size, n),
+              "prc_neighborhood": settings.prc_neighborhood, "save_cpu_ram": True}
+    s = net.name
+    out: dict[str, float] = {}
+    if "isc" in which and net.layer_isc:
+        isc = isc_featuresdict_to_metric(fake, net.layer_isc, **kwargs)
+        out |= {f"is_{s}": isc["inception_score_mean"], f"is_{s}_std": isc["inception_score_std"]}
+    if "fid" in which:
+        fid = fid_statistics_to_metric(fid_featuresdict_to_statistics(fake, net.layer_fid),
+                                       fid_featuresdict_to_statistics(real, net.layer_fid), False)
+        out[f"fid_{s}"] = fid["frechet_inception_distance"]
+    if "kid" in which:
+        kid = kid_featuresdict_to_metric(fake, real, net.layer_fid, **kwargs)
+        out |= {f"kid_{s}": kid["kernel_inception_distance_mean"],
+                f"kid_{s}_std": kid["kernel_inception_distance_std"]}
+    if "prc" in which:
+        prc = prc_featuresdict_to_metric(fake, real, net.layer_fid, **kwargs)
+        out |= {f"precision_{s}": prc["precision"], f"recall_{s}": prc["recall"]}
+    return out
+
+
+def reference_images(dataset, split: str, n: int | None) -> Tensor:
+    """The first n images of a split as uint8, as models see them (binarized where binary)."""
+    if split not in dataset.splits:
+        raise GenbenchError(f"data set {dataset.name} has no split {split!r}; "
+                            f"valid: {', '.join(dataset.splits)}")
+    return to_uint8(dataset.eval_tensor(split, n).cpu())
+
+
+def score_images(fake: Tensor, dataset, net: FeatureNet, split: str = "test", n_reference: int | None = None,
+                 cache: Path | None = None, device: torch.device | str = "cpu",
+                 settings: QualitySettings = QualitySettings()) -> dict[str, float]:
+    """IS/FID/KID/PR of uint8 images ``fake`` against a split of ``dataset``."""
+    if tuple(fake.shape[1:]) != tuple(dataset.shape):
+        raise GenbenchError(f"samples are {'x'.join(map(str, fake.shape[1:]))}, data set "
+                            f"{dataset.name} has {'x'.join(map(str, dataset.shape))} images")
+    real_images = reference_images(dataset, split, n_reference)
+    label = f"{dataset.name}-{split}-{len(real_images)}"
+    real, _ = reference_features(real_images, net, cache or cache_dir(), label, device)
+    return fidelity_metrics(extract_features(fake, net, device), real, net, settings)
+
+
+@torch.no_grad()
+def model_samples(model, n: int, seed: int, batch_size: int = 1000) -> Tensor:
+    """n samples of a Sampler as uint8 images, drawn under a fixed seed (global RNG untouched)."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        chunks = [to_uint8(model.sample(min(batch_size, n - i)).cpu()) for i in range(0, n, batch_size)]
+    return torch.cat(chunks)
+
+
+def _feature_net_for(ctx) -> FeatureNet:
+    return resolve_feature_net(ctx.settings.features, ctx.dataset, ctx.settings.cache_root)
+
+
+def sample_quality_applies(model, ctx) -> bool:
+    """An image data set, samples asked for, and a feature network that fits (else warns why)."""
+    if ctx.dataset is None or not hasattr(ctx.dataset, "splits") or ctx.settings.quality_samples <= 0:
+        return False
+    try:
+        _feature_net_for(ctx)
+    except FeaturesUnavailable as exc:
+        warnings.warn(f"sample-quality metrics skipped: {exc}", stacklevel=2)
+        return False
+    return True
+
+
+def sample_quality_metrics(model, ctx) -> dict[str, float]:
+    """The registry's compute: ``quality_samples`` model samples against the reference split."""
+    s = ctx.settings
+    net = _feature_net_for(ctx)
+    fake = model_samples(model, s.quality_samples, s.seed)
+    return score_images(fake, ctx.dataset, net, s.quality_split, s.quality_reference,
+                        cache_dir(s.cache_root), ctx.data.device)

@@ -1,0 +1,202 @@
+"""IS/FID/KID/PR through torch-fidelity: closed forms, feature networks, caches, the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+from torch import nn
+
+from genbench.data.base import ImageDataset
+from genbench.errors import GenbenchError
+from genbench.metrics import EvalSettings, evaluate
+from genbench.metrics import features as feats
+from genbench.metrics import sample_quality as sq
+from genbench.metrics.lenet import LeNetConfig, load_or_train_lenet
+
+
+def _net(name="t", isc="logits") -> feats.FeatureNet:
+    return feats.FeatureNet(name, name, "unused", feats.Path("unused"), "features", isc, name)
+
+
+def _exact_gaussian(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> torch.Tensor:
+    """Points whose empirical mean and (n-1)-normalised covariance are exactly ``mean``, ``cov``."""
+    z = np.random.default_rng(seed).normal(size=(n, len(mean)))
+    z -= z.mean(0)
+    z = z @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False))).T
+    return torch.from_numpy(z @ np.linalg.cholesky(cov).T + mean)
+
+
+def test_fid_of_a_set_against_itself_is_zero():
+    f = {"features": torch.randn(300, 6, dtype=torch.float64)}
+    values = sq.fidelity_metrics(f, f, _net(isc=None), which=("fid", "prc"))
+    assert values["fid_t"] == pytest.approx(0, abs=1e-8)
+    assert values["precision_t"] == 1 and values["recall_t"] == 1
+
+
+def test_frechet_distance_of_two_gaussians_matches_the_closed_form():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    cov1, cov2 = a @ a.T + np.eye(4), b @ b.T + 0.5 * np.eye(4)
+    mu1, mu2 = rng.normal(size=4), rng.normal(size=4)
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(cov1 + cov2 - 2 * linalg.sqrtm(cov1 @ cov2).real)
+    fake = {"features": _exact_gaussian(500, mu1, cov1, 2)}
+    real = {"features": _exact_gaussian(700, mu2, cov2, 3)}
+    fid = sq.fidelity_metrics(fake, real, _net(isc=None), which=("fid",))["fid_t"]
+    assert fid == pytest.approx(expected, rel=1e-6)
+
+
+def _confident_logits(classes: torch.Tensor) -> torch.Tensor:
+    return 50.0 * nn.functional.one_hot(classes, 10).double()
+
+
+def test_inception_score_is_one_for_a_single_class_and_ten_for_ten_uniform_classes():
+    real = {"features": torch.randn(50, 3)}
+    one = {"features": torch.randn(1000, 3), "logits": _confident_logits(torch.full((1000,), 3))}
+    assert sq.fidelity_metrics(one, real, _net(), which=("isc",))["is_t"] == pytest.approx(1, abs=1e-9)
+    ten = {"features": torch.randn(1000, 3), "logits": _confident_logits(torch.arange(1000) % 10)}
+    exact = sq.QualitySettings(isc_splits=1)
+    assert sq.fidelity_metrics(ten, real, _net(), exact, ("isc",))["is_t"] == pytest.approx(10, abs=1e-6)
+    ten_splits = sq.fidelity_metrics(ten, real, _net(), which=("isc",))["is_t"]
+    assert ten_splits == pytest.approx(10, rel=0.05)  # splits of shuffled samples are not exactly balanced
+
+
+def _digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic labelled 'digits': class c is a bright 6x6 block at one of 10 places, plus noise."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.rand(n, 1, 28, 28, generator=gen) * 60
+    for c in range(10):
+        row, col = 2 + 12 * (c // 5), 1 + 5 * (c % 5)
+        images[labels == c, :, row:row + 8, col:col + 6] += 180
+    return images.clamp(0, 255).to(torch.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def digits() -> ImageDataset:
+    (xtr, ytr), (xte, yte) = _digits(600, 0), _digits(300, 1)
+    return ImageDataset("digits", "gray8", {"train": xtr, "test": xte}, labels={"train": ytr, "test": yte})
+
+
+@pytest.fixture
+def cache_root(tmp_path, monkeypatch):
+    monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "fallback"))
+    return tmp_path / "data"
+
+
+FAST_LENET = LeNetConfig(epochs=1, batch_size=32)
+
+
+def test_lenet_is_trained_once_cached_as_safetensors_and_keyed_by_config(digits, cache_root, monkeypatch):
+    cache = feats.cache_dir(cache_root)
+    first = load_or_train_lenet(digits, cache, FAST_LENET, log=lambda _: None)
+    assert first.test_accuracy > 0.9
+    assert first.weights_path.suffix == ".safetensors" and first.weights_path.with_suffix(".json").exists()
+    monkeypatch.setattr("genbench.metrics.lenet.train_lenet", lambda *a: pytest.fail("retrained"))
+    again = load_or_train_lenet(digits, cache, FAST_LENET)
+    assert again.key == first.key and again.test_accuracy == first.test_accuracy
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[name])
+    other = LeNetConfig(epochs=1, batch_size=32, seed=1)
+    with pytest.raises(pytest.fail.Exception):
+        load_or_train_lenet(digits, cache, other)
+
+
+def test_cache_falls_back_when_the_data_root_is_not_writable(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the data root should be")
+    monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "user"))
+    assert feats.cache_dir(blocked / "root") == tmp_path / "user" / feats.CACHE_FOLDER
+    assert feats.cache_dir(tmp_path / "ok") == tmp_path / "ok" / feats.CACHE_FOLDER
+
+
+@pytest.fixture
+def lenet_net(digits, cache_root, monkeypatch):
+    monkeypatch.setattr(feats, "load_or_train_lenet",
+                        lambda ds, cache, log=print: load_or_train_lenet(ds, cache, FAST_LENET, log))
+    return feats.resolve_feature_net("lenet", digits, str(cache_root))
+
+
+def test_real_digits_score_well_and_a_mode_collapsed_set_clearly_worse(digits, lenet_net, cache_root):
+    cache = feats.cache_dir(cache_root)
+    real = sq.score_images(sq.reference_images(digits, "train", 300), digits, lenet_net, cache=cache)
+    test_images = sq.reference_images(digits, "test", None)
+    collapsed = sq.score_images(test_images[digits.labels["test"] == 4][:1].expand(300, -1, -1, -1),
+                                digits, lenet_net, cache=cache)
+    assert real["is_lenet"] > 5 and collapsed["is_lenet"] < 1.5  # a 1-epoch LeNet is not very confident
+    assert collapsed["fid_lenet"] > 10 * real["fid_lenet"]
+    assert collapsed["recall_lenet"] < real["recall_lenet"]
+
+
+def test_reference_features_are_extracted_once_for_many_models(digits, lenet_net, cache_root, monkeypatch):
+    calls = []
+    extract = sq.extract_features
+    monkeypatch.setattr(sq, "extract_features",
+                        lambda images, *a: calls.append(len(images)) or extract(images, *a))
+    cache = feats.cache_dir(cache_root)
+    gen = torch.Generator().manual_seed(0)
+    scores = [sq.score_images(torch.randint(0, 256, (40, 1, 28, 28), generator=gen, dtype=torch.uint8),
+                              digits, lenet_net, n_reference=200, cache=cache) for _ in range(4)]
+    assert calls == [200, 40, 40, 40, 40]
+    assert len({s["fid_lenet"] for s in scores}) == 4
+    def score_test_images():
+        return sq.score_images(digits.splits["test"][:40], digits, lenet_net, n_reference=200, cache=cache)
+
+    assert score_test_images() == score_test_images()  # same seeds, same numbers
+
+
+class _TinyFeatures(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        f = self.body(x)
+        return f, self.head(f)
+
+
+class _Sampler(nn.Module):
+    """Samples: test images of the toy set, with a little seeded noise."""
+
+    def __init__(self, images):
+        super().__init__()
+        self.images = images
+
+    def sample(self, n):
+        idx = torch.randint(0, len(self.images), (n,))
+        return (self.images[idx] + 0.01 * torch.rand(n, *self.images.shape[1:])).clamp(0, 1)
+
+
+@pytest.fixture
+def tiny_torchscript(tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.script(_TinyFeatures().eval()), str(path))
+    return path
+
+
+def test_a_torchscript_feature_net_scores_every_sampler_in_evaluate(toy, tiny_torchscript, cache_root):
+    settings = EvalSettings(k=2, quality_samples=120, quality_reference=150, features=str(tiny_torchscript),
+                            cache_root=str(cache_root), surgery_points=None)
+    model = _Sampler(toy.eval_tensor("test"))
+    values = evaluate(model, toy.eval_tensor("test"), settings, dataset=toy, only=["sample_quality"])
+    assert set(values) >= {"is_ts_tiny", "fid_ts_tiny", "kid_ts_tiny", "precision_ts_tiny", "recall_ts_tiny"}
+    assert values == evaluate(model, toy.eval_tensor("test"), settings, dataset=toy, only=["sample_quality"])
+
+
+def test_missing_inception_weights_skip_the_metric_in_a_run_and_say_how_to_provide_them(
+        toy, tmp_path, monkeypatch):
+    monkeypatch.setenv(feats.INCEPTION_ENV, str(tmp_path / "absent.pth"))
+    with pytest.warns(UserWarning, match="Inception-v3 weights not found.*GENBENCH_INCEPTION_WEIGHTS"):
+        values = evaluate(_Sampler(toy.eval_tensor("test")), toy.eval_tensor("test"),
+                          EvalSettings(k=2, quality_samples=20), dataset=toy, only=["sample_quality"])
+    assert values == {}
+    with pytest.raises(feats.FeaturesUnavailable, match="fetch https://.*inception"):
+        feats.resolve_feature_net("inception", toy)
+
+
+def test_model_samples_outside_the_unit_range_are_one_clear_error():
+    with pytest.raises(GenbenchError, match=r"samples must lie in \[0, 1\]"):
+        sq.to_uint8(torch.tensor([-0.5, 0.5]))
+    assert sq.to_uint8(torch.tensor([0.0, 1.00001, 0.5])).tolist() == [0, 255, 128]
