@@ -144,15 +144,16 @@ def reference_images(dataset, split: str, n: int | None) -> Tensor:
 
 def score_images(fake: Tensor, dataset, net: FeatureNet, split: str = "test", n_reference: int | None = None,
                  cache: Path | None = None, device: torch.device | str = "cpu",
-                 settings: QualitySettings = QualitySettings()) -> dict[str, float]:
-    """IS/FID/KID/PR of uint8 images ``fake`` against a split of ``dataset``."""
+                 settings: QualitySettings = QualitySettings(),
+                 which: tuple[str, ...] = ALL_METRICS) -> dict[str, float]:
+    """IS/FID/KID/PR (or those in ``which``) of uint8 images ``fake`` against a split of ``dataset``."""
     if tuple(fake.shape[1:]) != tuple(dataset.shape):
         raise GenbenchError(f"samples are {'x'.join(map(str, fake.shape[1:]))}, data set "
                             f"{dataset.name} has {'x'.join(map(str, dataset.shape))} images")
     real_images = reference_images(dataset, split, n_reference)
     label = f"{dataset.name}-{split}-{len(real_images)}"
     real, _ = reference_features(real_images, net, cache or cache_dir(), label, device)
-    return fidelity_metrics(extract_features(fake, net, device), real, net, settings)
+    return fidelity_metrics(extract_features(fake, net, device), real, net, settings, which)
 
 
 @torch.no_grad()
