@@ -108,6 +108,10 @@ def test_cache_falls_back_when_the_data_root_is_not_writable(tmp_path, monkeypat
     blocked.write_text("a file where the data root should be")
     monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "user"))
     assert feats.cache_dir(blocked / "root") == tmp_path / "user" / feats.CACHE_FOLDER
+    read_only = tmp_path / "shared"
+    read_only.mkdir(mode=0o555)  # root could write here; genbench honours the mode anyway
+    assert feats.cache_dir(read_only) == tmp_path / "user" / feats.CACHE_FOLDER
+    assert not (read_only / feats.CACHE_FOLDER).exists()
     assert feats.cache_dir(tmp_path / "ok") == tmp_path / "ok" / feats.CACHE_FOLDER
 
 

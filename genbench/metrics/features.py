@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,13 @@ for _name, _cls in (("genbench-lenet", LeNetExtractor), ("genbench-torchscript",
 
 
 def _writable(folder: Path) -> bool:
+    """Whether genbench may write in ``folder``: its nearest existing ancestor carries a write bit
+    (honoured even by root, who could write anyway) and a file can be created there."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not existing.stat().st_mode & stat.S_IWUSR:
+        return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):
