@@ -201,7 +201,8 @@ def test_a_model_for_other_data_is_refused_before_loading_data(smoke_run, capsys
 def test_unknown_model_lists_the_valid_ones(tmp_path, capsys):
     path = _foreign_state(tmp_path)
     code, _, err = run_cli(capsys, "score", str(path), "--model", "nosuchmodel")
-    assert_one_line_error(code, err, "unknown model 'nosuchmodel'", "valid: betavae, bigan, gan, hvae, iwae, ppca")
+    assert_one_line_error(code, err, "unknown model 'nosuchmodel'",
+                          "valid: betavae, bigan, gan, hvae, iwae, ppca")
 
 
 def test_main_gives_back_the_callers_sigpipe_handler(capsys):

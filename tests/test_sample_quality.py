@@ -90,7 +90,8 @@ FAST_LENET = LeNetConfig(epochs=1, batch_size=32)
 
 def test_lenet_is_trained_once_cached_as_safetensors_and_keyed_by_config(digits, cache_root, monkeypatch):
     cache = feats.cache_dir(cache_root)
-    first = load_or_train_lenet(digits, cache, FAST_LENET, log=lambda _: None)
+    with torch.no_grad():  # the first caller is often evaluate(), under no_grad
+        first = load_or_train_lenet(digits, cache, FAST_LENET, log=lambda _: None)
     assert first.test_accuracy > 0.9
     assert first.weights_path.suffix == ".safetensors" and first.weights_path.with_suffix(".json").exists()
     monkeypatch.setattr("genbench.metrics.lenet.train_lenet", lambda *a: pytest.fail("retrained"))

@@ -102,8 +102,11 @@ def accuracy(model: LeNet, x: Tensor, y: Tensor, batch_size: int = 1000) -> floa
 
 
 def train_lenet(x: Tensor, y: Tensor, config: LeNetConfig) -> LeNet:
-    """Adam, seeded initialisation and shuffling; the global RNG state is left as it was."""
-    with torch.random.fork_rng(devices=[]):
+    """Adam, seeded initialisation and shuffling; the global RNG state is left as it was.
+
+    Gradients are switched on here: the first caller is often ``evaluate``, under no_grad.
+    """
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(config.seed)
         model = LeNet(config)
         gen = torch.Generator().manual_seed(config.seed)

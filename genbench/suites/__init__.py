@@ -32,6 +32,9 @@ class Budget:
     disentanglement_train: int = 10_000
     """Training points of the disentanglement classifiers (disentanglement_lib: 10000)."""
     disentanglement_eval: int = 5_000
+    quality_samples: int = 0
+    """Model samples for IS/FID/KID/PR (0: not computed in this budget). The first use on a
+    data set trains and caches its LeNet feature net (minutes on a CPU)."""
 
     def describe(self) -> str:
         n = "all" if self.eval_n is None else str(self.eval_n)
@@ -43,7 +46,8 @@ class Budget:
     def eval_settings(self) -> EvalSettings:
         return EvalSettings(k=self.eval_k, n_test=self.eval_n, surgery_points=self.surgery_points,
                             disentanglement_train=self.disentanglement_train,
-                            disentanglement_eval=self.disentanglement_eval)
+                            disentanglement_eval=self.disentanglement_eval,
+                            quality_samples=self.quality_samples)
 
 
 BUDGET_DEFAULTS = {
