@@ -41,6 +41,11 @@ class Budget:
         text = f"{self.name}: {self.epochs:g} epochs; NLL k={self.eval_k} on {n} test points"
         if self.max_kl_warmup_epochs is not None:
             text += f"; KL warm-up at most {self.max_kl_warmup_epochs:g} epochs"
+        text += f"; ELBO surgery over {self.surgery_points} training points"
+        text += (f"; disentanglement classifiers on {self.disentanglement_train} training / "
+                 f"{self.disentanglement_eval} evaluation points")
+        if self.quality_samples:
+            text += f"; IS/FID from {self.quality_samples} samples"
         return text
 
     def eval_settings(self) -> EvalSettings:
