@@ -94,6 +94,9 @@ def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path
         "",
     ]
     lines += [f"- {suite.budgets[b].describe()}" for b in budgets if b in suite.budgets]
+    if any(entry.budgets for entry in suite.runs):
+        lines += ["", "Some runs override their budget's epochs or k (their papers train longer or their "
+                  "evaluation costs more): each row's `epochs` and `NLL k / test pts` are what it had."]
     if "paper" not in budgets:
         lines += ["", "**No row here was trained with the paper's budget.** Short CPU budgets "
                   "stop far from the published numbers; `genbench tables` sets them side by side."]
