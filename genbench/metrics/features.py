@@ -75,7 +75,23 @@ def _uint8_to_unit(x: Tensor) -> Tensor:
     return x.float() / 255.0
 
 
-class LeNetExtractor(FeatureExtractorBase):
+class FeaturesAndLogits(FeatureExtractorBase):
+    """A torch-fidelity extractor with two layers: ``features`` (FID, KID, PR) and ``logits`` (IS)."""
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("features", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+
+class LeNetExtractor(FeaturesAndLogits):
     """genbench's LeNet for torch-fidelity: weights from ``feature_extractor_weights_path``."""
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
@@ -86,42 +102,18 @@ class LeNetExtractor(FeatureExtractorBase):
         self.net.load_state_dict(state)
         self.net.eval()
 
-    @staticmethod
-    def get_provided_features_list():
-        return ("features", "logits")
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
     def forward(self, x):
         features, logits = self.net.features_and_logits(_uint8_to_unit(x))
         out = {"features": features, "logits": logits}
         return tuple(out[name] for name in self.features_list)
 
 
-class TorchScriptExtractor(FeatureExtractorBase):
+class TorchScriptExtractor(FeaturesAndLogits):
     """A user's TorchScript feature network for torch-fidelity."""
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
         self.net = torch.jit.load(str(feature_extractor_weights_path), map_location="cpu").eval()
-
-    @staticmethod
-    def get_provided_features_list():
-        return ("features", "logits")
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
-
-    @staticmethod
-    def can_be_compiled():
-        return False
 
     def forward(self, x):
         out = self.net(_uint8_to_unit(x))
