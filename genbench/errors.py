@@ -7,3 +7,8 @@ class GenbenchError(Exception):
 
 class TrainingDiverged(GenbenchError):
     """A loss became NaN or infinite: the run stops and is marked failed."""
+
+
+class MetricSkipped(GenbenchError):
+    """A metric applies to the model but cannot be computed here (no feature-net weights,
+    samples outside the data's range): the run records why and goes on without it."""

@@ -10,6 +10,7 @@ from genbench.results.db import ResultsDB
 from genbench.runner import run_suite
 from genbench.suites import SUITES, parse_suite
 from zoo import IWAE, MODELS
+from tests.test_sample_quality import tiny_torchscript  # noqa: F401 (a fixture)
 from zoo.registry import ModelEntry
 
 
@@ -106,3 +107,49 @@ def test_a_run_may_override_data_set_training_and_budget():
 def test_bad_suite_files_give_one_clear_error(text, message):
     with pytest.raises(GenbenchError, match=message):
         parse_suite(text, "bad.toml")
+
+
+QUALITY_SUITE = """
+name = "quality"
+dataset = "toy"
+[budgets.smoke]
+epochs = 0.05
+eval_k = 2
+eval_n = 50
+[[runs]]
+name = "vae"
+model = "vae"
+[[runs]]
+name = "ppca"
+model = "ppca"
+config = { latent = 2 }
+"""
+
+
+def test_asking_for_samples_later_adds_sample_quality_to_finished_runs_without_retraining(
+        tmp_path, monkeypatch, tiny_torchscript, toy):
+    """quality_samples is not part of a run's identity: a finished run gets the metric from its
+    checkpoint, and a model whose samples are not images (PPCA's Gaussian) gets a recorded reason."""
+    from dataclasses import replace
+
+    from genbench.metrics import features, sample_quality
+
+    suite = parse_suite(QUALITY_SUITE, "test")
+    db = ResultsDB(tmp_path / "db.sqlite")
+    quiet = {"progress": False, "log": lambda *_: None}
+    first = run_suite(suite, suite.budget("smoke"), db, tmp_path / "runs", torch.device("cpu"), **quiet)
+    assert [o.status for o in first] == ["done", "done"] and not any("fid_ts_tiny" in o.metrics for o in first)
+
+    net = features.resolve_feature_net(str(tiny_torchscript), toy)
+    monkeypatch.setattr(sample_quality, "resolve_feature_net", lambda *a, **k: net)
+    monkeypatch.setattr("genbench.runner.train", lambda *a, **k: pytest.fail("a finished run was retrained"))
+    asking = replace(suite.budget("smoke"), quality_samples=60)
+    with pytest.warns(UserWarning, match="sample_quality skipped: PPCA samples must lie in"):
+        again = run_suite(suite, asking, db, tmp_path / "runs", torch.device("cpu"), **quiet)
+    assert [o.status for o in again] == ["cached", "cached"]
+    vae, ppca = (next(r for r in db.runs() if r["name"] == n) for n in ("vae", "ppca"))
+    assert vae["metrics"]["fid_ts_tiny"] > 0 and vae["metrics"]["nll"] == first[0].metrics["nll"]
+    assert vae["eval"]["quality_samples"] == 60 and vae["skipped"] == {}
+    assert "fid_ts_tiny" not in ppca["metrics"] and "must lie in [0, 1]" in ppca["skipped"]["sample_quality"]
+    monkeypatch.setattr(sample_quality, "score_images", lambda *a, **k: pytest.fail("scored twice"))
+    run_suite(suite, asking, db, tmp_path / "runs", torch.device("cpu"), **quiet)

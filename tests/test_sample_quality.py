@@ -123,6 +123,18 @@ def lenet_net(digits, cache_root, monkeypatch):
     return feats.resolve_feature_net("lenet", digits, str(cache_root))
 
 
+def test_data_without_labels_are_scored_by_the_lenet_of_their_feature_source(digits, lenet_net, cache_root,
+                                                                              monkeypatch):
+    binary = {split: (images > 127).to(torch.uint8) for split, images in digits.splits.items()}
+    static = ImageDataset("static-digits", "binary", binary, feature_source="digits")
+    monkeypatch.setattr(feats, "load_dataset", lambda name, root=None: {"digits": digits}[name])
+    assert feats.default_feature_net(static) == "lenet"
+    net = feats.resolve_feature_net(None, static, str(cache_root))
+    assert net.identity == lenet_net.identity and net.detail.startswith("LeNet of digits")
+    unlabelled = ImageDataset("unlabelled", "binary", binary)
+    assert feats.default_feature_net(unlabelled) == "inception"
+
+
 def test_real_digits_score_well_and_a_mode_collapsed_set_clearly_worse(digits, lenet_net, cache_root):
     cache = feats.cache_dir(cache_root)
     real = sq.score_images(sq.reference_images(digits, "train", 300), digits, lenet_net, cache=cache)
@@ -193,10 +205,12 @@ def test_a_torchscript_feature_net_scores_every_sampler_in_evaluate(toy, tiny_to
 def test_missing_inception_weights_skip_the_metric_in_a_run_and_say_how_to_provide_them(
         toy, tmp_path, monkeypatch):
     monkeypatch.setenv(feats.INCEPTION_ENV, str(tmp_path / "absent.pth"))
+    skipped = {}
     with pytest.warns(UserWarning, match="Inception-v3 weights not found.*GENBENCH_INCEPTION_WEIGHTS"):
         values = evaluate(_Sampler(toy.eval_tensor("test")), toy.eval_tensor("test"),
-                          EvalSettings(k=2, quality_samples=20), dataset=toy, only=["sample_quality"])
-    assert values == {}
+                          EvalSettings(k=2, quality_samples=20), dataset=toy, only=["sample_quality"],
+                          skipped=skipped)
+    assert values == {} and "Inception-v3 weights not found" in skipped["sample_quality"]
     with pytest.raises(feats.FeaturesUnavailable, match="fetch https://.*inception"):
         feats.resolve_feature_net("inception", toy)
 

@@ -37,6 +37,10 @@ class ImageDataset:
     description: str = ""
     source: str = ""
     labels: dict[str, Tensor] = field(default_factory=dict)
+    feature_source: str | None = None
+    """The labelled data set whose LeNet scores this one's samples (None: its own labels).
+
+    Every MNIST variant names ``mnist8``, so FID-LeNet uses one network across them."""
 
     def __post_init__(self):
         if self.kind not in KINDS:

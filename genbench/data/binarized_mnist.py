@@ -58,6 +58,7 @@ def load_binarized_mnist(root: Path, download: bool) -> ImageDataset:
         name="binarized_mnist",
         kind="binary",
         splits={s: parse_amat(p, ROWS[s]) for s, p in zip(splits, paths, strict=True)},
+        feature_source="mnist8",
         description="MNIST statically binarized by Larochelle & Murray (50000/10000/10000)",
         source=BASE_URL,
     )

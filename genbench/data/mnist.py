@@ -50,6 +50,7 @@ def load_dynamic_mnist(root: Path, download: bool) -> ImageDataset:
         },
         labels={"train": raw["train"][1], "test": raw["test"][1]},
         dynamic_binarization=True,
+        feature_source="mnist8",
         description="MNIST, dynamically binarized (Burda et al. 2015): train re-sampled per "
         f"batch, test binarized once (seed {EVAL_BINARIZATION_SEED})",
         source="torchvision.datasets.MNIST",
@@ -63,6 +64,7 @@ def load_mnist8(root: Path, download: bool) -> ImageDataset:
         kind="gray8",
         splits={"train": raw["train"][0], "test": raw["test"][0]},
         labels={"train": raw["train"][1], "test": raw["test"][1]},
+        feature_source="mnist8",
         description="MNIST, 8-bit gray levels as pixel/255 in [0, 1]",
         source="torchvision.datasets.MNIST",
     )

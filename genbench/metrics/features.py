@@ -34,8 +34,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from genbench.data import load_dataset
 from genbench.data.root import data_root
-from genbench.errors import GenbenchError
+from genbench.errors import GenbenchError, MetricSkipped
 from genbench.metrics.lenet import LeNet, LeNetConfig, lenet_fits, load_or_train_lenet
 from genbench.train.checkpoint import read_weights
 
@@ -46,8 +47,8 @@ CACHE_ENV = "GENBENCH_CACHE"
 CACHE_FOLDER = "genbench-cache"
 
 
-class FeaturesUnavailable(GenbenchError):
-    """The chosen feature network cannot score this data (a run skips the metrics)."""
+class FeaturesUnavailable(MetricSkipped):
+    """The chosen feature network cannot score this data (a run records why and skips the metrics)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,17 @@ def default_feature_net(dataset) -> str:
     return "lenet" if lenet_fits(dataset) is None else "inception"
 
 
+def lenet_training_set(dataset, root: str | None = None):
+    """The labelled data set the LeNet of ``dataset`` learns from: its ``feature_source``
+    (loaded from the data root ``root``) where that names another data set, else itself.
+
+    All MNIST variants name 8-bit MNIST, so their FID-LeNet values share one network."""
+    source = getattr(dataset, "feature_source", None)
+    if source in (None, dataset.name):
+        return dataset
+    return load_dataset(source, root)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -221,10 +233,11 @@ def resolve_feature_net(name: str | None, dataset, cache_root: str | None = None
         reason = lenet_fits(dataset)
         if reason:
             raise FeaturesUnavailable(reason)
-        trained = load_or_train_lenet(dataset, cache_dir(cache_root), log=log)
+        labelled = lenet_training_set(dataset, cache_root)
+        trained = load_or_train_lenet(labelled, cache_dir(cache_root), log=log)
         return FeatureNet("lenet", "LeNet", "genbench-lenet", trained.weights_path, "features", "logits",
                           f"lenet-{trained.key}",
-                          detail=f"LeNet test accuracy {trained.test_accuracy:.4f}")
+                          detail=f"LeNet of {labelled.name}, test accuracy {trained.test_accuracy:.4f}")
     if name == "inception":
         if dataset.shape[0] not in (1, 3):
             raise FeaturesUnavailable(f"Inception-v3 reads gray or RGB images, {dataset.name} has "

@@ -85,9 +85,14 @@ def _labelled_splits(dataset) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def lenet_fits(dataset) -> str | None:
-    """None where the classifier applies to this data set, else why not."""
+    """None where the classifier applies to this data set, else why not.
+
+    A data set without labels is scored by the LeNet of its ``feature_source`` (static
+    binarized MNIST by the one of 8-bit MNIST)."""
     if tuple(dataset.shape) != LENET_SHAPE:
         return f"the LeNet reads 1x28x28 gray images, {dataset.name} has {list(dataset.shape)}"
+    if getattr(dataset, "feature_source", None) not in (None, dataset.name):
+        return None
     if not {"train", "test"} <= set(getattr(dataset, "labels", {})):
         return f"the LeNet is trained on labels and {dataset.name} has none for train and test"
     return None

@@ -8,6 +8,7 @@ and leaves the others blank; nothing here looks at model names.
 from __future__ import annotations
 
 from collections.abc import Callable
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from genbench.data.ground_truth import GroundTruthData
+from genbench.errors import MetricSkipped
 from genbench.metrics import disentanglement
 from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
@@ -217,12 +219,15 @@ for _spec in (
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Tensor, settings: EvalSettings, only: list[str] | None = None,
-             train: Tensor | None = None, dataset: object | None = None) -> dict[str, float]:
+             train: Tensor | None = None, dataset: object | None = None,
+             skipped: dict[str, str] | None = None) -> dict[str, float]:
     """Every applicable metric (or those named in ``only``) on ``data``.
 
     ``train`` (the training split as evaluated data) or ``dataset`` (read lazily) enable ELBO
     surgery; a ``dataset`` with known factors (GroundTruthData) enables the disentanglement
-    scores. Without them those metrics are left out.
+    scores. Without them those metrics are left out. A metric that applies but cannot be
+    computed here (MetricSkipped) is left out with a warning, and its reason goes into
+    ``skipped`` (metric name -> reason) for the caller to record.
     """
     model.eval()
     if settings.n_test is not None:
@@ -232,6 +237,12 @@ def evaluate(model: nn.Module, data: Tensor, settings: EvalSettings, only: list[
     values: dict[str, float] = {}
     for name in only or list(METRICS):
         spec = METRICS[name]
-        if spec.applies(model, ctx):
+        if not spec.applies(model, ctx):
+            continue
+        try:
             values |= spec.compute(model, ctx)
+        except MetricSkipped as exc:
+            warnings.warn(f"{name} skipped: {exc}", stacklevel=2)
+            if skipped is not None:
+                skipped[name] = str(exc)
     return values

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,8 @@ from torch_fidelity.metric_kid import kid_featuresdict_to_metric
 from torch_fidelity.metric_prc import prc_featuresdict_to_metric
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from genbench.errors import GenbenchError
-from genbench.metrics.features import FeatureNet, FeaturesUnavailable, cache_dir, resolve_feature_net
+from genbench.errors import GenbenchError, MetricSkipped
+from genbench.metrics.features import FeatureNet, cache_dir, resolve_feature_net
 from genbench.metrics.lenet import data_hash
 
 #: tolerance of model samples just outside [0, 1] (float rounding), clamped before quantising
@@ -158,34 +157,31 @@ def score_images(fake: Tensor, dataset, net: FeatureNet, split: str = "test", n_
 
 @torch.no_grad()
 def model_samples(model, n: int, seed: int, batch_size: int = 1000) -> Tensor:
-    """n samples of a Sampler as uint8 images, drawn under a fixed seed (global RNG untouched)."""
+    """n samples of a Sampler as uint8 images, drawn under a fixed seed (global RNG untouched).
+
+    Samples outside [0, 1] (a Gaussian density on binary pixels) skip the metrics: they are
+    not images of the data, and clamping them would score something the model never drew."""
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        chunks = [to_uint8(model.sample(min(batch_size, n - i)).cpu()) for i in range(0, n, batch_size)]
+        try:
+            chunks = [to_uint8(model.sample(min(batch_size, n - i)).cpu()) for i in range(0, n, batch_size)]
+        except GenbenchError as exc:
+            raise MetricSkipped(f"{type(model).__name__} {exc}") from None
     return torch.cat(chunks)
 
 
-def _feature_net_for(ctx) -> FeatureNet:
-    return resolve_feature_net(ctx.settings.features, ctx.dataset, ctx.settings.cache_root)
-
-
 def sample_quality_applies(model, ctx) -> bool:
-    """An image data set, samples asked for, and a feature network that fits (else warns why)."""
-    if ctx.dataset is None or not hasattr(ctx.dataset, "splits") or ctx.settings.quality_samples <= 0:
-        return False
-    try:
-        _feature_net_for(ctx)
-    except FeaturesUnavailable as exc:
-        warnings.warn(f"sample-quality metrics skipped: {exc}", stacklevel=2)
-        return False
-    return True
+    """An image data set and a budget that asks for samples."""
+    return ctx.dataset is not None and hasattr(ctx.dataset, "splits") and ctx.settings.quality_samples > 0
 
 
 def sample_quality_metrics(model, ctx) -> dict[str, float]:
-    """The registry's compute: ``quality_samples`` model samples against the reference split."""
+    """The registry's compute: ``quality_samples`` model samples against the reference split.
+
+    Raises MetricSkipped (recorded by the run) where no feature network fits the data."""
     s = ctx.settings
-    net = _feature_net_for(ctx)
+    net = resolve_feature_net(s.features, ctx.dataset, s.cache_root)
     fake = model_samples(model, s.quality_samples, s.seed)
     return score_images(fake, ctx.dataset, net, s.quality_split, s.quality_reference,
                         cache_dir(s.cache_root), ctx.data.device)

@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL,
     PRIMARY KEY (run_id, name)
 );
+CREATE TABLE IF NOT EXISTS skipped (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    metric TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (run_id, metric)
+);
 """
 
 
@@ -136,15 +142,35 @@ class ResultsDB:
             return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, metrics: dict[str, float], train_seconds: float,
-                   eval_seconds: float) -> None:
-        """Store all metric values and mark the run done, in one transaction."""
+                   eval_seconds: float, skipped: dict[str, str] | None = None) -> None:
+        """Store all metric values (and why any applicable metric was skipped) and mark the run
+        done, in one transaction."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-            conn.executemany("INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
-                             [(run_id, k, float(v)) for k, v in metrics.items()])
+            conn.execute("DELETE FROM skipped WHERE run_id = ?", (run_id,))
+            self._insert_results(conn, run_id, metrics, skipped or {})
             conn.execute(
                 "UPDATE runs SET status='done', finished_at=?, train_seconds=?, eval_seconds=? "
                 "WHERE id=?", (now(), train_seconds, eval_seconds, run_id))
+
+    def add_results(self, run_id: int, metric: str, values: dict[str, float], skipped: str | None,
+                    eval_settings: dict[str, Any], eval_seconds: float) -> None:
+        """Add one metric's values (or why it was skipped) to a finished run, evaluated later
+        from its final checkpoint with ``eval_settings``; replaces that metric's old outcome."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM skipped WHERE run_id = ? AND metric = ?", (run_id, metric))
+            self._insert_results(conn, run_id, values, {metric: skipped} if skipped else {}, replace=True)
+            conn.execute("UPDATE runs SET eval=?, eval_seconds=COALESCE(eval_seconds, 0) + ? WHERE id=?",
+                         (json.dumps(eval_settings, sort_keys=True), eval_seconds, run_id))
+
+    @staticmethod
+    def _insert_results(conn, run_id: int, metrics: dict[str, float], skipped: dict[str, str],
+                        replace: bool = False) -> None:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        conn.executemany(f"{verb} INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
+                         [(run_id, k, float(v)) for k, v in metrics.items()])
+        conn.executemany("INSERT INTO skipped (run_id, metric, reason) VALUES (?, ?, ?)",
+                         [(run_id, k, v) for k, v in skipped.items()])
 
     def fail_run(self, run_id: int, error: str) -> None:
         with self.transaction() as conn:
@@ -175,11 +201,22 @@ class ResultsDB:
         with self._connect() as conn:
             rows = [dict(r) for r in conn.execute(query + " ORDER BY id DESC", args)]
             metric_rows = conn.execute("SELECT run_id, name, value FROM metrics").fetchall()
+            skipped_rows = conn.execute("SELECT run_id, metric, reason FROM skipped").fetchall()
         by_run: dict[int, dict[str, float]] = {}
         for m in metric_rows:
             by_run.setdefault(m["run_id"], {})[m["name"]] = m["value"]
+        reasons: dict[int, dict[str, str]] = {}
+        for m in skipped_rows:
+            reasons.setdefault(m["run_id"], {})[m["metric"]] = m["reason"]
         for r in rows:
             for key in ("config", "train", "eval", "versions"):
                 r[key] = json.loads(r[key])
             r["metrics"] = by_run.get(r["id"], {})
+            r["skipped"] = reasons.get(r["id"], {})
         return rows
+
+    def skipped(self, run_id: int) -> dict[str, str]:
+        """Why applicable metrics were left out of a run: metric name -> reason."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT metric, reason FROM skipped WHERE run_id=?", (run_id,))
+            return {r["metric"]: r["reason"] for r in rows}
