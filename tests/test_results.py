@@ -127,3 +127,20 @@ def test_leaderboard_names_each_data_set_when_a_suite_mixes_them(tmp_path):
     assert "| data " in text.replace("|  data", "| data")
     assert "- `binarized_mnist`: MNIST statically binarized" in text
     assert "- `mnist`: MNIST dynamically" in text
+
+
+def test_leaderboard_names_the_feature_net_of_sample_quality_and_says_why_a_metric_is_missing(tmp_path):
+    db = ResultsDB(tmp_path / "db.sqlite")
+    for seed, fid in enumerate([10.0, 12.0]):
+        run_id = db.start_run(spec(f"g{seed}", name="gan", model="gan", seed=seed))
+        db.finish_run(run_id, {"is_lenet": 9.0, "fid_lenet": fid, "kid_lenet": 0.002}, 1.0, 1.0)
+    run_id = db.start_run(spec("p", name="ppca", model="ppca"))
+    db.finish_run(run_id, {"nll": -198.0}, 1.0, 1.0, skipped={"sample_quality": "PPCA samples must lie in [0, 1]"})
+    text = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")[0].read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| run"))
+    assert "IS-LeNet" in header and "FID-LeNet" in header and "KID-LeNet (x1000)" in header
+    assert "Inception" not in header and "11.00 ± 1.41" in text and "2.00 ± 0.00" in text
+    assert "- `ppca`: sample_quality left out: PPCA samples must lie in [0, 1]" in text
+    later = ResultsDB(tmp_path / "db.sqlite")  # a metric added to a finished run replaces its reason
+    later.add_results(run_id, "sample_quality", {"fid_lenet": 50.0}, None, {"quality_samples": 10}, 2.0)
+    assert later.runs()[0]["skipped"] == {} and later.runs()[0]["metrics"]["fid_lenet"] == 50.0

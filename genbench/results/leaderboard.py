@@ -29,6 +29,25 @@ COLUMNS = {
     "mig": ("MIG", 3, 1),
 }
 
+#: sample-quality metric prefix -> (name, unit, decimals, scale); each feature network gets its own
+#: columns, named after it (FID-LeNet and FID-Inception are not comparable)
+QUALITY_COLUMNS = {
+    "is": ("IS", "", 2, 1),
+    "fid": ("FID", "", 2, 1),
+    "kid": ("KID", " (x1000)", 2, 1000),
+    "precision": ("precision", "", 3, 1),
+    "recall": ("recall", "", 3, 1),
+}
+FEATURE_LABELS = {"lenet": "LeNet", "inception": "Inception"}
+
+
+def metric_columns(runs: list[dict]) -> dict[str, tuple[str, int, float]]:
+    """COLUMNS plus the sample-quality columns of every feature network the runs were scored with."""
+    nets = sorted({name.removeprefix("fid_") for r in runs for name in r["metrics"] if name.startswith("fid_")})
+    quality = {f"{prefix}_{net}": (f"{name}-{FEATURE_LABELS.get(net, net)}{unit}", digits, scale)
+               for net in nets for prefix, (name, unit, digits, scale) in QUALITY_COLUMNS.items()}
+    return COLUMNS | quality
+
 
 def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
     runs = db.runs(suite=suite.name)
@@ -37,6 +56,7 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
     for run in runs:
         groups.setdefault((run["name"], run["dataset"], run["budget"]), []).append(run)
     several_datasets = len({key[1] for key in groups}) > 1
+    columns = metric_columns(runs)
     rows = []
     for (name, dataset, budget_name), group in sorted(
         groups.items(), key=lambda kv: (budget_rank(kv[0][2]), order.get(kv[0][0], 1e9), kv[0][0], kv[0][1])
@@ -45,7 +65,7 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         if several_datasets:
             row["data"] = dataset
         row["budget"] = budget_name
-        for metric, (label, digits, scale) in COLUMNS.items():
+        for metric, (label, digits, scale) in columns.items():
             summary = summarize([scale * r["metrics"][metric] for r in group if metric in r["metrics"]])
             row[label] = summary.format(digits) if summary else ""
         by_layer = active_units_by_layer(group)
@@ -63,8 +83,18 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
         rows.append(row)
     frame = pd.DataFrame(rows)
-    unused = [label for label, *_ in COLUMNS.values() if label in frame and not frame[label].any()]
+    unused = [label for label, *_ in columns.values() if label in frame and not frame[label].any()]
     return frame.drop(columns=unused)
+
+
+def skipped_lines(db: ResultsDB, suite: Suite) -> list[str]:
+    """One line per run name and metric that applied but was left out, with the reason
+    (of its newest run: reasons may quote per-seed values)."""
+    seen: dict[tuple[str, str], str] = {}
+    for run in db.runs(suite=suite.name):  # newest first
+        for metric, reason in run["skipped"].items():
+            seen.setdefault((run["name"], metric), reason)
+    return [f"- `{name}`: {metric} left out: {reason}" for (name, metric), reason in sorted(seen.items())]
 
 
 def _dataset_lines(frame: pd.DataFrame, suite: Suite) -> list[str]:
@@ -104,5 +134,8 @@ def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path
                              disable_numparse=True)
               if len(frame) else "(no finished runs yet)", ""]
     lines += [f"- {note}" for note in suite.notes]
+    skipped = skipped_lines(db, suite)
+    if skipped:
+        lines += ["", "Metrics that apply to a model but were not computed, and why:", "", *skipped]
     md_path.write_text("\n".join(lines) + "\n")
     return md_path, csv_path

@@ -45,7 +45,8 @@ class Budget:
         text += (f"; disentanglement classifiers on {self.disentanglement_train} training / "
                  f"{self.disentanglement_eval} evaluation points")
         if self.quality_samples:
-            text += f"; IS/FID from {self.quality_samples} samples"
+            text += (f"; IS/FID/KID/precision-recall of {self.quality_samples} samples against the first "
+                     f"{EvalSettings.quality_reference} test images")
         return text
 
     def eval_settings(self) -> EvalSettings:
