@@ -14,6 +14,7 @@ import torch
 
 from genbench.data.base import ImageDataset
 from genbench.data.binarized_mnist import load_binarized_mnist
+from genbench.data.cifar10 import load_cifar10
 from genbench.data.dsprites import load_dsprites, load_dsprites_rendered
 from genbench.data.mnist import load_dynamic_mnist, load_mnist8
 from genbench.data.omniglot import load_omniglot
@@ -43,6 +44,7 @@ for _spec in (
     DatasetSpec("dsprites", "dSprites, DeepMind's file (ground-truth factors)", (1, 64, 64), load_dsprites),
     DatasetSpec("dsprites_rendered", "dSprites grid re-rendered by genbench (no files; not DeepMind's)",
                 (1, 64, 64), load_dsprites_rendered),
+    DatasetSpec("cifar10", "CIFAR-10 32x32 color, 8-bit levels (Krizhevsky 2009)", (3, 32, 32), load_cifar10),
 ):
     DATASETS.register(_spec.name, _spec)
 

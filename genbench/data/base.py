@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-#: Value conventions a data set can have (``ImageDataset.kind``).
+#: Value conventions a data set can have (``ImageDataset.kind``), each with the largest
+#: stored value, which model input divides by:
 #: - ``binary``: 0/1 floats (static or dynamic binarization)
-#: - ``gray8``: 8-bit levels as floats ``pixel / 255`` in [0, 1]
-KINDS = ("binary", "gray8")
+#: - ``gray8``: 8-bit gray levels as floats ``pixel / 255`` in [0, 1], one channel
+#: - ``rgb8``: 8-bit color levels, ``pixel / 255`` in [0, 1] per channel, channels R, G, B
+MAX_LEVEL = {"binary": 1, "gray8": 255, "rgb8": 255}
+KINDS = tuple(MAX_LEVEL)
 
 #: Seed of every one-time binarization (the fixed test set of dynamically binarized data).
 EVAL_BINARIZATION_SEED = 0
@@ -95,9 +98,7 @@ class ImageDataset:
         return self._to_float(raw)
 
     def _to_float(self, raw: Tensor) -> Tensor:
-        if self.kind == "gray8":
-            return raw.float() / 255.0
-        return raw.float()
+        return raw.float() / MAX_LEVEL[self.kind]
 
 
 def binarize_once(gray: Tensor, seed: int) -> Tensor:
