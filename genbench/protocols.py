@@ -144,6 +144,9 @@ def capabilities(model: object) -> list[str]:
 class EpochCallback(Protocol):
     """Optional for Trainable models: called by the training loop (rank 0) after every epoch
     and at the end of a run that stops mid-epoch, with the epoch (a float) and the run directory,
-    for what a model writes while it trains (a GAN's sample grids and learning curve)."""
+    for what a model writes while it trains (a GAN's sample grids and learning curve).
 
-    def on_epoch_end(self, epoch: float, run_dir: Path) -> None: ...
+    ``measures`` is what the harness measured of the model at that point (the FID of a few
+    samples where the run asks for sample quality; empty otherwise), for the model's curve."""
+
+    def on_epoch_end(self, epoch: float, run_dir: Path, measures: dict[str, float]) -> None: ...

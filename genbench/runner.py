@@ -18,6 +18,9 @@ import torch
 from genbench.data import load_dataset
 from genbench.errors import GenbenchError, TrainingDiverged
 from genbench.metrics.registry import evaluate
+from genbench.metrics.sample_quality import curve_monitor
+from genbench.protocols import EpochCallback, Sampler
+from genbench.results.curves import read_curve
 from genbench.results.db import ResultsDB, RunSpec
 from genbench.results.pictures import save_pictures
 from genbench.scoring import load_for_scoring
@@ -97,7 +100,9 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
         meta = {"name": entry.name, "model": entry.model, "config": config,
                 "dataset": suite.dataset_of(entry), "data_shape": list(dataset.shape), "suite": suite.name,
                 "budget": budget.name}
-        result = train(model, dataset, train_cfg, run_dir, meta, progress=progress)
+        curve_wanted = isinstance(model, EpochCallback) and isinstance(model, Sampler)
+        monitor = curve_monitor(dataset, settings) if curve_wanted else None
+        result = train(model, dataset, train_cfg, run_dir, meta, progress=progress, monitor=monitor)
         started = time.perf_counter()
         torch.manual_seed(seed)
         test = dataset.eval_tensor("test")
@@ -113,7 +118,7 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
         raise
     if result.best_epoch is not None:  # early stopping: how much training the numbers had
         metrics |= {"epochs_trained": result.epochs_trained, "best_epoch": float(result.best_epoch)}
-    db.finish_run(run_id, metrics, result.seconds, eval_seconds, skipped)
+    db.finish_run(run_id, metrics, result.seconds, eval_seconds, skipped, read_curve(run_dir))
     return RunOutcome(entry.name, seed, "done", metrics, run_dir)
 
 

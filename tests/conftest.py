@@ -52,3 +52,13 @@ def http_dir(tmp_path):
 @pytest.fixture
 def toy():
     return make_toy(n_train=400, n_test=200)
+
+
+@pytest.fixture
+def tiny_torchscript(tmp_path):
+    """A TorchScript feature network file (``--features``) of a few hundred weights."""
+    from tests.helpers import TinyFeatures
+
+    path = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.script(TinyFeatures().eval()), str(path))
+    return path

@@ -105,3 +105,16 @@ class LinearEncoder(nn.Module):
 
     def prior(self):
         raise NotImplementedError
+
+
+class TinyFeatures(nn.Module):
+    """A feature network (features, logits) small enough to script and run in tests."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        f = self.body(x)
+        return f, self.head(f)

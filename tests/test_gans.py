@@ -18,13 +18,13 @@ from genbench.protocols import (
     Trainable,
     capabilities,
 )
+from genbench.results.curves import write_curve_row
 from genbench.train import checkpoint as ckpt
 from genbench.train.loop import TrainConfig, train
 from genbench.train.schedule import iwae
 from tests.test_train import diverging_at
 from zoo import MODELS
 from zoo.gan_layers import stages
-from zoo.gan_monitor import write_curve_row
 from zoo.gan_objectives import gradient_penalty
 
 MNIST, CIFAR = (1, 28, 28), (3, 32, 32)
@@ -248,3 +248,52 @@ def test_learning_curve_rows_of_a_rerun_epoch_replace_the_old_ones(tmp_path):
     for epoch, loss in ((1, 0.5), (2, 0.4), (3, 0.3), (2, 0.45)):  # killed after 3, resumed from 1
         write_curve_row(tmp_path, epoch, {"generator": loss})
     assert [(r["epoch"], r["generator"]) for r in _curve(tmp_path)] == [("1", "0.5"), ("2", "0.45")]
+
+
+GAN_SUITE = """
+name = "gans"
+dataset = "toy"
+[train]
+batch_size = 50
+lr = 2e-4
+schedule = "constant"
+[budgets.smoke]
+epochs = 2
+eval_k = 2
+quality_samples = 100
+[[runs]]
+name = "gan"
+model = "gan"
+config = { base_channels = 8, latent = 8 }
+"""
+
+
+def test_a_gan_run_records_fid_over_training_in_its_curve_without_changing_the_training(
+        tmp_path, monkeypatch, tiny_torchscript, toy):
+    from genbench.data import load_dataset
+    from genbench.metrics import features, sample_quality
+    from genbench.results.db import ResultsDB
+    from genbench.runner import run_suite
+    from genbench.scoring import load_for_scoring
+    from genbench.suites import parse_suite
+
+    net = features.resolve_feature_net(str(tiny_torchscript), toy)
+    monkeypatch.setattr(sample_quality, "resolve_feature_net", lambda *a, **k: net)
+    suite = parse_suite(GAN_SUITE, "test")
+    db = ResultsDB(tmp_path / "db.sqlite")
+    [outcome] = run_suite(suite, suite.budget("smoke"), db, tmp_path / "runs", torch.device("cpu"),
+                          progress=False, log=lambda *_: None)
+    assert outcome.status == "done" and outcome.metrics["fid_ts_tiny"] > 0
+    curve = _curve(outcome.run_dir)
+    fids = [float(row["fid_ts_tiny@2000"]) for row in curve]
+    assert [row["epoch"] for row in curve] == ["1", "2"] and min(fids) > 0
+    [run] = db.runs()
+    assert [row["fid_ts_tiny@2000"] for row in db.curve(run["id"])] == fids
+
+    unmonitored, meta = _run("gan", toy)  # the same run without the monitor ends with the same weights
+    cfg = suite.train_config(suite.budget("smoke"), 0, suite.runs[0])
+    train(unmonitored, load_dataset("toy"), cfg, tmp_path / "plain", {**meta, "config": run["config"]},
+          progress=False)
+    monitored = load_for_scoring(outcome.run_dir, None, {}, None).model
+    for key, value in unmonitored.state_dict().items():
+        torch.testing.assert_close(monitored.state_dict()[key], value, rtol=0, atol=0)

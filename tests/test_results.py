@@ -135,7 +135,8 @@ def test_leaderboard_names_the_feature_net_of_sample_quality_and_says_why_a_metr
         run_id = db.start_run(spec(f"g{seed}", name="gan", model="gan", seed=seed))
         db.finish_run(run_id, {"is_lenet": 9.0, "fid_lenet": fid, "kid_lenet": 0.002}, 1.0, 1.0)
     run_id = db.start_run(spec("p", name="ppca", model="ppca"))
-    db.finish_run(run_id, {"nll": -198.0}, 1.0, 1.0, skipped={"sample_quality": "PPCA samples must lie in [0, 1]"})
+    db.finish_run(run_id, {"nll": -198.0}, 1.0, 1.0,
+                  skipped={"sample_quality": "PPCA samples must lie in [0, 1]"})
     text = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")[0].read_text()
     header = next(line for line in text.splitlines() if line.startswith("| run"))
     assert "IS-LeNet" in header and "FID-LeNet" in header and "KID-LeNet (x1000)" in header

@@ -163,17 +163,6 @@ def test_reference_features_are_extracted_once_for_many_models(digits, lenet_net
     assert score_test_images() == score_test_images()  # same seeds, same numbers
 
 
-class _TinyFeatures(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x):
-        f = self.body(x)
-        return f, self.head(f)
-
-
 class _Sampler(nn.Module):
     """Samples: test images of the toy set, with a little seeded noise."""
 
@@ -184,13 +173,6 @@ class _Sampler(nn.Module):
     def sample(self, n):
         idx = torch.randint(0, len(self.images), (n,))
         return (self.images[idx] + 0.01 * torch.rand(n, *self.images.shape[1:])).clamp(0, 1)
-
-
-@pytest.fixture
-def tiny_torchscript(tmp_path):
-    path = tmp_path / "tiny.pt"
-    torch.jit.save(torch.jit.script(_TinyFeatures().eval()), str(path))
-    return path
 
 
 def test_a_torchscript_feature_net_scores_every_sampler_in_evaluate(toy, tiny_torchscript, cache_root):

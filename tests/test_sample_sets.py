@@ -85,19 +85,17 @@ def test_score_with_inception_and_no_weights_is_one_error_saying_how_to_provide_
     assert "Inception-v3 weights not found" in err and "GENBENCH_INCEPTION_WEIGHTS" in err
 
 
-def test_score_prints_is_fid_kid_pr_of_a_png_folder_with_a_torchscript_net(tmp_path, capsys, monkeypatch):
-    from tests.test_sample_quality import _TinyFeatures
-
+def test_score_prints_is_fid_kid_pr_of_a_png_folder_with_a_torchscript_net(tmp_path, capsys, monkeypatch,
+                                                                           tiny_torchscript):
     monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "cache"))
-    net = tmp_path / "net.pt"
-    torch.jit.save(torch.jit.script(_TinyFeatures().eval()), str(net))
+    net = tiny_torchscript
     gen = np.random.default_rng(0)
     folder = _write_pngs(tmp_path / "pngs", [gen.integers(0, 256, (8, 8), dtype=np.uint8) for _ in range(30)])
     code, out, _ = _score(capsys, folder, "--dataset", "toy", "--features", net, "--n-reference", "60",
                           "--data-root", tmp_path / "data", "--json")
     assert code == 0
     report = json.loads(out)
-    assert report["features"] == "TorchScript(net.pt)" and report["n_reference"] == 60
+    assert report["features"] == "TorchScript(tiny.pt)" and report["n_reference"] == 60
     assert set(report["metrics"]) >= {"is_ts_net", "fid_ts_net", "kid_ts_net", "precision_ts_net",
                                       "recall_ts_net"}
     assert (tmp_path / "data" / feats.CACHE_FOLDER).is_dir()

@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
+from genbench.results.curves import write_curve_row
 from zoo.gan_layers import JointDiscriminator, dcgan_init, encoder, generator
-from zoo.gan_monitor import LossRecord, save_grid, write_curve_row
+from zoo.gan_monitor import LossRecord, save_grid
 from zoo.gan_objectives import nonsaturating_discriminator_loss, nonsaturating_generator_loss
 from zoo.gans import check_image_shape
 from zoo.layers import fused_supported
@@ -114,6 +115,6 @@ class BiGAN(nn.Module):
         yield "generator", loss
 
     # --- EpochCallback ------------------------------------------------------------------------
-    def on_epoch_end(self, epoch: float, run_dir: Path) -> None:
+    def on_epoch_end(self, epoch: float, run_dir: Path, measures: dict[str, float]) -> None:
         save_grid(self, self.generate, self.config.latent, run_dir, epoch)
-        write_curve_row(run_dir, epoch, self.record.means_and_reset())
+        write_curve_row(run_dir, epoch, {**self.record.means_and_reset(), **measures})

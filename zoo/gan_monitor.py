@@ -9,7 +9,6 @@ interrupted run's curve is the same as an uninterrupted one's.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import torch
 from torch import Tensor, nn
 from torchvision.utils import save_image
 
-CURVE = "learning_curve.csv"
 GRID_SEED = 1234
 
 
@@ -40,23 +38,6 @@ class LossRecord(nn.Module):
         self.sums.zero_()
         self.counts.zero_()
         return dict(zip(self.names, means, strict=True))
-
-
-def write_curve_row(run_dir: Path, epoch: float, values: dict[str, float]) -> Path:
-    """Add the row of ``epoch`` to the learning curve, replacing rows of this or later epochs
-    (left by a run that was interrupted after writing them and resumed from an older checkpoint)."""
-    path = run_dir / CURVE
-    rows = []
-    if path.exists():
-        with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if float(r["epoch"]) < epoch]
-    rows.append({"epoch": f"{epoch:g}", **{k: f"{v:.6g}" for k, v in values.items()}})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 @torch.no_grad()

@@ -29,8 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from genbench.errors import GenbenchError
+from genbench.results.curves import write_curve_row
 from zoo.gan_layers import NORMS, dcgan_init, discriminator, generator, stages
-from zoo.gan_monitor import LossRecord, save_grid, write_curve_row
+from zoo.gan_monitor import LossRecord, save_grid
 from zoo.gan_objectives import (
     clip_weights,
     gradient_penalty,
@@ -173,7 +174,7 @@ class GAN(nn.Module):
             self.generator_steps += 1
 
     # --- EpochCallback ------------------------------------------------------------------------
-    def on_epoch_end(self, epoch: float, run_dir: Path) -> None:
+    def on_epoch_end(self, epoch: float, run_dir: Path, measures: dict[str, float]) -> None:
         save_grid(self, self.generate, self.config.latent, run_dir, epoch)
         write_curve_row(run_dir, epoch, {**self.record.means_and_reset(),
-                                         "generator_steps": float(self.generator_steps)})
+                                         "generator_steps": float(self.generator_steps), **measures})

@@ -7,8 +7,8 @@ and leaves the others blank; nothing here looks at model names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +55,8 @@ class EvalSettings:
     quality_reference: int | None = 10_000
     """Real images they are compared with: the first n of ``quality_split`` (None: all)."""
     quality_split: str = "test"
+    curve_samples: int = 2_000
+    """Samples behind the FID of each epoch in a GAN's learning curve (where quality_samples > 0)."""
     features: str | None = None
     """Feature network: lenet, inception or a TorchScript file (None: the data set's default)."""
     cache_root: str | None = None

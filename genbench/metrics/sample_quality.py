@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_featuresdict_to_metric
@@ -185,3 +186,33 @@ def sample_quality_metrics(model, ctx) -> dict[str, float]:
     fake = model_samples(model, s.quality_samples, s.seed)
     return score_images(fake, ctx.dataset, net, s.quality_split, s.quality_reference,
                         cache_dir(s.cache_root), ctx.data.device)
+
+
+def curve_monitor(dataset, settings) -> Callable[[nn.Module], dict[str, float]] | None:
+    """A training-loop monitor: IS and FID of ``settings.curve_samples`` samples at each epoch
+    end, keyed ``fid_lenet@2000`` and so on (fewer samples than the final metrics: FID is biased
+    upward at small n, so the curve is comparable along itself, not with the final column).
+
+    None where the run asks for no sample quality or no feature network fits the data."""
+    if settings.quality_samples <= 0 or settings.curve_samples <= 0:
+        return None
+    try:
+        net = resolve_feature_net(settings.features, dataset, settings.cache_root)
+    except MetricSkipped:
+        return None
+    cache = cache_dir(settings.cache_root)
+
+    def measure(model: nn.Module) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        try:
+            fake = model_samples(model, settings.curve_samples, settings.seed)
+        except MetricSkipped:
+            return {}
+        finally:
+            model.train(was_training)
+        values = score_images(fake, dataset, net, settings.quality_split, settings.quality_reference, cache,
+                              dataset.device, which=("isc", "fid"))
+        return {f"{key}@{settings.curve_samples}": value for key, value in values.items()}
+
+    return measure

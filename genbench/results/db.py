@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL,
     PRIMARY KEY (run_id, name)
 );
+CREATE TABLE IF NOT EXISTS curves (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch REAL NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, epoch, name)
+);
 CREATE TABLE IF NOT EXISTS skipped (
     run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     metric TEXT NOT NULL,
@@ -142,13 +149,17 @@ class ResultsDB:
             return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, metrics: dict[str, float], train_seconds: float,
-                   eval_seconds: float, skipped: dict[str, str] | None = None) -> None:
-        """Store all metric values (and why any applicable metric was skipped) and mark the run
-        done, in one transaction."""
+                   eval_seconds: float, skipped: dict[str, str] | None = None,
+                   curve: list[dict[str, float]] | None = None) -> None:
+        """Store all metric values (and why any applicable metric was skipped, and the learning
+        curve's rows, each with its ``epoch``) and mark the run done, in one transaction."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM skipped WHERE run_id = ?", (run_id,))
+            for table in ("metrics", "skipped", "curves"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             self._insert_results(conn, run_id, metrics, skipped or {})
+            conn.executemany("INSERT INTO curves (run_id, epoch, name, value) VALUES (?, ?, ?, ?)",
+                             [(run_id, row["epoch"], k, v) for row in curve or [] for k, v in row.items()
+                              if k != "epoch"])
             conn.execute(
                 "UPDATE runs SET status='done', finished_at=?, train_seconds=?, eval_seconds=? "
                 "WHERE id=?", (now(), train_seconds, eval_seconds, run_id))
@@ -214,6 +225,16 @@ class ResultsDB:
             r["metrics"] = by_run.get(r["id"], {})
             r["skipped"] = reasons.get(r["id"], {})
         return rows
+
+    def curve(self, run_id: int) -> list[dict[str, float]]:
+        """The run's learning curve: one dict per epoch, with its ``epoch``."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT epoch, name, value FROM curves WHERE run_id=? ORDER BY epoch",
+                                (run_id,)).fetchall()
+        by_epoch: dict[float, dict[str, float]] = {}
+        for r in rows:
+            by_epoch.setdefault(r["epoch"], {"epoch": r["epoch"]})[r["name"]] = r["value"]
+        return list(by_epoch.values())
 
     def skipped(self, run_id: int) -> dict[str, str]:
         """Why applicable metrics were left out of a run: metric name -> reason."""

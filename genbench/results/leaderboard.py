@@ -43,7 +43,8 @@ FEATURE_LABELS = {"lenet": "LeNet", "inception": "Inception"}
 
 def metric_columns(runs: list[dict]) -> dict[str, tuple[str, int, float]]:
     """COLUMNS plus the sample-quality columns of every feature network the runs were scored with."""
-    nets = sorted({name.removeprefix("fid_") for r in runs for name in r["metrics"] if name.startswith("fid_")})
+    nets = sorted({name.removeprefix("fid_") for r in runs for name in r["metrics"]
+                   if name.startswith("fid_")})
     quality = {f"{prefix}_{net}": (f"{name}-{FEATURE_LABELS.get(net, net)}{unit}", digits, scale)
                for net in nets for prefix, (name, unit, digits, scale) in QUALITY_COLUMNS.items()}
     return COLUMNS | quality

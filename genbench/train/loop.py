@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -128,11 +129,14 @@ def train(
     meta: dict[str, Any],
     max_steps: int | None = None,
     progress: bool = True,
+    monitor: Callable[[nn.Module], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` into ``run_dir``, resuming from its checkpoint.
 
     ``meta`` (model name, hyperparameters, data set ...) is stored in every checkpoint and
     must match on resume. ``max_steps`` stops early (used to simulate an interrupted run).
+    ``monitor`` measures the model at each epoch end (it must leave the RNG and the model's
+    mode as it found them); an EpochCallback model receives the values.
     """
     started = time.perf_counter()
     device = dataset.device
@@ -197,7 +201,7 @@ def train(
         done = step + 1
         epoch_ends = done % steps_per_epoch == 0 or done == total_steps
         if isinstance(model, EpochCallback) and rank == 0 and epoch_ends:
-            model.on_epoch_end(done / steps_per_epoch, run_dir)
+            model.on_epoch_end(done / steps_per_epoch, run_dir, monitor(model) if monitor else {})
         if stopping and done % steps_per_epoch == 0:
             _validate(model, valid, stopping, done // steps_per_epoch, run_dir, config.seed)
             model.train()
