@@ -12,6 +12,7 @@ from zoo.gans import GAN, GANConfig
 from zoo.hvae import HVAE, HVAEConfig
 from zoo.iwae import IWAE, IWAEConfig
 from zoo.ppca import PPCA, PPCAConfig
+from zoo.realnvp import RealNVP, RealNVPConfig
 from zoo.registry import MODELS, ModelEntry
 from zoo.vlae import VLAE, VLAEConfig
 
@@ -58,5 +59,10 @@ MODELS.register("bigan", ModelEntry(
     "bigan", BiGAN, BiGANConfig,
     "BiGAN / ALI (Donahue et al. 2017, Dumoulin et al. 2017): generator, encoder, joint discriminator "
     "on (x, z); latent 50"))
+
+MODELS.register("realnvp", ModelEntry(
+    "realnvp", RealNVP, RealNVPConfig,
+    "RealNVP (Dinh, Sohl-Dickstein & Bengio 2017): multi-scale affine couplings on dequantized, logit 8-bit "
+    "images; exact likelihood"))
 
 __all__ = ["MODELS", "ModelEntry"]
