@@ -95,12 +95,12 @@ def test_help_on_every_command(capsys):
 
 
 @pytest.mark.parametrize("argv, fragments", [
-    (["run", "--suite", "nope"], ["unknown suite 'nope'", "valid: dsprites, mnist, omniglot, smoke"]),
+    (["run", "--suite", "nope"], ["unknown suite 'nope'", "valid: cifar10, dsprites, mnist, omniglot, smoke"]),
     (["run", "--suite", "smoke", "--budget", "huge"], ["unknown budget 'huge'", "valid: smoke"]),
     (["run", "--suite", "smoke", "--models", "gan"], ["no run or model 'gan'", "valid:"]),
     (["run", "--suite", "smoke", "--device", "tpu9"], ["unknown device"]),
     (["tables", "--paper", "nope"],
-     ["unknown paper 'nope'", "valid: betavae, elbo-surgery, iwae, vampprior, vlae"]),
+     ["unknown paper 'nope'", "valid: betavae, elbo-surgery, iwae, pixelvae, vampprior, vlae, vlae-cifar"]),
     (["score", "missing.safetensors"], ["no file or directory at missing.safetensors"]),
 ])
 def test_bad_names_give_one_clear_line(argv, fragments, capsys, tmp_path):
