@@ -70,7 +70,7 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, devic
         for seed in range(seeds or suite.seeds):
             outcome = run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress, data_root)
             shown = ", ".join(f"{k} {v:.2f}" for k, v in outcome.metrics.items()
-                              if k in ("nll", "elbo", "active_units"))
+                              if k in ("nll", "elbo", "active_units", "is_lenet", "fid_lenet"))
             log(f"[{outcome.status}] {entry.name} seed {seed}: {outcome.error or shown}")
             outcomes.append(outcome)
     return outcomes

@@ -34,7 +34,7 @@ COLUMNS = {
 QUALITY_COLUMNS = {
     "is": ("IS", "", 2, 1),
     "fid": ("FID", "", 2, 1),
-    "kid": ("KID", " (x1000)", 2, 1000),
+    "kid": ("KID", "", 3, 1),
     "precision": ("precision", "", 3, 1),
     "recall": ("recall", "", 3, 1),
 }
@@ -79,7 +79,8 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         if stopped and stopped.mean < group[0]["train"]["epochs"]:  # early stopping ended them sooner
             row["epochs"] = f"{stopped.mean:.3g} of {row['epochs']}"
         evaluation = group[0]["eval"]
-        row["NLL k / test pts"] = f"{evaluation['k']} / {evaluation['n_test'] or 'all'}"
+        has_nll = any("nll" in r["metrics"] for r in group)
+        row["NLL k / test pts"] = f"{evaluation['k']} / {evaluation['n_test'] or 'all'}" if has_nll else ""
         row["train (s)"] = f"{sum(r['train_seconds'] or 0 for r in group) / len(group):.0f}"
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
         rows.append(row)
