@@ -11,6 +11,8 @@ from zoo.bigan import BiGAN, BiGANConfig
 from zoo.gans import GAN, GANConfig
 from zoo.hvae import HVAE, HVAEConfig
 from zoo.iwae import IWAE, IWAEConfig
+from zoo.pixelcnn import PixelCNN, PixelCNNConfig
+from zoo.pixelvae import PixelVAE, PixelVAEConfig
 from zoo.ppca import PPCA, PPCAConfig
 from zoo.realnvp import RealNVP, RealNVPConfig
 from zoo.registry import MODELS, ModelEntry
@@ -64,5 +66,13 @@ MODELS.register("realnvp", ModelEntry(
     "realnvp", RealNVP, RealNVPConfig,
     "RealNVP (Dinh, Sohl-Dickstein & Bengio 2017): multi-scale affine couplings on dequantized, logit 8-bit "
     "images; exact likelihood"))
+MODELS.register("pixelcnn", ModelEntry(
+    "pixelcnn", PixelCNN, PixelCNNConfig,
+    "gated PixelCNN (van den Oord et al. 2016): vertical and horizontal stacks, exact likelihood; "
+    "output bernoulli or softmax256"))
+MODELS.register("pixelvae", ModelEntry(
+    "pixelvae", PixelVAE, PixelVAEConfig,
+    "PixelVAE (Gulrajani et al. 2016): VAE with a 3-layer gated PixelCNN decoder conditioned on a map "
+    "of z; latent 16"))
 
 __all__ = ["MODELS", "ModelEntry"]
