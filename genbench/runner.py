@@ -49,7 +49,8 @@ def run_key(suite: Suite, entry: RunEntry, config: dict, train_cfg: dict, budget
     ident = {"suite": suite.name, "name": entry.name, "model": entry.model, "config": config,
              "dataset": suite.dataset_of(entry), "train": train_cfg,
              "budget": asdict(replace(budget, **ADDABLE_LATER))}
-    evaluation = {k: v for k, v in entry.budgets.get(budget.name, {}).items() if k != "epochs"}
+    evaluation = {k: v for k, v in entry.budgets.get(budget.name, {}).items()
+                  if k != "epochs" and k not in ADDABLE_LATER}
     if evaluation:  # epochs are already in the training config
         ident["eval"] = evaluation
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

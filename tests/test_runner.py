@@ -153,3 +153,17 @@ def test_asking_for_samples_later_adds_sample_quality_to_finished_runs_without_r
     assert "fid_ts_tiny" not in ppca["metrics"] and "must lie in [0, 1]" in ppca["skipped"]["sample_quality"]
     monkeypatch.setattr(sample_quality, "score_images", lambda *a, **k: pytest.fail("scored twice"))
     run_suite(suite, asking, db, tmp_path / "runs", torch.device("cpu"), **quiet)
+
+
+def test_a_runs_own_sample_count_is_not_part_of_its_key_but_its_epochs_are():
+    from dataclasses import replace
+
+    from genbench.runner import run_key
+
+    suite = parse_suite(QUALITY_SUITE, "test")
+    entry, budget = suite.runs[0], suite.budget("smoke")
+    config, train_cfg = {"layers": 1}, {"epochs": 1}
+    plain = run_key(suite, entry, config, train_cfg, budget)
+    sampled = replace(entry, budgets={"smoke": {"quality_samples": 500}})
+    assert run_key(suite, sampled, config, train_cfg, replace(budget, quality_samples=500)) == plain
+    assert run_key(suite, replace(entry, budgets={"smoke": {"eval_k": 7}}), config, train_cfg, budget) != plain

@@ -39,6 +39,8 @@ QUALITY_COLUMNS = {
     "recall": ("recall", "", 3, 1),
 }
 FEATURE_LABELS = {"lenet": "LeNet", "inception": "Inception"}
+#: the column of how many samples a row's sample-quality values had (FID depends on it)
+SAMPLES = "IS/FID samples"
 
 
 def metric_columns(runs: list[dict]) -> dict[str, tuple[str, int, float]]:
@@ -81,11 +83,14 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         evaluation = group[0]["eval"]
         has_nll = any("nll" in r["metrics"] for r in group)
         row["NLL k / test pts"] = f"{evaluation['k']} / {evaluation['n_test'] or 'all'}" if has_nll else ""
+        scored = any(name.startswith("fid_") for r in group for name in r["metrics"])
+        row[SAMPLES] = str(evaluation.get("quality_samples", "")) if scored else ""
         row["train (s)"] = f"{sum(r['train_seconds'] or 0 for r in group) / len(group):.0f}"
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
         rows.append(row)
     frame = pd.DataFrame(rows)
-    unused = [label for label, *_ in columns.values() if label in frame and not frame[label].any()]
+    unused = [label for label in [label for label, *_ in columns.values()] + [SAMPLES]
+              if label in frame and not frame[label].any()]
     return frame.drop(columns=unused)
 
 
