@@ -166,4 +166,5 @@ def test_a_runs_own_sample_count_is_not_part_of_its_key_but_its_epochs_are():
     plain = run_key(suite, entry, config, train_cfg, budget)
     sampled = replace(entry, budgets={"smoke": {"quality_samples": 500}})
     assert run_key(suite, sampled, config, train_cfg, replace(budget, quality_samples=500)) == plain
-    assert run_key(suite, replace(entry, budgets={"smoke": {"eval_k": 7}}), config, train_cfg, budget) != plain
+    costlier = replace(entry, budgets={"smoke": {"eval_k": 7}})
+    assert run_key(suite, costlier, config, train_cfg, budget) != plain
