@@ -41,14 +41,14 @@ class RunOutcome:
 
 
 #: budget fields that only add metrics a finished run can compute later from its checkpoint
-#: (sample quality): pinned in the key, so asking for them never retrains a run
-ADDABLE_LATER = {"quality_samples": 0}
+#: (sample quality): left out of the key, so asking for them never retrains a run
+ADDABLE_LATER = ("quality_samples",)
 
 
 def run_key(suite: Suite, entry: RunEntry, config: dict, train_cfg: dict, budget: Budget) -> str:
     ident = {"suite": suite.name, "name": entry.name, "model": entry.model, "config": config,
              "dataset": suite.dataset_of(entry), "train": train_cfg,
-             "budget": asdict(replace(budget, **ADDABLE_LATER))}
+             "budget": {k: v for k, v in asdict(budget).items() if k not in ADDABLE_LATER}}
     evaluation = {k: v for k, v in entry.budgets.get(budget.name, {}).items()
                   if k != "epochs" and k not in ADDABLE_LATER}
     if evaluation:  # epochs are already in the training config
