@@ -94,7 +94,7 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
         for col, (text, budget, _) in zip(paper["columns"], cells, strict=True):
             if text and tag_cells:
                 text = f"{text} [{budget}]"
-            published = row["paper"].get(col["id"], "–")  # the paper has no number there
+            published = row.get("paper", {}).get(col["id"], "–")  # the paper has no number there
             if isinstance(published, float):
                 published = f"{published:.2f}"
             line.append(f"{published} / {text or '–'}")
