@@ -118,3 +118,27 @@ class TinyFeatures(nn.Module):
     def forward(self, x):
         f = self.body(x)
         return f, self.head(f)
+
+
+def single_optimizer_steps(model: nn.Module, batches, lr: float) -> list[float]:
+    """Train a one-optimizer Trainable on each batch of ``batches`` in turn; the losses.
+
+    Checks on the way that the model names its one optimizer "model" and its losses are finite."""
+    [(name, opt)] = model.configure_optimizers(lr).items()
+    assert name == "model"
+    model.train()
+    losses = []
+    for x in batches:
+        [(loss_name, loss)] = list(model.training_losses(x))
+        assert loss_name == name and torch.isfinite(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def noisy_prototypes(prototypes: Tensor, n: int, flip: float = 0.05) -> Tensor:
+    """n binary images: random picks among ``prototypes`` with a fraction ``flip`` of pixels flipped."""
+    flips = (torch.rand(n, *prototypes.shape[1:]) < flip).float()
+    return (prototypes[torch.randint(len(prototypes), (n,))] - flips).abs()

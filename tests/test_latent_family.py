@@ -13,6 +13,7 @@ from genbench.errors import GenbenchError
 from genbench.protocols import LatentVariableModel, LayeredEncoder, ProgressAware, Sampler, Trainable
 from genbench.train import checkpoint as ckpt
 from genbench.train.loop import BEST_WEIGHTS, TrainConfig, fit_tensor, train
+from tests.helpers import single_optimizer_steps
 from zoo import MODELS
 from zoo.layers import diagonal_normal
 from zoo.objectives import ObjectiveConfig, VariationalTerms, training_loss
@@ -149,14 +150,7 @@ def test_betavae_learns_on_small_sprites_and_refuses_other_shapes():
     for i in range(16):  # squares at different places
         x[i, 0, 4 * i // 2 : 4 * i // 2 + 12, 8 + 2 * i : 20 + 2 * i] = 1
     model.init_from_data(x)
-    opt = model.configure_optimizers(1e-3)["model"]
-    losses = []
-    for _ in range(15):
-        [(_, loss)] = list(model.training_losses(x))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = single_optimizer_steps(model, [x] * 15, lr=1e-3)
     assert losses[-1] < 0.9 * losses[0]
     # with beta = 1 the loss is the negative ELBO of the metrics' weights
     torch.manual_seed(1)

@@ -10,6 +10,7 @@ import torch
 from genbench.errors import GenbenchError
 from genbench.metrics.likelihood import bits_per_dim
 from genbench.protocols import ExactLikelihood, LatentVariableModel, Sampler, Trainable
+from tests.helpers import noisy_prototypes, single_optimizer_steps
 from zoo import MODELS
 from zoo.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNConfig
 
@@ -170,22 +171,11 @@ def test_training_lowers_the_nll_on_toy_images():
     torch.manual_seed(7)
     stripes = torch.zeros(1, 1, 6, 6)
     stripes[..., ::2, :] = 1.0
-
-    def batch(n):
-        flips = (torch.rand(n, 1, 6, 6) < 0.05).float()
-        return (stripes.expand(n, -1, -1, -1) - flips).abs()
-
     model = PixelCNN(PixelCNNConfig(channels=8, layers=2, first_kernel_size=3), (1, 6, 6))
-    [opt] = model.configure_optimizers(1e-2).values()
-    held_out = batch(64)
+    held_out = noisy_prototypes(stripes, 64)
     with torch.no_grad():
         before = -model.log_prob(held_out).mean().item()
-    for _ in range(40):
-        [(name, loss)] = list(model.training_losses(batch(32)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert name == "model"
+    single_optimizer_steps(model, (noisy_prototypes(stripes, 32) for _ in range(40)), lr=1e-2)
     with torch.no_grad():
         after = -model.log_prob(held_out).mean().item()
     assert after < 0.5 * before  # 36 ln 2 = 25 nats at the start; the stripes are almost certain

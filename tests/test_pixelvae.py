@@ -17,6 +17,7 @@ from genbench.protocols import (
     Sampler,
     Trainable,
 )
+from tests.helpers import noisy_prototypes, single_optimizer_steps
 from zoo import MODELS
 from zoo.pixelvae import PixelVAE, PixelVAEConfig
 
@@ -97,14 +98,8 @@ def test_bounds_climb_from_the_elbo_to_the_marginal_likelihood_by_quadrature():
 def test_training_lowers_the_loss_on_toy_images():
     torch.manual_seed(5)
     prototypes = _binary(4, (1, 6, 6), seed=1)
-
-    def batch(n):
-        flips = (torch.rand(n, 1, 6, 6) < 0.05).float()
-        return (prototypes[torch.randint(4, (n,))] - flips).abs()
-
     model = _small((1, 6, 6))
-    [opt] = model.configure_optimizers(1e-2).values()
-    held_out = batch(64)
+    held_out = noisy_prototypes(prototypes, 64)
 
     def held_out_loss():
         torch.manual_seed(0)
@@ -112,12 +107,7 @@ def test_training_lowers_the_loss_on_toy_images():
             return next(model.training_losses(held_out))[1].item()
 
     before = held_out_loss()
-    for _ in range(30):
-        [(name, loss)] = list(model.training_losses(batch(32)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert name == "model"
+    single_optimizer_steps(model, (noisy_prototypes(prototypes, 32) for _ in range(30)), lr=1e-2)
     assert held_out_loss() < 0.9 * before  # from 25 nats (36 ln 2 at the start)
 
 

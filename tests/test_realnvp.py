@@ -11,6 +11,7 @@ from genbench.errors import GenbenchError
 from genbench.metrics.likelihood import bits_per_dim, nll
 from genbench.metrics.registry import EvalSettings, evaluate
 from genbench.protocols import DataInitialized, ExactLikelihood, LatentVariableModel, Sampler, Trainable
+from tests.helpers import single_optimizer_steps
 from zoo import MODELS
 from zoo.realnvp import ActNorm, BatchNormStep, RealNVP, RealNVPConfig, Squeeze
 
@@ -32,17 +33,7 @@ def _images(n: int, shape, seed: int = 0) -> torch.Tensor:
 
 def _train(model: RealNVP, data: torch.Tensor, steps: int, lr: float = 1e-2) -> list[float]:
     model.init_from_data(data)
-    [opt] = model.configure_optimizers(lr).values()
-    model.train()
-    losses = []
-    for step in range(steps):
-        [(name, loss)] = list(model.training_losses(data[(step * 8) % len(data):][:16]))
-        assert name == "model" and torch.isfinite(loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
+    return single_optimizer_steps(model, (data[(step * 8) % len(data):][:16] for step in range(steps)), lr)
 
 
 def _randomize(model: RealNVP, std: float = 0.2) -> None:

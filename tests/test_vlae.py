@@ -17,6 +17,7 @@ from genbench.protocols import (
     Sampler,
     Trainable,
 )
+from tests.helpers import noisy_prototypes, single_optimizer_steps
 from zoo import MODELS
 from zoo.autoregressive import MADE, MaskedConv2d, causal_reach
 from zoo.vlae import VLAE, AffineAutoregressiveStep, AutoregressiveFlow, FlowPrior, VLAEConfig
@@ -213,16 +214,10 @@ def test_each_sampled_pixel_is_a_draw_from_its_conditional(data_shape):
 def test_training_lowers_the_loss_on_toy_images():
     torch.manual_seed(11)
     prototypes = torch.rand(4, 1, 8, 8).round()
-
-    def batch(n):
-        flips = (torch.rand(n, 1, 8, 8) < 0.05).float()
-        return (prototypes[torch.randint(4, (n,))] - flips).abs()
-
     model = VLAE(VLAEConfig(latent=4, flow_hidden=16, decoder_layers=2, decoder_channels=8,
                             encoder_hidden=32), (1, 8, 8))
-    model.init_from_data(batch(256))
-    [opt] = model.configure_optimizers(2e-2).values()
-    held_out = batch(64)
+    model.init_from_data(noisy_prototypes(prototypes, 256))
+    held_out = noisy_prototypes(prototypes, 64)
 
     def held_out_loss():
         torch.manual_seed(0)
@@ -230,12 +225,7 @@ def test_training_lowers_the_loss_on_toy_images():
             return next(model.training_losses(held_out))[1].item()
 
     before = held_out_loss()
-    for _ in range(60):
-        [(name, loss)] = list(model.training_losses(batch(32)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert name == "model"
+    single_optimizer_steps(model, (noisy_prototypes(prototypes, 32) for _ in range(60)), lr=2e-2)
     assert held_out_loss() < 0.9 * before  # z learns which prototype; the decoder draws it
 
 
