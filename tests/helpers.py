@@ -142,3 +142,11 @@ def noisy_prototypes(prototypes: Tensor, n: int, flip: float = 0.05) -> Tensor:
     """n binary images: random picks among ``prototypes`` with a fraction ``flip`` of pixels flipped."""
     flips = (torch.rand(n, *prototypes.shape[1:]) < flip).float()
     return (prototypes[torch.randint(len(prototypes), (n,))] - flips).abs()
+
+
+def seeded_loss(model: nn.Module, x: Tensor, seed: int = 0) -> float:
+    """The model's first training loss on ``x`` without gradients, under a fixed seed (so a
+    held-out loss before and after training draws the same noise)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return next(model.training_losses(x))[1].item()
