@@ -70,10 +70,11 @@ def build_model(ds, checkpoint: str | None, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     model = MODELS["vae"].build({"layers": 1, "k": 1}, ds.shape)
     if checkpoint:
+        from genbench.core.weights import load_state_dict_checked
         from genbench.train import checkpoint as ckpt
 
         _, tensors, _ = ckpt.read_checkpoint(checkpoint)
-        ckpt.load_state_dict_checked(model, ckpt.model_state(tensors), checkpoint)
+        load_state_dict_checked(model, ckpt.model_state(tensors), checkpoint)
     else:
         model.init_from_data(ds.train_batch(torch.arange(ds.size("train"))))
     return model.eval()

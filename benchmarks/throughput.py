@@ -42,8 +42,8 @@ import time
 import torch
 from common import contention_note  # benchmarks/common.py (the script folder is on sys.path)
 
+from genbench.core.protocols import DataInitialized
 from genbench.data import DATASETS
-from genbench.protocols import DataInitialized
 from genbench.suites import SUITES
 from zoo import MODELS
 

@@ -1,152 +1,18 @@
-"""The public model contract: capabilities as runtime-checkable Protocols.
+"""The model contract, importable as ``genbench.protocols`` (it lives in ``genbench.core.protocols``)."""
 
-A model implements whichever capabilities it has; every metric declares the capability it
-needs and the harness computes exactly the metrics that apply (``isinstance`` checks, never
-model names). Third-party models implement these methods and register under the
-``genbench.zoo`` entry-point group.
+from genbench.core.protocols import (
+    CAPABILITIES,
+    DataInitialized,
+    ExactLikelihood,
+    LatentVariableModel,
+    LayeredEncoder,
+    ProgressAware,
+    Reconstructor,
+    Representation,
+    Sampler,
+    Trainable,
+    capabilities,
+)
 
-Conventions: ``x`` is a float tensor in data space, shape ``[B, *data_shape]`` (images are
-``[B, C, H, W]`` with values in [0, 1]; binarized data are 0/1). Log densities are in nats.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Protocol, runtime_checkable
-
-import torch
-from torch import Tensor
-from torch.distributions import Distribution
-
-
-@runtime_checkable
-class Sampler(Protocol):
-    def sample(self, n: int) -> Tensor:
-        """n samples in data space, ``[n, *data_shape]``."""
-        ...
-
-
-@runtime_checkable
-class LatentVariableModel(Protocol):
-    def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
-        """``[k, B]`` values log p(x, z_i) - log q(z_i | x), z_i ~ q(z | x) independently.
-
-        For hierarchical models z is all stochastic layers. x is encoded once per call;
-        ``genbench.metrics`` turns these into ELBO, IWAE bounds and NLL estimates.
-        """
-        ...
-
-    def encode(self, x: Tensor) -> Distribution:
-        """q(z | x) of the first (lowest) stochastic layer: batch shape [B], event [latent]."""
-        ...
-
-    def prior(self) -> Distribution:
-        """p(z) of that layer where it is a fixed distribution."""
-        ...
-
-
-@runtime_checkable
-class LayeredEncoder(Protocol):
-    """Optional for hierarchical models: q of every stochastic layer, lowest first.
-
-    Each layer's distribution is computed from the means of the layers below it, the
-    convention Burda et al. use to count active units per layer.
-    """
-
-    def encode_layers(self, x: Tensor) -> list[Distribution]: ...
-
-
-@runtime_checkable
-class Reconstructor(Protocol):
-    """Optional: the decoder's mean at the posterior mean, for reconstruction pictures."""
-
-    def reconstruct(self, x: Tensor) -> Tensor: ...
-
-
-@runtime_checkable
-class Representation(Protocol):
-    """A deterministic representation r(x), ``[B, d]``: what disentanglement scores rate.
-
-    Latent-variable models without it are rated on their posterior mean E_q[z | x].
-    """
-
-    def represent(self, x: Tensor) -> Tensor: ...
-
-
-@runtime_checkable
-class ExactLikelihood(Protocol):
-    def log_prob(self, x: Tensor) -> Tensor:
-        """``[B]`` exact log p(x) in nats."""
-        ...
-
-
-@runtime_checkable
-class DataInitialized(Protocol):
-    """A model that looks at the training data once before training.
-
-    For a closed-form model (probabilistic PCA) this *is* the fit; for a neural model it
-    is data-dependent initialisation (the IWAE output bias = logit of the training mean).
-    """
-
-    def init_from_data(self, x_train: Tensor) -> None: ...
-
-
-@runtime_checkable
-class Trainable(Protocol):
-    """One contract for gradient training, alternating updates included.
-
-    ``configure_optimizers`` names each optimizer (a VAE has one, a GAN has "generator" and
-    "discriminator"). ``training_losses`` yields ``(optimizer_name, loss)`` pairs for one
-    batch; the training loop checks each loss is finite, back-propagates it and steps that
-    optimizer before asking for the next pair, so a GAN yields its discriminator loss, then
-    (computed after that update) its generator loss. The loop owns zero_grad/backward/step,
-    learning-rate schedules, NaN checks, checkpoints and distributed wrapping.
-
-    Updates may alternate across batches too (WGAN: one critic step per batch and a generator
-    step after every n_critic-th); counters for that belong in the model's buffers, so they
-    resume with the checkpoint. Optimizers may start at different rates (a multiple of ``lr``):
-    the loop's schedule scales each parameter group's initial rate.
-    """
-
-    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]: ...
-
-    def training_losses(self, x: Tensor) -> Iterator[tuple[str, Tensor]]: ...
-
-
-@runtime_checkable
-class ProgressAware(Protocol):
-    """Optional for Trainable models whose loss depends on how far training has come.
-
-    The training loop calls this before every step with the epoch (a float) and the KL
-    warm-up weight in [0, 1] (``TrainConfig.kl_warmup_epochs``; 1 without warm-up).
-    """
-
-    def set_training_progress(self, epoch: float, kl_weight: float) -> None: ...
-
-
-CAPABILITIES: dict[str, type] = {
-    "Sampler": Sampler,
-    "LatentVariableModel": LatentVariableModel,
-    "ExactLikelihood": ExactLikelihood,
-    "Trainable": Trainable,
-    "DataInitialized": DataInitialized,
-    "Representation": Representation,
-}
-
-
-def capabilities(model: object) -> list[str]:
-    """Names of the capabilities a model implements, for listings and checkpoints."""
-    return [name for name, proto in CAPABILITIES.items() if isinstance(model, proto)]
-
-
-@runtime_checkable
-class EpochCallback(Protocol):
-    """Optional for Trainable models: called by the training loop (rank 0) after every epoch
-    and at the end of a run that stops mid-epoch, with the epoch (a float) and the run directory,
-    for what a model writes while it trains (a GAN's sample grids and learning curve).
-
-    ``measures`` is what the harness measured of the model at that point (the FID of a few
-    samples where the run asks for sample quality; empty otherwise), for the model's curve."""
-
-    def on_epoch_end(self, epoch: float, run_dir: Path, measures: dict[str, float]) -> None: ...
+__all__ = ["CAPABILITIES", "DataInitialized", "ExactLikelihood", "LatentVariableModel", "LayeredEncoder",
+           "ProgressAware", "Reconstructor", "Representation", "Sampler", "Trainable", "capabilities"]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 
 #: keys tried, in order, in an .npz file with several arrays
 NPZ_KEYS = ("samples", "images", "x", "arr_0")

@@ -10,11 +10,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from genbench.core.errors import GenbenchError
+from genbench.core.models import MODELS, config_dict
+from genbench.core.weights import load_foreign_state_dict, load_state_dict_checked
 from genbench.data import DATASETS
-from genbench.errors import GenbenchError
 from genbench.train import checkpoint as ckpt
-from zoo import MODELS
-from zoo.registry import config_dict
 
 #: the data set of foreign weights when --dataset does not say otherwise
 FOREIGN_DATASET = "mnist"
@@ -44,7 +44,7 @@ def load_for_scoring(path: Path, model_name: str | None, overrides: dict[str, st
                                 "carries its hyperparameters)")
         entry = MODELS[meta["model"]]
         model = entry.build(meta["config"], tuple(meta["data_shape"]))
-        ckpt.load_state_dict_checked(model, ckpt.model_state(tensors), str(path))
+        load_state_dict_checked(model, ckpt.model_state(tensors), str(path))
         return LoadedModel(model.eval(), meta["model"], meta["config"], dataset or meta["dataset"],
                            tuple(meta["data_shape"]))
     entry = MODELS[model_name]
@@ -57,8 +57,8 @@ def load_for_scoring(path: Path, model_name: str | None, overrides: dict[str, st
             raise GenbenchError(f"{path}: not a readable safetensors file ({exc})") from None
         state = ckpt.model_state(state) or state
     else:
-        state = ckpt.load_foreign_state_dict(path)
+        state = load_foreign_state_dict(path)
     config = entry.make_config(overrides)
     model = entry.model_cls(config, shape)
-    ckpt.load_state_dict_checked(model, state, str(path))
+    load_state_dict_checked(model, state, str(path))
     return LoadedModel(model.eval(), model_name, config_dict(config), dataset, shape)

@@ -16,10 +16,10 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10
 
+from genbench.core.errors import GenbenchError
 from genbench.data import DATASETS, load_dataset
 from genbench.data.base import ImageDataset
 from genbench.data.cifar10 import RAW_FILES
-from genbench.errors import GenbenchError
 
 PER_BATCH = 4
 TEST_SIZE = 6

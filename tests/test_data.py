@@ -11,11 +11,11 @@ import pytest
 import torch
 from torchvision.datasets import MNIST
 
+from genbench.core.errors import GenbenchError
 from genbench.data import DATASETS, load_dataset
 from genbench.data import binarized_mnist as bm
 from genbench.data.download import RemoteFile, ensure_files
 from genbench.data.mnist import load_dynamic_mnist, load_mnist8
-from genbench.errors import GenbenchError
 
 
 def write_amat(path, rows: np.ndarray) -> None:

@@ -10,12 +10,12 @@ import pytest
 import scipy.io
 import torch
 
+from genbench.core.errors import GenbenchError
 from genbench.data import DATASETS, load_dataset
 from genbench.data import dsprites as ds
 from genbench.data import omniglot as om
 from genbench.data.download import RemoteFile
 from genbench.data.ground_truth import GroundTruthData
-from genbench.errors import GenbenchError
 
 # --- Omniglot -------------------------------------------------------------------------------
 

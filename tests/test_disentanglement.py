@@ -164,8 +164,8 @@ class RotatedRepresentation(torch.nn.Module):
 
 
 def test_the_registry_scores_models_on_ground_truth_data_only():
+    from genbench.core.protocols import Representation
     from genbench.metrics import EvalSettings, evaluate
-    from genbench.protocols import Representation
 
     settings = EvalSettings(k=2, disentanglement_group_size=16, disentanglement_train=2000,
                             disentanglement_eval=300)

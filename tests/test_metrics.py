@@ -10,8 +10,8 @@ import torch
 from scipy.stats import multivariate_normal
 
 from genbench import metrics
+from genbench.core.protocols import ExactLikelihood, LatentVariableModel
 from genbench.metrics import EvalSettings, evaluate
-from genbench.protocols import ExactLikelihood, LatentVariableModel
 from tests.helpers import (
     LinearEncoder,
     MisfitPosteriorPPCA,

@@ -7,9 +7,9 @@ import itertools
 import pytest
 import torch
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
+from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Sampler, Trainable
 from genbench.metrics.likelihood import bits_per_dim
-from genbench.protocols import ExactLikelihood, LatentVariableModel, Sampler, Trainable
 from tests.helpers import noisy_prototypes, single_optimizer_steps
 from zoo import MODELS
 from zoo.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNConfig

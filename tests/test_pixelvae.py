@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from genbench.metrics.importance import importance_bounds
-from genbench.protocols import (
+from genbench.core.protocols import (
     ExactLikelihood,
     LatentVariableModel,
     ProgressAware,
@@ -17,6 +16,7 @@ from genbench.protocols import (
     Sampler,
     Trainable,
 )
+from genbench.metrics.importance import importance_bounds
 from tests.helpers import noisy_prototypes, seeded_loss, single_optimizer_steps
 from zoo import MODELS
 from zoo.pixelvae import PixelVAE, PixelVAEConfig

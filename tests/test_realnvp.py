@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
+from genbench.core.protocols import DataInitialized, ExactLikelihood, LatentVariableModel, Sampler, Trainable
 from genbench.metrics.likelihood import bits_per_dim, nll
 from genbench.metrics.registry import EvalSettings, evaluate
-from genbench.protocols import DataInitialized, ExactLikelihood, LatentVariableModel, Sampler, Trainable
 from tests.helpers import single_optimizer_steps
 from zoo import MODELS
 from zoo.realnvp import ActNorm, BatchNormStep, RealNVP, RealNVPConfig, Squeeze

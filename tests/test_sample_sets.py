@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from genbench.cli import main
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 from genbench.metrics import features as feats
 from genbench.sample_sets import read_samples
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genbench.errors import TrainingDiverged
+from genbench.core.errors import TrainingDiverged
 from genbench.train import checkpoint as ckpt
 from genbench.train.loop import TrainConfig, train
 from genbench.train.schedule import iwae

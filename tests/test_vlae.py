@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from genbench.errors import GenbenchError
-from genbench.protocols import (
+from genbench.core.errors import GenbenchError
+from genbench.core.protocols import (
     DataInitialized,
     LatentVariableModel,
     ProgressAware,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genbench.errors import GenbenchError
-from genbench.protocols import ExactLikelihood, LatentVariableModel, Sampler, Trainable, capabilities
+from genbench.core import models as registry
+from genbench.core.errors import GenbenchError
+from genbench.core.models import ModelEntry
+from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Sampler, Trainable, capabilities
 from tests.helpers import fitted_ppca, low_rank_data
-from zoo import MODELS, registry
-from zoo.registry import ModelEntry
+from zoo import ENTRIES, MODELS
 
 MNIST = (1, 28, 28)
 
@@ -116,5 +117,15 @@ def test_plugin_models_register_through_entry_points(monkeypatch):
     models = registry.Registry("model", loader=registry._load_plugins)
     assert models["mine"] is entry
     monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint(object())])
-    with pytest.raises(GenbenchError, match="must load to a zoo.registry.ModelEntry"):
+    with pytest.raises(GenbenchError, match="must load to a genbench.core.models.ModelEntry"):
         registry.Registry("model", loader=registry._load_plugins)["x"]
+
+
+def test_the_zoo_registers_through_its_entry_point_like_a_plugin(monkeypatch):
+    """genbench finds the zoo's models only through the genbench.zoo entry-point group."""
+    monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint(ENTRIES)])
+    models = registry.Registry("model", loader=registry._load_plugins)
+    assert list(models) == sorted(entry.name for entry in ENTRIES) == list(MODELS)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    with pytest.raises(GenbenchError, match=r"unknown model 'vae'; valid: \(none\)"):
+        registry.Registry("model", loader=registry._load_plugins)["vae"]

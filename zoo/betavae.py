@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 from zoo.layers import diagonal_normal, fused_supported, rsample_gaussian, standard_normal_log_prob
 from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining
 

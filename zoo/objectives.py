@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from genbench.metrics.importance import log_mean_exp
+from genbench.core.numerics import log_mean_exp
 
 OBJECTIVES = ("vae", "iwae")
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 from zoo.autoregressive import MASK_TYPES, causal_reach
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 from zoo.layers import diagonal_normal, rsample_gaussian, standard_normal_log_prob
 from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining
 from zoo.pixelcnn import OUTPUTS, GatedPixelCNN

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 from zoo.layers import LOG_2PI, diagonal_normal, standard_normal_log_prob
 
 #: floor on sigma^2 for data with constant pixels (MNIST's corners)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 from zoo.layers import diagonal_normal, standard_normal_log_prob
 
 PRIORS = ("standard", "mog", "vamp", "vamp-data")

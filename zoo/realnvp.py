@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 from zoo.layers import fused_supported, standard_normal_log_prob
 
 NORMS = ("actnorm", "batchnorm")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 from zoo.autoregressive import MADE, MaskedConv2d, causal_reach
 from zoo.layers import diagonal_normal, rsample_gaussian, standard_normal_log_prob
 from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from genbench.core.registry import Registry
 from genbench.data.base import ImageDataset
 from genbench.data.binarized_mnist import load_binarized_mnist
 from genbench.data.cifar10 import load_cifar10
@@ -20,7 +21,6 @@ from genbench.data.mnist import load_dynamic_mnist, load_mnist8
 from genbench.data.omniglot import load_omniglot
 from genbench.data.root import data_root
 from genbench.data.toy import load_toy
-from genbench.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genbench.core.errors import GenbenchError
 from genbench.data.base import ImageDataset
 from genbench.data.download import RemoteFile, ensure_files
-from genbench.errors import GenbenchError
 
 BASE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torchvision.datasets import CIFAR10
 
+from genbench.core.errors import GenbenchError
 from genbench.data.base import ImageDataset
 from genbench.data.download import missing_files_error
-from genbench.errors import GenbenchError
 
 FOLDER = CIFAR10.base_folder  # "cifar-10-batches-py"
 RAW_FILES = [f"{FOLDER}/{name}" for name in (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torchvision.datasets.utils import download_url
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genbench.core.errors import GenbenchError
 from genbench.data.base import ImageDataset
 from genbench.data.download import RemoteFile, ensure_files
-from genbench.errors import GenbenchError
 
 URL = "https://github.com/deepmind/dsprites-dataset/raw/master/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 #: md5 of DeepMind's file, as recorded independently by several public dSprites loaders

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torchvision.datasets import MNIST
 
+from genbench.core.errors import GenbenchError
 from genbench.data.base import EVAL_BINARIZATION_SEED, ImageDataset, binarize_once
 from genbench.data.download import missing_files_error
-from genbench.errors import GenbenchError
 
 RAW_FILES = [
     "MNIST/raw/train-images-idx3-ubyte",

@@ -15,9 +15,9 @@ import numpy as np
 import scipy.io
 import torch
 
+from genbench.core.errors import GenbenchError
 from genbench.data.base import EVAL_BINARIZATION_SEED, ImageDataset, binarize_once
 from genbench.data.download import RemoteFile, ensure_files
-from genbench.errors import GenbenchError
 
 URL = "https://raw.githubusercontent.com/yburda/iwae/master/datasets/OMNIGLOT/chardata.mat"
 

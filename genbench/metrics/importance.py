@@ -19,10 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-
-def log_mean_exp(values: Tensor, dim: int = 0) -> Tensor:
-    """log (1/n) sum exp(values) along ``dim``, stably."""
-    return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])
+from genbench.core.numerics import log_mean_exp  # noqa: F401  (public: genbench.metrics.log_mean_exp)
 
 
 def default_max_rows(device: torch.device) -> int:

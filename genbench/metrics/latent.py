@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from genbench.protocols import LayeredEncoder
+from genbench.core.protocols import LayeredEncoder
 
 
 @torch.no_grad()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from genbench.train.checkpoint import read_weights, save_weights
+from genbench.core.weights import atomic_write, read_weights, save_weights
 
 #: image shape the classifier reads
 LENET_SHAPE = (1, 28, 28)
@@ -131,12 +130,6 @@ def train_lenet(x: Tensor, y: Tensor, config: LeNetConfig) -> LeNet:
     return model.eval()
 
 
-def _write_json_atomic(path: Path, record: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def load_or_train_lenet(dataset, cache_dir: Path, config: LeNetConfig = LeNetConfig(),
                         log=print) -> TrainedLeNet:
     """The cached classifier of this config and data, training (and caching) it if absent."""
@@ -161,7 +154,8 @@ def load_or_train_lenet(dataset, cache_dir: Path, config: LeNetConfig = LeNetCon
     seconds = time.perf_counter() - started
     test_accuracy = accuracy(model, x_test, y_test)
     save_weights(weights_path, model)
-    _write_json_atomic(record_path, {**ident, "dataset": dataset.name, "test_accuracy": test_accuracy,
-                                     "train_seconds": seconds, "key": key})
+    record = {**ident, "dataset": dataset.name, "test_accuracy": test_accuracy, "train_seconds": seconds,
+              "key": key}
+    atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=2, sort_keys=True)))
     log(f"LeNet test accuracy {test_accuracy:.4f} after {seconds:.0f} s")
     return TrainedLeNet(model, test_accuracy, seconds, weights_path, key)

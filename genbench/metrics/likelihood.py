@@ -16,9 +16,9 @@ import math
 import torch
 from torch import Tensor
 
-from genbench.metrics.distributed import global_mean, shard
+from genbench.core.distributed import global_mean, shard
+from genbench.core.protocols import ExactLikelihood, LatentVariableModel
 from genbench.metrics.importance import importance_bounds
-from genbench.protocols import ExactLikelihood, LatentVariableModel
 
 
 @torch.no_grad()

@@ -12,13 +12,12 @@ torch-fidelity's own cache is not used because it stores pickles.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
@@ -27,7 +26,8 @@ from torch_fidelity.metric_kid import kid_featuresdict_to_metric
 from torch_fidelity.metric_prc import prc_featuresdict_to_metric
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from genbench.errors import GenbenchError, MetricSkipped
+from genbench.core.errors import GenbenchError, MetricSkipped
+from genbench.core.weights import save_tensors
 from genbench.metrics.features import FeatureNet, cache_dir, resolve_feature_net
 from genbench.metrics.lenet import data_hash
 
@@ -84,12 +84,6 @@ def extract_features(images: Tensor, net: FeatureNet, device: torch.device | str
                                          save_cpu_ram=True, verbose=False)
 
 
-def _save_atomic(tensors: dict[str, Tensor], path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
-
-
 def reference_features(images: Tensor, net: FeatureNet, cache: Path, label: str,
                        device: torch.device | str = "cpu") -> tuple[dict[str, Tensor], bool]:
     """(features of the real images, whether they came from the cache)."""
@@ -99,8 +93,7 @@ def reference_features(images: Tensor, net: FeatureNet, cache: Path, label: str,
     if path.exists():
         return load_file(str(path)), True
     features = extract_features(images, net, device)
-    cache.mkdir(parents=True, exist_ok=True)
-    _save_atomic(features, path)
+    save_tensors(path, features)
     return features, False
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 
 
 def select_device(name: str | None = None) -> torch.device:

@@ -11,7 +11,7 @@ import bisect
 from collections.abc import Callable
 from itertools import accumulate
 
-from genbench.registry import Registry
+from genbench.core.registry import Registry
 
 IWAE_STAGES = 8
 IWAE_STAGE_ENDS = list(accumulate(3**i for i in range(IWAE_STAGES)))  # 1, 4, 13, ..., 3280

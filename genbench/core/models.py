@@ -1,7 +1,8 @@
 """The one model registry: name -> (model class, config dataclass).
 
-Built-in models register in ``zoo/__init__.py``; third-party packages add theirs through
-the ``genbench.zoo`` entry-point group (each entry point loads to a :class:`ModelEntry`).
+Every model comes in through the ``genbench.zoo`` entry-point group, genbench's own zoo
+exactly as a third-party package: an entry point loads to a :class:`ModelEntry` or a
+sequence of them (the zoo's ``zoo:ENTRIES``). genbench never imports a model package by name.
 A model class is constructed as ``cls(config, data_shape)``.
 """
 
@@ -15,8 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from genbench.errors import GenbenchError
-from genbench.registry import Registry
+from genbench.core.errors import GenbenchError
+from genbench.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,22 @@ def config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+#: the entry-point group models register under
+ENTRY_POINT_GROUP = "genbench.zoo"
+
+
 def _load_plugins(registry: Registry[ModelEntry]) -> None:
-    for ep in entry_points(group="genbench.zoo"):
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
-            entry = ep.load()
+            loaded = ep.load()
         except Exception as exc:
             raise GenbenchError(f"plugin model {ep.name!r} failed to load: {exc}") from None
-        if not isinstance(entry, ModelEntry):
-            raise GenbenchError(f"plugin {ep.name!r} must load to a zoo.registry.ModelEntry")
-        registry.register(entry.name, entry)
+        entries = loaded if isinstance(loaded, list | tuple) else [loaded]
+        if not entries or not all(isinstance(entry, ModelEntry) for entry in entries):
+            raise GenbenchError(f"plugin {ep.name!r} must load to a genbench.core.models.ModelEntry "
+                                "(or a list of them)")
+        for entry in entries:
+            registry.register(entry.name, entry)
 
 
 MODELS: Registry[ModelEntry] = Registry("model", loader=_load_plugins)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
 
 T = TypeVar("T")
 
@@ -51,3 +51,8 @@ class Registry(Generic[T]):
     def items(self) -> list[tuple[str, T]]:
         self._ensure_loaded()
         return sorted(self._entries.items())
+
+    def in_order(self) -> list[T]:
+        """The entries in the order they were registered (tables show metrics in that order)."""
+        self._ensure_loaded()
+        return list(self._entries.values())
