@@ -8,8 +8,8 @@ import torch
 from scipy import linalg
 from torch import nn
 
+from genbench.core.errors import GenbenchError
 from genbench.data.base import ImageDataset
-from genbench.errors import GenbenchError
 from genbench.metrics import EvalSettings, evaluate
 from genbench.metrics import features as feats
 from genbench.metrics import sample_quality as sq
@@ -195,6 +195,21 @@ def test_missing_inception_weights_skip_the_metric_in_a_run_and_say_how_to_provi
     assert values == {} and "Inception-v3 weights not found" in skipped["sample_quality"]
     with pytest.raises(feats.FeaturesUnavailable, match="fetch https://.*inception"):
         feats.resolve_feature_net("inception", toy)
+
+
+def test_named_feature_networks_come_from_the_registry_and_other_names_are_torchscript_paths(
+        toy, tiny_torchscript, tmp_path):
+    assert list(feats.FEATURE_NETS) == ["inception", "lenet"]
+    labels = [feats.feature_label(n) for n in ("lenet", "inception", "ts_tiny")]
+    assert labels == ["LeNet", "Inception", "ts_tiny"]
+    for name, spec in feats.FEATURE_NETS.items():
+        assert spec.name == name and spec.summary
+    net = feats.resolve_feature_net(str(tiny_torchscript), toy)
+    assert (net.name, net.label, net.layer_isc) == ("ts_tiny", "TorchScript(tiny.pt)", "logits")
+    with pytest.raises(GenbenchError, match=r"no such file \(expected inception, lenet or a TorchScript"):
+        feats.resolve_feature_net(str(tmp_path / "absent.pt"), toy)
+    with pytest.raises(feats.FeaturesUnavailable, match="LeNet reads 1x28x28"):  # registered, but not for toy
+        feats.resolve_feature_net("lenet", toy)
 
 
 def test_model_samples_outside_the_unit_range_are_one_clear_error():

@@ -6,29 +6,23 @@ the inverted labels (the non-saturating form, BiGAN sec. 3.4). At the optimum E 
 Networks are ``zoo.gan_layers``' DCGAN stacks; Adam, betas (0.5, 0.999), the BiGAN paper's lr
 is 2e-4; latent 50 as BiGAN on MNIST (whose prior is uniform; here standard normal).
 
-E(x) is a representation (``represent``) for the disentanglement metrics; ``encode`` wraps it
-in a narrow fixed Gaussian so metrics reading the posterior mean apply. BiGAN has no
-likelihood: it does not implement ``log_importance_weights``, so no NLL metric applies.
+E(x) is a deterministic representation (``represent``), what the disentanglement metrics
+rate; ``reconstruct`` is G(E(x)). BiGAN has no likelihood and no posterior: it is no
+LatentVariableModel, so no NLL or posterior metric applies. Models write no files: the
+trainer keeps their sample grids (``sample``) and loss curves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal
 
-from genbench.results.curves import write_curve_row
 from zoo.gan_layers import JointDiscriminator, dcgan_init, encoder, generator
-from zoo.gan_monitor import LossRecord, save_grid
-from zoo.gan_objectives import nonsaturating_discriminator_loss, nonsaturating_generator_loss
+from zoo.gan_objectives import NonSaturating, nonsaturating_discriminator_loss
 from zoo.gans import check_image_shape
 from zoo.layers import fused_supported
-
-#: std of the Gaussian ``encode`` puts around E(x) (E is deterministic)
-ENCODE_STD = 1e-2
 
 
 @dataclass
@@ -53,7 +47,7 @@ class BiGAN(nn.Module):
         self.encoder = encoder(self.data_shape, config.latent, config.base_channels)
         self.discriminator = JointDiscriminator(self.data_shape, config.latent, config.base_channels, "batch")
         dcgan_init(self)
-        self.record = LossRecord(("discriminator", "generator"))
+        self.objective = NonSaturating()
 
     def _device(self) -> torch.device:
         return self.encoder[-1].weight.device
@@ -66,19 +60,10 @@ class BiGAN(nn.Module):
     def sample(self, n: int) -> Tensor:
         return self.generate(torch.randn(n, self.config.latent, device=self._device()))
 
-    # --- Representation, encoder --------------------------------------------------------------
+    # --- Representation, Reconstructor --------------------------------------------------------
     def represent(self, x: Tensor) -> Tensor:
         """E(x), ``[B, latent]``."""
         return self.encoder(2 * x.float() - 1)
-
-    def encode(self, x: Tensor) -> Distribution:
-        """N(E(x), ENCODE_STD^2 I): a distribution whose mean is the encoder's output."""
-        z = self.represent(x)
-        return Independent(Normal(z, torch.full_like(z, ENCODE_STD)), 1)
-
-    def prior(self) -> Distribution:
-        zeros = torch.zeros(self.config.latent, device=self._device())
-        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
@@ -103,18 +88,13 @@ class BiGAN(nn.Module):
         return self.discriminator(real, encoded), self.discriminator(generated, z)
 
     def training_losses(self, x: Tensor):
-        """One discriminator step, then one generator + encoder step with the labels inverted."""
+        """One discriminator step, then one generator + encoder step with the labels inverted.
+
+        D scores pairs, not images, so its loss is the pure function of the two joint logits;
+        the inverted labels are the non-saturating generator loss at both kinds of pair."""
         real = 2 * x.float() - 1
         real_logits, fake_logits = self._joint_logits(real, through_generator=False)
-        loss = nonsaturating_discriminator_loss(real_logits, fake_logits)
-        self.record.add("discriminator", loss)
-        yield "discriminator", loss
+        yield "discriminator", nonsaturating_discriminator_loss(real_logits, fake_logits)
         real_logits, fake_logits = self._joint_logits(real, through_generator=True)
-        loss = nonsaturating_generator_loss(fake_logits) + nonsaturating_generator_loss(-real_logits)
-        self.record.add("generator", loss)
-        yield "generator", loss
-
-    # --- EpochCallback ------------------------------------------------------------------------
-    def on_epoch_end(self, epoch: float, run_dir: Path, measures: dict[str, float]) -> None:
-        save_grid(self, self.generate, self.config.latent, run_dir, epoch)
-        write_curve_row(run_dir, epoch, {**self.record.means_and_reset(), **measures})
+        inverted = self.objective.generator_loss
+        yield "generator", inverted(fake_logits) + inverted(-real_logits)

@@ -1,5 +1,8 @@
 """Feature networks of the sample-quality metrics, by name: ``lenet``, ``inception``, or a path.
 
+``FEATURE_NETS`` registers the named ones (a :class:`FeatureNetSpec` each, as the data sets
+are registered); any other name is read as the path of a TorchScript file.
+
 Each is a torch-fidelity feature extractor (registered through its public
 ``register_feature_extractor``) so that torch-fidelity extracts the features and computes
 IS/FID/KID/precision-recall; genbench only picks the network and its layers:
@@ -24,6 +27,7 @@ import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +38,12 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from genbench.core.errors import GenbenchError, MetricSkipped
+from genbench.core.registry import Registry
+from genbench.core.weights import read_weights
 from genbench.data import load_dataset
 from genbench.data.root import data_root
-from genbench.errors import GenbenchError, MetricSkipped
 from genbench.metrics.lenet import LeNet, LeNetConfig, lenet_fits, load_or_train_lenet
-from genbench.train.checkpoint import read_weights
 
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
 #: environment variable naming an Inception-v3 weights file (else torch hub's checkpoints folder)
@@ -69,6 +74,22 @@ class FeatureNet:
     rgb: bool = False
     """Gray images are repeated to three channels (Inception)."""
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureNetSpec:
+    """A named feature network: what tables call it, and how to make it ready for a data set."""
+
+    name: str
+    label: str
+    """How tables name its metrics' columns (FID-LeNet)."""
+    summary: str
+    resolve: Callable[..., FeatureNet]
+    """``resolve(dataset, cache_root, log)``: the network for ``dataset``, or FeaturesUnavailable."""
+
+
+#: the named feature networks; ``resolve_feature_net`` reads any other name as a TorchScript path
+FEATURE_NETS: Registry[FeatureNetSpec] = Registry("feature network")
 
 
 def _uint8_to_unit(x: Tensor) -> Tensor:
@@ -161,7 +182,13 @@ def cache_dir(root: str | os.PathLike | None = None) -> Path:
 
 def default_feature_net(dataset) -> str:
     """``lenet`` for gray 28x28 digit data with labels (MNIST and friends), else ``inception``."""
-    return "lenet" if lenet_fits(dataset) is None else "inception"
+    return LENET.name if lenet_fits(dataset) is None else INCEPTION.name
+
+
+def feature_label(net_name: str) -> str:
+    """The table label of the feature network named ``net_name`` in metric keys: the registered
+    label (LeNet, Inception), else the name itself (``ts_<stem>`` of a TorchScript file)."""
+    return FEATURE_NETS[net_name].label if net_name in FEATURE_NETS else net_name
 
 
 def lenet_training_set(dataset, root: str | None = None):
@@ -202,7 +229,7 @@ def inception_weights() -> Path:
 
 def _torchscript(path: Path, dataset) -> FeatureNet:
     if not path.is_file():
-        raise GenbenchError(f"--features {path}: no such file (expected lenet, inception or a "
+        raise GenbenchError(f"--features {path}: no such file (expected {', '.join(FEATURE_NETS)} or a "
                             "TorchScript .pt file)")
     try:
         net = torch.jit.load(str(path), map_location="cpu").eval()
@@ -223,26 +250,43 @@ def _torchscript(path: Path, dataset) -> FeatureNet:
                       "features", "logits" if len(outputs) == 2 else None, file_sha256(path))
 
 
+def _resolve_lenet(dataset, cache_root: str | None, log) -> FeatureNet:
+    """The LeNet of ``dataset``'s labelled source, trained once and cached under ``cache_root``."""
+    reason = lenet_fits(dataset)
+    if reason:
+        raise FeaturesUnavailable(reason)
+    labelled = lenet_training_set(dataset, cache_root)
+    trained = load_or_train_lenet(labelled, cache_dir(cache_root), log=log)
+    return FeatureNet(LENET.name, LENET.label, "genbench-lenet", trained.weights_path, "features", "logits",
+                      f"lenet-{trained.key}",
+                      detail=f"LeNet of {labelled.name}, test accuracy {trained.test_accuracy:.4f}")
+
+
+def _resolve_inception(dataset, cache_root: str | None, log) -> FeatureNet:
+    """torch-fidelity's Inception-v3 from the local weights (``inception_weights``)."""
+    if dataset.shape[0] not in (1, 3):
+        raise FeaturesUnavailable(f"Inception-v3 reads gray or RGB images, {dataset.name} has "
+                                  f"{dataset.shape[0]} channels")
+    path = inception_weights()
+    return FeatureNet(INCEPTION.name, INCEPTION.label, "inception-v3-compat", path, "2048", "logits_unbiased",
+                      f"inception-{INCEPTION_FILE}-{path.stat().st_size}", rgb=True)
+
+
+LENET = FEATURE_NETS.register("lenet", FeatureNetSpec(
+    "lenet", "LeNet", "genbench's classifier of gray 28x28 digits, trained once per data set and cached",
+    _resolve_lenet))
+INCEPTION = FEATURE_NETS.register("inception", FeatureNetSpec(
+    "inception", "Inception", "torch-fidelity's Inception-v3 (inception-v3-compat), local weights only",
+    _resolve_inception))
+
+
 def resolve_feature_net(name: str | None, dataset, cache_root: str | None = None, log=print) -> FeatureNet:
-    """The feature network ``name`` (None: the data set's default) ready for ``dataset``.
+    """The feature network ``name`` (None: the data set's default) ready for ``dataset``: a name
+    in ``FEATURE_NETS``, else the path of a TorchScript file.
 
     ``cache_root`` is the data folder whose cache keeps the LeNet (see ``cache_dir``).
     """
     name = name or default_feature_net(dataset)
-    if name == "lenet":
-        reason = lenet_fits(dataset)
-        if reason:
-            raise FeaturesUnavailable(reason)
-        labelled = lenet_training_set(dataset, cache_root)
-        trained = load_or_train_lenet(labelled, cache_dir(cache_root), log=log)
-        return FeatureNet("lenet", "LeNet", "genbench-lenet", trained.weights_path, "features", "logits",
-                          f"lenet-{trained.key}",
-                          detail=f"LeNet of {labelled.name}, test accuracy {trained.test_accuracy:.4f}")
-    if name == "inception":
-        if dataset.shape[0] not in (1, 3):
-            raise FeaturesUnavailable(f"Inception-v3 reads gray or RGB images, {dataset.name} has "
-                                      f"{dataset.shape[0]} channels")
-        path = inception_weights()
-        return FeatureNet("inception", "Inception", "inception-v3-compat", path, "2048", "logits_unbiased",
-                          f"inception-{INCEPTION_FILE}-{path.stat().st_size}", rgb=True)
+    if name in FEATURE_NETS:
+        return FEATURE_NETS[name].resolve(dataset, cache_root, log)
     return _torchscript(Path(name).expanduser(), dataset)
