@@ -12,7 +12,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
+from genbench.metrics.registry import EvalSettings
 
 DEFAULT_RUNS_DIR = Path("runs")
 DEFAULT_LEADERBOARDS = Path("leaderboards")
@@ -61,14 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hyperparameters of --model")
     score.add_argument("--dataset", help="data set (default: the checkpoint's; mnist for foreign)")
     score.add_argument("--budget", default="short",
-                       help="evaluation budget: smoke | short (default) | paper (k=5000, all)")
-    score.add_argument("--k", type=int, help="importance samples (overrides the budget)")
-    score.add_argument("--n-test", type=int, help="test points (overrides the budget)")
+                       help="evaluation budget: smoke | short (default) | paper (k=5000, all); the flags "
+                       "below override its fields of the same names")
+    score.add_argument("--k", type=int, help="importance samples per test point")
+    score.add_argument("--n-test", type=int, help="test points")
     score.add_argument("--features", help="feature net of IS/FID/KID/PR: lenet (default for MNIST-like "
                        "data), inception, or a TorchScript file path.pt")
-    score.add_argument("--n-samples", type=int, help="model samples scored by IS/FID/KID/PR (default 10000)")
-    score.add_argument("--n-reference", type=int, help="real images compared with (default 10000)")
-    score.add_argument("--reference-split", default="test", help="split of the real images (default test)")
+    score.add_argument("--quality-samples", "--n-samples", dest="quality_samples", type=int,
+                       help="model samples scored by IS/FID/KID/PR (the built-in budgets: 0, none; samples "
+                       "sets are scored whole)")
+    score.add_argument("--quality-reference", "--n-reference", dest="quality_reference", type=int,
+                       help=f"real images compared with (default {EvalSettings.quality_reference})")
+    score.add_argument("--quality-split", "--reference-split", dest="quality_split",
+                       default=EvalSettings.quality_split,
+                       help=f"split of the real images (default {EvalSettings.quality_split})")
     score.add_argument("--json", action="store_true", help="machine-readable output")
     score.add_argument("--data-root", help="data folder (default $GENBENCH_DATA or ~/.cache/genbench)")
     _device_arg(score)
@@ -145,16 +152,16 @@ def cmd_score_samples(args) -> int:
     device = select_device(args.device)
     dataset = load_dataset(args.dataset, args.data_root)
     net = resolve_feature_net(args.features, dataset, args.data_root)
-    n_reference = 10_000 if args.n_reference is None else args.n_reference
-    metrics = score_images(images, dataset, net, args.reference_split, n_reference, cache_dir(args.data_root),
+    n_reference = EvalSettings.quality_reference if args.quality_reference is None else args.quality_reference
+    metrics = score_images(images, dataset, net, args.quality_split, n_reference, cache_dir(args.data_root),
                            device)
-    n_real = min(n_reference, dataset.size(args.reference_split))
+    n_real = min(n_reference, dataset.size(args.quality_split))
     report = {"samples": str(args.path), "n_samples": len(images), "dataset": args.dataset,
-              "reference_split": args.reference_split, "n_reference": n_real, "features": net.label,
+              "reference_split": args.quality_split, "n_reference": n_real, "features": net.label,
               "metrics": metrics}
     detail = f" ({net.detail})" if net.detail else ""
     _print_report(report, f"{args.path}: {len(images)} samples vs {n_real} {args.dataset} "
-                  f"{args.reference_split} images; features {net.label}{detail}", args.json)
+                  f"{args.quality_split} images; features {net.label}{detail}", args.json)
     return 0
 
 
@@ -180,12 +187,8 @@ def cmd_score(args) -> int:
                             f"model expects {list(loaded.data_shape)}")
     device = select_device(args.device)
     dataset = load_dataset(loaded.dataset, args.data_root, device)
-    settings = BUDGET_DEFAULTS[args.budget].eval_settings()
-    settings = replace(settings, k=args.k or settings.k,
-                       n_test=args.n_test if args.n_test is not None else settings.n_test,
-                       features=args.features, quality_split=args.reference_split, cache_root=args.data_root,
-                       quality_samples=settings.quality_samples if args.n_samples is None else args.n_samples,
-                       quality_reference=args.n_reference or settings.quality_reference)
+    flags = {name: getattr(args, name) for name in SETTINGS_FLAGS if getattr(args, name) is not None}
+    settings = replace(BUDGET_DEFAULTS[args.budget].eval, **flags, cache_root=args.data_root)
     if args.features:  # named explicitly: unusable is an error, not a skipped metric
         resolve_feature_net(args.features, dataset, args.data_root)
     torch.manual_seed(0)
@@ -196,6 +199,10 @@ def cmd_score(args) -> int:
     _print_report(report, f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; "
                   f"NLL with k={settings.k} on {n_used} test points", args.json)
     return 0
+
+
+#: ``genbench score`` flags that override the budget's EvalSettings field of the same name
+SETTINGS_FLAGS = ("k", "n_test", "features", "quality_samples", "quality_reference", "quality_split")
 
 
 def cmd_tables(args) -> int:
@@ -211,12 +218,12 @@ def cmd_tables(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from genbench.core.models import MODELS
+    from genbench.core.protocols import CAPABILITIES
     from genbench.data import DATASETS
     from genbench.metrics.registry import METRICS
-    from genbench.protocols import CAPABILITIES
     from genbench.results.paper_tables import available_papers
     from genbench.suites import BUDGET_DEFAULTS, SUITES
-    from zoo import MODELS
 
     print("suites:")
     for name, suite in SUITES.items():
@@ -232,6 +239,10 @@ def cmd_list(args) -> int:
     for name, spec in METRICS.items():
         needs = " or ".join(c.__name__ for c in spec.requires)
         print(f"  {name:<18} {spec.summary} [needs {needs}]")
+        columns = ", ".join(f"{c.key}{f' ({c.unit})' if c.unit else ''}{ARROWS[c.better]}"
+                            for c in spec.columns if c.shown)
+        reads = f"; reads {', '.join(spec.settings)}" if spec.settings else ""
+        print(f"  {'':<18} columns: {columns}{reads}")
     print("budgets:")
     for budget in BUDGET_DEFAULTS.values():
         print(f"  {budget.describe()}")
@@ -239,6 +250,9 @@ def cmd_list(args) -> int:
     print(f"  {', '.join(available_papers())}")
     return 0
 
+
+#: how ``genbench list`` marks which direction of a column is better
+ARROWS = {"lower": " ↓", "higher": " ↑", None: ""}
 
 COMMANDS = {"run": cmd_run, "score": cmd_score, "tables": cmd_tables, "list": cmd_list}
 

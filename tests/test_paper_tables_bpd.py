@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from genbench.cli import main
-from genbench.results.db import ResultsDB, RunSpec
+from genbench.results.db import ResultsDB
 from genbench.results.paper_tables import load_paper, render_paper_table
+from genbench.train.identity import RunIdentity
 
 VLAE_CIFAR = {
     "Uniform distribution": "8.00", "Multivariate Gaussian": "4.70", "NICE": "4.48", "Deep GMMs": "4.00",
@@ -31,9 +32,9 @@ def table_rows(text: str) -> dict[str, list[str]]:
 
 
 def add_run(db: ResultsDB, key: str, model: str, dataset: str, bpd: float) -> None:
-    run_id = db.start_run(RunSpec(run_key=key, suite="cifar10", name=model, model=model, dataset=dataset,
-                                  config={}, seed=0, budget="short", train={"epochs": 1},
-                                  eval={"k": 100, "n_test": 1000}, run_dir="/tmp/x", device="cpu"))
+    run = RunIdentity("cifar10", model, model, {"test_key": key}, dataset, (3, 32, 32), "short",
+                      {"epochs": 1, "seed": 0}, {"k": 100, "n_test": 1000})
+    run_id = db.start_run(run, "/tmp/x", "cpu")
     db.finish_run(run_id, {"nll": bpd * 3072 * 0.6931471805599453, "bits_per_dim": bpd}, 1.0, 1.0)
 
 

@@ -6,25 +6,27 @@ import multiprocessing as mp
 from dataclasses import replace
 
 import pytest
+import torch
 
-from genbench.results.db import ResultsDB, RunSpec
+from genbench.results.db import ResultsDB
 from genbench.results.leaderboard import render_leaderboard
 from genbench.results.paper_tables import render_paper_table
 from genbench.suites import SUITES
+from genbench.train.identity import RunIdentity
 
 
 def spec(key: str, name: str = "vae-L1-k1", model: str = "vae", config=None, seed: int = 0,
-         budget: str = "short", dataset: str = "mnist") -> RunSpec:
-    return RunSpec(run_key=key, suite="mnist", name=name, model=model, dataset=dataset,
-                   config=config or {"layers": 1, "k": 1, "objective": model}, seed=seed,
-                   budget=budget, train={"epochs": 2}, eval={"k": 1000, "n_test": 1000},
-                   run_dir="/tmp/x", device="cpu")
+         budget: str = "short", dataset: str = "mnist") -> RunIdentity:
+    """A run identity; ``key`` tells apart runs that would otherwise be the same experiment."""
+    config = {**(config or {"layers": 1, "k": 1, "objective": model}), "test_key": key}
+    return RunIdentity("mnist", name, model, config, dataset, (1, 28, 28), budget,
+                       {"epochs": 2, "seed": seed}, {"k": 1000, "n_test": 1000})
 
 
 def _writer(path: str, worker: int, n: int) -> None:
     db = ResultsDB(path)
     for i in range(n):
-        run_id = db.start_run(spec(f"w{worker}-{i}", seed=i))
+        run_id = db.start_run(spec(f"w{worker}-{i}", seed=i), "/tmp/x", "cpu")
         db.finish_run(run_id, {"nll": 100.0 + i, "elbo": -101.0}, 1.0, 1.0)
 
 
@@ -44,7 +46,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
 
 def test_a_failed_write_leaves_no_half_written_run(tmp_path):
     db = ResultsDB(tmp_path / "db.sqlite")
-    run_id = db.start_run(spec("a"))
+    run_id = db.start_run(spec("a"), "/tmp/x", "cpu")
     with pytest.raises(ValueError):
         db.finish_run(run_id, {"nll": 90.0, "elbo": "not a number"}, 1.0, 1.0)
     [row] = db.runs(status=None)
@@ -53,20 +55,20 @@ def test_a_failed_write_leaves_no_half_written_run(tmp_path):
 
 def test_unfinished_runs_are_reopened_not_duplicated(tmp_path):
     db = ResultsDB(tmp_path / "db.sqlite")
-    first = db.start_run(spec("a"))
+    first = db.start_run(spec("a"), "/tmp/x", "cpu")
     db.fail_run(first, "killed")
-    assert db.start_run(spec("a")) == first
+    assert db.start_run(spec("a"), "/tmp/x", "cpu") == first
     db.finish_run(first, {"nll": 1.0}, 1.0, 1.0)
-    assert db.done_run("a")["id"] == first
-    assert db.start_run(spec("a")) != first  # a done run is never overwritten
+    assert db.done_run(spec("a").key)["id"] == first
+    assert db.start_run(spec("a"), "/tmp/x", "cpu") != first  # a done run is never overwritten
 
 
 def _fill(db: ResultsDB) -> None:
     for seed, value in ((0, 95.0), (1, 97.0)):
-        run_id = db.start_run(spec(f"v{seed}", seed=seed))
+        run_id = db.start_run(spec(f"v{seed}", seed=seed), "/tmp/x", "cpu")
         db.finish_run(run_id, {"nll": value, "active_units": 12.0}, 10.0, 1.0)
     run_id = db.start_run(spec("i2", name="iwae-L2-k5", model="iwae",
-                               config={"layers": 2, "k": 5, "objective": "iwae"}))
+                               config={"layers": 2, "k": 5, "objective": "iwae"}), "/tmp/x", "cpu")
     db.finish_run(run_id, {"nll": 93.0, "active_units": 25.0, "active_units_l1": 20.0,
                            "active_units_l2": 5.0}, 10.0, 1.0)
 
@@ -102,10 +104,10 @@ def test_leaderboard_states_budget_and_seeds(tmp_path):
 def _vamp_runs(db: ResultsDB) -> None:
     for key, prior, nll in (("s", "standard", 90.0), ("v", "vamp", 88.5)):
         run_id = db.start_run(spec(key, name=f"hvae-{prior}", model="hvae", dataset="binarized_mnist",
-                                   config={"layers": 2, "prior": prior}))
+                                   config={"layers": 2, "prior": prior}), "/tmp/x", "cpu")
         db.finish_run(run_id, {"nll": nll}, 10.0, 1.0)
     run_id = db.start_run(spec("other", name="hvae-vamp", model="hvae", dataset="mnist",
-                               config={"layers": 2, "prior": "vamp"}))
+                               config={"layers": 2, "prior": "vamp"}), "/tmp/x", "cpu")
     db.finish_run(run_id, {"nll": 70.0}, 10.0, 1.0)  # another data set: must not be used
 
 
@@ -134,9 +136,9 @@ def test_leaderboard_names_the_feature_net_of_sample_quality_and_says_why_a_metr
     db = ResultsDB(tmp_path / "db.sqlite")
     for seed, fid in enumerate([10.0, 12.0]):
         gan = spec(f"g{seed}", name="gan", model="gan", seed=seed)
-        run_id = db.start_run(replace(gan, eval={**gan.eval, "quality_samples": 10000}))
+        run_id = db.start_run(replace(gan, eval={**gan.eval, "quality_samples": 10000}), "/tmp/x", "cpu")
         db.finish_run(run_id, {"is_lenet": 9.0, "fid_lenet": fid, "kid_lenet": 0.002}, 1.0, 1.0)
-    run_id = db.start_run(spec("p", name="ppca", model="ppca"))
+    run_id = db.start_run(spec("p", name="ppca", model="ppca"), "/tmp/x", "cpu")
     db.finish_run(run_id, {"nll": -198.0}, 1.0, 1.0,
                   skipped={"sample_quality": "PPCA samples must lie in [0, 1]"})
     text = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")[0].read_text()
@@ -148,3 +150,61 @@ def test_leaderboard_names_the_feature_net_of_sample_quality_and_says_why_a_metr
     later = ResultsDB(tmp_path / "db.sqlite")  # a metric added to a finished run replaces its reason
     later.add_results(run_id, "sample_quality", {"fid_lenet": 50.0}, None, {"quality_samples": 10}, 2.0)
     assert later.runs()[0]["skipped"] == {} and later.runs()[0]["metrics"]["fid_lenet"] == 50.0
+
+
+class _Blurry(torch.nn.Module):
+    """A sampler of constant grey images, for a metric registered by a test."""
+
+    def sample(self, n):
+        return torch.full((n, 1, 4, 4), 0.5)
+
+
+def test_a_newly_registered_metric_reaches_leaderboards_and_paper_tables_from_its_declaration(
+        tmp_path, monkeypatch):
+    """Declaring the metric is all it takes: evaluate computes it, the leaderboard shows its column
+    and a paper table may name its key; no other file changes."""
+    from genbench.core.protocols import Sampler
+    from genbench.metrics import EvalSettings, evaluate
+    from genbench.metrics.columns import Column
+    from genbench.metrics.registry import METRICS, MetricSpec
+    from genbench.results import paper_tables
+
+    def sharpness(model, ctx):
+        return {"sharpness": float(model.sample(8).diff(dim=-1).abs().mean()) + 0.25}
+
+    monkeypatch.setitem(METRICS._entries, "sharpness", MetricSpec(
+        "sharpness", "mean gradient magnitude of samples, plus a quarter", (Sampler,), sharpness,
+        (Column("sharpness", "sharpness", "", 3, "higher"),)))
+    values = evaluate(_Blurry(), torch.zeros(4, 1, 4, 4), EvalSettings(), only=["sharpness"])
+    assert values == {"sharpness": 0.25}
+    db = ResultsDB(tmp_path / "db.sqlite")
+    db.finish_run(db.start_run(_identity("s"), "/tmp/x", "cpu"), values, 1.0, 1.0)
+    md, csv = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
+    header, _, row = [line for line in md.read_text().splitlines() if line.startswith("|")][:3]
+    assert "sharpness" in header and "0.250" in row
+    assert "sharpness" in csv.read_text().splitlines()[0]
+    text = (paper_tables.PAPERS_DIR / "vampprior.toml").read_text()
+    text = text.replace('metric = "nll"', 'metric = "sharpness"')
+    (tmp_path / "sharp.toml").write_text(text.replace("scale = -1\n", ""))
+    paper = paper_tables.load_paper("sharp", tmp_path)  # the key is declared: accepted
+    assert {column["metric"] for column in paper["columns"]} == {"sharpness"}
+
+    monkeypatch.setitem(METRICS._entries, "sloppy", MetricSpec("sloppy", "returns a key it never declared",
+                        (Sampler,), lambda model, ctx: {"undeclared": 1.0}, (Column("sloppy", "sloppy"),)))
+    with pytest.raises(AssertionError, match="undeclared keys"):
+        evaluate(_Blurry(), torch.zeros(4, 1, 4, 4), EvalSettings(), only=["sloppy"])
+
+
+def _identity(key: str) -> RunIdentity:
+    return RunIdentity("mnist", "gan", "gan", {"test_key": key}, "mnist8", (1, 28, 28), "short",
+                       {"epochs": 1, "seed": 0}, {"k": 1000, "n_test": 1000, "quality_samples": 0})
+
+
+def test_a_paper_table_naming_an_undeclared_metric_key_is_refused(tmp_path):
+    from genbench.core.errors import GenbenchError
+    from genbench.results.paper_tables import PAPERS_DIR, load_paper
+
+    text = (PAPERS_DIR / "iwae.toml").read_text().replace('metric = "nll"', 'metric = "nnl"', 1)
+    (tmp_path / "typo.toml").write_text(text)
+    with pytest.raises(GenbenchError, match="no metric declares the key 'nnl'; valid: nll, bits_per_dim"):
+        load_paper("typo", tmp_path)

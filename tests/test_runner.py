@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
+from genbench.core.models import ModelEntry
 from genbench.results.db import ResultsDB
 from genbench.runner import run_suite
 from genbench.suites import SUITES, parse_suite
 from zoo import IWAE, MODELS
-from zoo.registry import ModelEntry
 
 
 class DivergingIWAE(IWAE):
@@ -53,7 +53,7 @@ def test_builtin_suites_parse_and_name_registered_models():
     mnist = SUITES["mnist"]
     assert len([r for r in mnist.runs if r.model in ("vae", "iwae")]) == 12
     assert mnist.budget("paper").epochs == 3280
-    assert mnist.budget("paper").eval_k == 5000 and mnist.budget("paper").eval_n is None
+    assert mnist.budget("paper").eval.k == 5000 and mnist.budget("paper").eval.n_test is None
     vamp = next(r for r in mnist.runs if r.name == "hvae-vamp")
     assert mnist.dataset_of(vamp) == "binarized_mnist"
     paper = mnist.train_config(mnist.budget("paper"), 0, vamp)
@@ -72,7 +72,7 @@ name = "a"
 model = "hvae"
 dataset = "mnist"
 train = { batch_size = 100 }
-budgets = { short = { epochs = 7, eval_k = 10 } }
+budgets = { short = { epochs = 7, k = 10 } }
 [[runs]]
 name = "b"
 model = "vae"
@@ -85,7 +85,7 @@ def test_a_run_may_override_data_set_training_and_budget():
     assert suite.dataset_of(a) == "mnist" and suite.dataset_of(b) == "binarized_mnist"
     assert suite.train_config(suite.budget("short"), 0, a).batch_size == 100
     assert suite.train_config(suite.budget("short"), 0, a).epochs == 7
-    assert suite.budget_for(a, suite.budget("short")).eval_k == 10
+    assert suite.budget_for(a, suite.budget("short")).eval.k == 10
     assert suite.train_config(suite.budget("short"), 0, b).epochs == suite.budget("short").epochs
     with pytest.raises(GenbenchError, match="run 'a' .* is for mnist"):
         suite.with_dataset("dsprites_rendered")
@@ -100,8 +100,8 @@ def test_a_run_may_override_data_set_training_and_budget():
     ("name = ", "invalid TOML"),
     ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\ntrain = { lr_max = 1 }',
      "run 'a' has unknown field 'lr_max'"),
-    ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\nbudgets = { short = { k = 1 } }',
-     "run 'a' budget 'short' has unknown field 'k'"),
+    ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\nbudgets = { short = { eval_k = 1 } }',
+     "run 'a' budget 'short' has unknown field 'eval_k'; valid: epochs, max_kl_warmup_epochs, k, n_test"),
 ])
 def test_bad_suite_files_give_one_clear_error(text, message):
     with pytest.raises(GenbenchError, match=message):
@@ -113,8 +113,8 @@ name = "quality"
 dataset = "toy"
 [budgets.smoke]
 epochs = 0.05
-eval_k = 2
-eval_n = 50
+k = 2
+n_test = 50
 [[runs]]
 name = "vae"
 model = "vae"
@@ -129,8 +129,6 @@ def test_asking_for_samples_later_adds_sample_quality_to_finished_runs_without_r
         tmp_path, monkeypatch, tiny_torchscript, toy):
     """quality_samples is not part of a run's identity: a finished run gets the metric from its
     checkpoint, and a model whose samples are not images (PPCA's Gaussian) gets a recorded reason."""
-    from dataclasses import replace
-
     from genbench.metrics import features, sample_quality
 
     suite = parse_suite(QUALITY_SUITE, "test")
@@ -143,7 +141,7 @@ def test_asking_for_samples_later_adds_sample_quality_to_finished_runs_without_r
     net = features.resolve_feature_net(str(tiny_torchscript), toy)
     monkeypatch.setattr(sample_quality, "resolve_feature_net", lambda *a, **k: net)
     monkeypatch.setattr("genbench.runner.train", lambda *a, **k: pytest.fail("a finished run was retrained"))
-    asking = replace(suite.budget("smoke"), quality_samples=60)
+    asking = suite.budget("smoke").override({"quality_samples": 60})
     with pytest.warns(UserWarning, match="sample_quality skipped: PPCA samples must lie in"):
         again = run_suite(suite, asking, db, tmp_path / "runs", torch.device("cpu"), **quiet)
     assert [o.status for o in again] == ["cached", "cached"]
@@ -158,13 +156,16 @@ def test_asking_for_samples_later_adds_sample_quality_to_finished_runs_without_r
 def test_a_runs_own_sample_count_is_not_part_of_its_key_but_its_epochs_are():
     from dataclasses import replace
 
-    from genbench.runner import run_key
+    from genbench.runner import run_identity
 
     suite = parse_suite(QUALITY_SUITE, "test")
     entry, budget = suite.runs[0], suite.budget("smoke")
-    config, train_cfg = {"layers": 1}, {"epochs": 1}
-    plain = run_key(suite, entry, config, train_cfg, budget)
+    plain = run_identity(suite, entry, 0, budget, (1, 8, 8))
     sampled = replace(entry, budgets={"smoke": {"quality_samples": 500}})
-    assert run_key(suite, sampled, config, train_cfg, replace(budget, quality_samples=500)) == plain
-    costlier = replace(entry, budgets={"smoke": {"eval_k": 7}})
-    assert run_key(suite, costlier, config, train_cfg, budget) != plain
+    asking = budget.override({"quality_samples": 500})
+    assert run_identity(suite, sampled, 0, asking, (1, 8, 8)).key == plain.key
+    costlier = replace(entry, budgets={"smoke": {"k": 7}})
+    assert run_identity(suite, costlier, 0, budget, (1, 8, 8)).key != plain.key
+    longer = replace(entry, budgets={"smoke": {"epochs": 2}})
+    assert run_identity(suite, longer, 0, budget, (1, 8, 8)).key != plain.key
+    assert run_identity(suite, entry, 1, budget, (1, 8, 8)).key != plain.key

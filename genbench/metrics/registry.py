@@ -1,35 +1,41 @@
-"""Every metric the harness computes, with the capability it needs.
+"""Every metric the harness computes: the capability it needs, the settings it reads and the
+columns it writes.
 
 ``evaluate`` computes each metric whose capability the model implements (and whose data it
 was given: training points for ELBO surgery, a ground-truth data set for disentanglement)
-and leaves the others blank; nothing here looks at model names.
+and leaves the others blank; nothing here looks at model names. ``EvalSettings`` is the one
+table of evaluation defaults: budgets, suites and the CLI override its fields by name.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from genbench.core.errors import MetricSkipped
+from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Representation, Sampler
+from genbench.core.registry import Registry
 from genbench.data.ground_truth import GroundTruthData
-from genbench.errors import MetricSkipped
 from genbench.metrics import disentanglement
+from genbench.metrics.columns import Column
 from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
 from genbench.metrics.latent import active_units_per_layer
 from genbench.metrics.likelihood import bits_per_dim, nll
 from genbench.metrics.sample_quality import sample_quality_applies, sample_quality_metrics
-from genbench.protocols import ExactLikelihood, LatentVariableModel, Representation, Sampler
-from genbench.registry import Registry
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """The evaluation half of a budget."""
+    """The evaluation half of a budget, and the one table of evaluation defaults.
+
+    Each field has one name everywhere: in a suite's TOML budget, here, and as the CLI flag
+    of ``genbench score`` (``k`` is ``--k``, ``n_test`` is ``--n-test``)."""
 
     k: int = 5000
     """Importance samples per test point for the NLL estimate."""
@@ -50,8 +56,9 @@ class EvalSettings:
     """Training points of the beta-VAE and FactorVAE classifiers; also the observations behind
     FactorVAE's latent scales and MIG (10000 each in disentanglement_lib)."""
     disentanglement_eval: int = 5_000
-    quality_samples: int = 10_000
-    """Model samples that IS/FID/KID/precision-recall score (0: those metrics are skipped)."""
+    quality_samples: int = 0
+    """Model samples that IS/FID/KID/precision-recall score (0: those metrics are skipped; the
+    first use on a data set trains and caches its LeNet feature net, minutes on a CPU)."""
     quality_reference: int | None = 10_000
     """Real images they are compared with: the first n of ``quality_split`` (None: all)."""
     quality_split: str = "test"
@@ -108,13 +115,43 @@ class MetricSpec:
     #: the model must implement at least one of these capabilities
     requires: tuple[type, ...]
     compute: Callable[[nn.Module, EvalContext], dict[str, float]]
+    #: every key ``compute`` may return, with how tables show it
+    columns: tuple[Column, ...]
+    #: the EvalSettings fields it reads
+    settings: tuple[str, ...] = ()
     #: beyond the capability: whether the context holds what the metric needs (default: yes)
     available: Callable[[nn.Module, EvalContext], bool] | None = None
+    #: what a budget does for this metric, as a budget description says it (None: nothing to say)
+    budget_text: Callable[[EvalSettings], str | None] | None = None
+    #: how a paper table's footer says what its runs had: a template whose ``{field}`` are
+    #: EvalSettings fields, filled with the values the runs recorded
+    table_text: str | None = None
+
+    def __post_init__(self):
+        unknown = set(self.settings) - {f.name for f in fields(EvalSettings)}
+        if unknown:
+            raise ValueError(f"metric {self.name!r} reads unknown settings {sorted(unknown)}")
 
     def applies(self, model: object, ctx: EvalContext | None = None) -> bool:
         if not any(isinstance(model, cap) for cap in self.requires):
             return False
         return ctx is None or self.available is None or self.available(model, ctx)
+
+    def column_of(self, key: str) -> Column | None:
+        """The declared column of ``key``: the most specific where several match (``is_lenet_std``
+        is ``is_{net}_std``'s, not ``is_{net}``'s)."""
+        matches = [(m.groupdict().get("net") or "", c) for c in self.columns
+                   if (m := c.pattern().fullmatch(key))]
+        return min(matches, key=lambda nc: len(nc[0]))[1] if matches else None
+
+    def check_keys(self, values: dict[str, float]) -> dict[str, float]:
+        """``values`` unchanged, after checking each key is a declared column (an undeclared key
+        would never reach a table: a programming error, not bad input)."""
+        undeclared = [key for key in values if self.column_of(key) is None]
+        if undeclared:
+            raise AssertionError(f"metric {self.name!r} returned undeclared keys {undeclared}; "
+                                 "declare them in its MetricSpec.columns")
+        return values
 
 
 def _nll(model, ctx: EvalContext) -> dict[str, float]:
@@ -190,31 +227,81 @@ def _disentanglement_metric(score, prefix: str):
     return compute
 
 
+def _quality_budget_text(s: EvalSettings) -> str | None:
+    if not s.quality_samples:
+        return None
+    reference = "all" if s.quality_reference is None else f"the first {s.quality_reference}"
+    return (f"IS/FID/KID/precision-recall of {s.quality_samples} samples against {reference} "
+            f"{s.quality_split} images")
+
+
+def _disentanglement_budget_text(s: EvalSettings) -> str:
+    return (f"disentanglement classifiers on {s.disentanglement_train} training / "
+            f"{s.disentanglement_eval} evaluation points")
+
+
+_DISENTANGLEMENT_SETTINGS = ("seed", "disentanglement_group_size", "disentanglement_train",
+                             "disentanglement_eval")
+_DISENTANGLEMENT_TABLE = ("classifiers on {disentanglement_train} training and {disentanglement_eval} "
+                          "evaluation points")
+
+
+def _accuracy_columns(key: str, label: str) -> tuple[Column, ...]:
+    """A classifier score (shown in %) and its training accuracy (stored only)."""
+    return (Column(key, label, "%", 1, "higher", 100),
+            Column(f"{key}_train_accuracy", f"{label} train accuracy", "%", 1, "higher", 100, shown=False))
+
+
 METRICS: Registry[MetricSpec] = Registry("metric")
 for _spec in (
     MetricSpec("nll", "test NLL in nats (exact, or -L_k with k importance samples) and bits/dim",
-               (ExactLikelihood, LatentVariableModel), _nll),
+               (ExactLikelihood, LatentVariableModel), _nll,
+               (Column("nll", "NLL (nats)", "nats", 2, "lower"),
+                Column("bits_per_dim", "bits/dim", "bits", 3, "lower")),
+               ("k", "n_test"), table_text="NLL with k = {k} on {n_test} test points"),
     MetricSpec("elbo", "test ELBO in nats (one posterior sample per point)",
-               (LatentVariableModel,), _elbo),
+               (LatentVariableModel,), _elbo, (Column("elbo", "test ELBO (nats)", "nats", 2, "higher"),),
+               ("n_test",)),
     MetricSpec("active_units", "units with Cov_x(E_q[z_u]) > 0.01 (Burda et al.), per layer",
-               (LatentVariableModel,), _active_units),
+               (LatentVariableModel,), _active_units,
+               (Column("active_units", "active units", "units", 0, None, layers="active_units_l"),),
+               ("n_test", "active_threshold")),
     MetricSpec("elbo_surgery", "training avg KL = index-code mutual information + marginal KL "
                "(Hoffman & Johnson), with the training ELBO", (LatentVariableModel,), _elbo_surgery,
-               _surgery_applies),
+               (Column("surgery_avg_kl", "avg KL (train)", "nats", 2),
+                Column("surgery_mutual_info", "mutual info", "nats", 2),
+                Column("surgery_marginal_kl", "marginal KL", "nats", 2, "lower"),
+                Column("surgery_train_elbo", "train ELBO (nats)", "nats", 2, "higher", shown=False)),
+               ("seed", "surgery_points", "surgery_samples"), _surgery_applies,
+               lambda s: f"ELBO surgery over {s.surgery_points} training points",
+               "ELBO surgery over {surgery_points} training points"),
     MetricSpec("beta_vae_score", "eval accuracy of Higgins et al.'s linear factor classifier",
                (Representation, LatentVariableModel),
                _disentanglement_metric(disentanglement.beta_vae_score, "beta_vae_score"),
-               _ground_truth_given),
+               _accuracy_columns("beta_vae_score", "beta-VAE score (%)"), _DISENTANGLEMENT_SETTINGS,
+               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
     MetricSpec("factor_vae_score", "eval accuracy of Kim & Mnih's majority-vote factor classifier",
                (Representation, LatentVariableModel),
                _disentanglement_metric(disentanglement.factor_vae_score, "factor_vae_score"),
-               _ground_truth_given),
+               (*_accuracy_columns("factor_vae_score", "FactorVAE score (%)"),
+                Column("factor_vae_score_active_dims", "FactorVAE active dimensions", "", 0, shown=False)),
+               _DISENTANGLEMENT_SETTINGS,
+               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
     MetricSpec("mig", "mutual information gap (Chen et al.), 20 bins per latent",
                (Representation, LatentVariableModel), _disentanglement_metric(disentanglement.mig, "mig"),
-               _ground_truth_given),
+               (Column("mig", "MIG", "", 3, "higher"),), _DISENTANGLEMENT_SETTINGS,
+               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
     MetricSpec("sample_quality", "IS, FID, KID, precision/recall of samples (torch-fidelity) on a named "
                "feature net: LeNet for MNIST-like data, else Inception", (Sampler,), sample_quality_metrics,
-               sample_quality_applies),
+               (Column("is_{net}", "IS-{net}", "", 2, "higher"),
+                Column("is_{net}_std", "IS-{net} std over splits", "", 2, shown=False),
+                Column("fid_{net}", "FID-{net}", "", 2, "lower"),
+                Column("kid_{net}", "KID-{net}", "", 3, "lower"),
+                Column("kid_{net}_std", "KID-{net} std over subsets", "", 3, shown=False),
+                Column("precision_{net}", "precision-{net}", "", 3, "higher"),
+                Column("recall_{net}", "recall-{net}", "", 3, "higher")),
+               ("seed", "quality_samples", "quality_reference", "quality_split", "features", "cache_root"),
+               sample_quality_applies, _quality_budget_text),
 ):
     METRICS.register(_spec.name, _spec)
 
@@ -242,7 +329,7 @@ def evaluate(model: nn.Module, data: Tensor, settings: EvalSettings, only: list[
         if not spec.applies(model, ctx):
             continue
         try:
-            values |= spec.compute(model, ctx)
+            values |= spec.check_keys(spec.compute(model, ctx))
         except MetricSkipped as exc:
             warnings.warn(f"{name} skipped: {exc}", stacklevel=2)
             if skipped is not None:

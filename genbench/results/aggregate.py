@@ -25,9 +25,9 @@ def summarize(values: list[float]) -> Summary | None:
     return Summary(statistics.fmean(values), std, len(values))
 
 
-def active_units_by_layer(runs: list[dict]) -> str | None:
-    """Mean active units per stochastic layer as ``a+b`` (None for 1-layer models)."""
-    layers = sorted(m for m in runs[0]["metrics"] if m.startswith("active_units_l"))
+def active_units_by_layer(runs: list[dict], prefix: str) -> str | None:
+    """Mean of a per-layer metric (keys ``prefix1``, ``prefix2`` ...) as ``a+b`` (None for one layer)."""
+    layers = sorted(m for m in runs[0]["metrics"] if m.startswith(prefix) and m[len(prefix):].isdigit())
     if not layers:
         return None
     return "+".join(f"{summarize([r['metrics'][m] for r in runs]).mean:.0f}" for m in layers)

@@ -11,45 +11,36 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from genbench.data import DATASETS
+from genbench.metrics.columns import Column, networks
+from genbench.metrics.features import feature_label
+from genbench.metrics.registry import METRICS
 from genbench.results.aggregate import active_units_by_layer, budget_rank, summarize
 from genbench.results.db import ResultsDB
 from genbench.suites import Suite
+from genbench.train.loop import EPOCHS_TRAINED
 
-#: metric name -> (column label, decimals, scale), in display order; a column no row has is left out
-COLUMNS = {
-    "nll": ("NLL (nats)", 2, 1),
-    "bits_per_dim": ("bits/dim", 3, 1),
-    "elbo": ("test ELBO (nats)", 2, 1),
-    "active_units": ("active units", 0, 1),
-    "surgery_avg_kl": ("avg KL (train)", 2, 1),
-    "surgery_mutual_info": ("mutual info", 2, 1),
-    "surgery_marginal_kl": ("marginal KL", 2, 1),
-    "beta_vae_score": ("beta-VAE score (%)", 1, 100),
-    "factor_vae_score": ("FactorVAE score (%)", 1, 100),
-    "mig": ("MIG", 3, 1),
-}
-
-#: sample-quality metric prefix -> (name, unit, decimals, scale); each feature network gets its own
-#: columns, named after it (FID-LeNet and FID-Inception are not comparable)
-QUALITY_COLUMNS = {
-    "is": ("IS", "", 2, 1),
-    "fid": ("FID", "", 2, 1),
-    "kid": ("KID", "", 3, 1),
-    "precision": ("precision", "", 3, 1),
-    "recall": ("recall", "", 3, 1),
-}
-FEATURE_LABELS = {"lenet": "LeNet", "inception": "Inception"}
 #: the column of how many samples a row's sample-quality values had (FID depends on it)
 SAMPLES = "IS/FID samples"
 
 
-def metric_columns(runs: list[dict]) -> dict[str, tuple[str, int, float]]:
-    """COLUMNS plus the sample-quality columns of every feature network the runs were scored with."""
-    nets = sorted({name.removeprefix("fid_") for r in runs for name in r["metrics"]
-                   if name.startswith("fid_")})
-    quality = {f"{prefix}_{net}": (f"{name}-{FEATURE_LABELS.get(net, net)}{unit}", digits, scale)
-               for net in nets for prefix, (name, unit, digits, scale) in QUALITY_COLUMNS.items()}
-    return COLUMNS | quality
+def metric_columns(runs: list[dict]) -> list[Column]:
+    """The shown columns every metric declares, in registry order; a per-network column once for
+    each feature network the runs were scored with (FID-LeNet and FID-Inception are not comparable)."""
+    keys = {key for run in runs for key in run["metrics"]}
+    columns: list[Column] = []
+    for spec in METRICS.in_order():
+        columns += [c for c in spec.columns if c.shown and not c.per_network]
+        per_network = [c for c in spec.columns if c.shown and c.per_network]
+        for net in networks(spec.columns, keys):
+            columns += [c.for_network(net, feature_label(net)) for c in per_network]
+    return columns
+
+
+def _emits(spec_name: str, group: list[dict]) -> bool:
+    """Whether any run of ``group`` has a value of metric ``spec_name``."""
+    spec = METRICS[spec_name]
+    return any(spec.column_of(key) for run in group for key in run["metrics"])
 
 
 def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
@@ -68,28 +59,27 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         if several_datasets:
             row["data"] = dataset
         row["budget"] = budget_name
-        for metric, (label, digits, scale) in columns.items():
-            summary = summarize([scale * r["metrics"][metric] for r in group if metric in r["metrics"]])
-            row[label] = summary.format(digits) if summary else ""
-        by_layer = active_units_by_layer(group)
-        if by_layer:
-            row[COLUMNS["active_units"][0]] += f" ({by_layer})"
+        for column in columns:
+            summary = summarize([column.scale * r["metrics"][column.key] for r in group
+                                 if column.key in r["metrics"]])
+            row[column.label] = summary.format(column.digits) if summary else ""
+            by_layer = active_units_by_layer(group, column.layers) if column.layers else None
+            if by_layer:
+                row[column.label] += f" ({by_layer})"
         row["seeds"] = len(group)
         row["epochs"] = f"{group[0]['train']['epochs']:g}"
-        stopped = summarize([r["metrics"]["epochs_trained"] for r in group
-                             if "epochs_trained" in r["metrics"]])
+        stopped = summarize([r["metrics"][EPOCHS_TRAINED] for r in group if EPOCHS_TRAINED in r["metrics"]])
         if stopped and stopped.mean < group[0]["train"]["epochs"]:  # early stopping ended them sooner
             row["epochs"] = f"{stopped.mean:.3g} of {row['epochs']}"
         evaluation = group[0]["eval"]
-        has_nll = any("nll" in r["metrics"] for r in group)
-        row["NLL k / test pts"] = f"{evaluation['k']} / {evaluation['n_test'] or 'all'}" if has_nll else ""
-        scored = any(name.startswith("fid_") for r in group for name in r["metrics"])
-        row[SAMPLES] = str(evaluation.get("quality_samples", "")) if scored else ""
+        row["NLL k / test pts"] = (f"{evaluation['k']} / {evaluation['n_test'] or 'all'}"
+                                   if _emits("nll", group) else "")
+        row[SAMPLES] = str(evaluation.get("quality_samples", "")) if _emits("sample_quality", group) else ""
         row["train (s)"] = f"{sum(r['train_seconds'] or 0 for r in group) / len(group):.0f}"
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
         rows.append(row)
     frame = pd.DataFrame(rows)
-    unused = [label for label in [label for label, *_ in columns.values()] + [SAMPLES]
+    unused = [label for label in [c.label for c in columns] + [SAMPLES]
               if label in frame and not frame[label].any()]
     return frame.drop(columns=unused)
 
@@ -105,8 +95,6 @@ def skipped_lines(db: ResultsDB, suite: Suite) -> list[str]:
 
 
 def _dataset_lines(frame: pd.DataFrame, suite: Suite) -> list[str]:
-    from genbench.data import DATASETS
-
     names = sorted(set(frame["data"])) if "data" in frame else [suite.dataset]
     return [f"- `{n}`: {DATASETS[n].summary}" for n in names]
 

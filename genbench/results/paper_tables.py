@@ -1,35 +1,55 @@
 """Paper comparison tables: a paper's published numbers beside the measured ones.
 
-The published numbers are data (``leaderboards/papers/<key>.toml``, with their citation);
-each column says which runs fill its measured cells (model, data set, metric) and each row
-which hyperparameters they must have. A measured cell shows the mean over seeds of the
-largest budget that has results and names that budget; it stays blank until a run exists.
+The published numbers are data (``genbench/papers/<key>.toml``, package data, with their
+citation); each column says which runs fill its measured cells (model, data set, and a metric
+key that some metric declares) and each row which hyperparameters they must have. A measured
+cell shows the mean over seeds of the largest budget that has results and names that budget;
+it stays blank until a run exists.
 """
 
 from __future__ import annotations
 
 import tomllib
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from genbench.errors import GenbenchError
+from genbench.core.errors import GenbenchError
+from genbench.metrics.columns import Column
+from genbench.metrics.registry import METRICS, MetricSpec
 from genbench.results.aggregate import active_units_by_layer, budget_rank, summarize
 from genbench.results.db import ResultsDB
 
-PAPERS_DIR = Path(__file__).resolve().parents[2] / "leaderboards" / "papers"
+PAPERS_DIR = Path(str(files("genbench") / "papers"))
 
 
 def available_papers(papers_dir: Path = PAPERS_DIR) -> list[str]:
     return sorted(p.stem for p in papers_dir.glob("*.toml"))
 
 
+def declared_column(key: str) -> tuple[MetricSpec, Column]:
+    """The metric and column that declare the metric key ``key``, or one error listing the keys."""
+    for spec in METRICS.in_order():
+        column = spec.column_of(key)
+        if column is not None and not column.per_network:
+            return spec, column
+    valid = [c.key for spec in METRICS.in_order() for c in spec.columns if not c.per_network]
+    raise GenbenchError(f"no metric declares the key {key!r}; valid: {', '.join(valid)}")
+
+
 def load_paper(key: str, papers_dir: Path = PAPERS_DIR) -> dict[str, Any]:
     path = papers_dir / f"{key}.toml"
     if not path.exists():
         raise GenbenchError(f"unknown paper {key!r}; valid: {', '.join(available_papers(papers_dir))}")
-    return tomllib.loads(path.read_text())
+    paper = tomllib.loads(path.read_text())
+    for column in paper["columns"]:
+        try:
+            declared_column(column["metric"])
+        except GenbenchError as exc:
+            raise GenbenchError(f"paper {key!r}, column {column.get('id')!r}: {exc}") from None
+    return paper
 
 
 #: keys of a row's ``match`` that select runs by their own fields; the others match the config
@@ -54,8 +74,10 @@ def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | N
     chosen = [r for r in chosen if r["budget"] == budget]
     scale = column.get("scale", 1)
     summary = summarize([scale * r["metrics"][metric] for r in chosen])
-    if metric == "active_units":
-        return active_units_by_layer(chosen) or f"{summary.mean:.0f}", budget, chosen
+    declared = declared_column(metric)[1]
+    if declared.layers:  # per-layer counts (active units: "a+b"), or the mean of a one-layer model
+        return (active_units_by_layer(chosen, declared.layers) or f"{summary.mean:.{declared.digits}f}",
+                budget, chosen)
     return summary.format(column.get("digits", 2)), budget, chosen
 
 
@@ -64,16 +86,18 @@ def _values(done: list[dict], key: str) -> str:
 
 
 def _evaluation_text(paper: dict, done: list[dict]) -> str:
-    """How the table's metrics were evaluated, from the runs' own recorded settings."""
-    metrics = {col["metric"] for col in paper["columns"]}
+    """How the table's metrics were evaluated, from the runs' own recorded settings: each metric's
+    declared ``table_text`` with the values its runs had."""
+    specs = []
+    for column in paper["columns"]:
+        spec = declared_column(column["metric"])[0]
+        if spec.table_text and spec not in specs:
+            specs.append(spec)
     parts = []
-    if metrics & {"nll", "active_units"}:
-        parts.append(f"NLL with k = {_values(done, 'k')} on {_values(done, 'n_test')} test points")
-    if any(m.startswith("surgery_") for m in metrics):
-        parts.append(f"ELBO surgery over {_values(done, 'surgery_points')} training points")
-    if metrics & {"beta_vae_score", "factor_vae_score", "mig"}:
-        parts.append(f"classifiers on {_values(done, 'disentanglement_train')} training and "
-                     f"{_values(done, 'disentanglement_eval')} evaluation points")
+    for spec in specs:
+        text = spec.table_text.format(**{name: _values(done, name) for name in spec.settings})
+        if text not in parts:
+            parts.append(text)
     return "; ".join(parts)
 
 

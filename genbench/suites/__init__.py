@@ -1,8 +1,9 @@
 """Suites: TOML files of data set x models x hyperparameters x budgets x seeds.
 
-A budget sets both training (epochs) and evaluation (importance samples k, test points).
-Every suite may use the three named budgets; ``BUDGET_DEFAULTS`` is the one defaults table
-and a suite's ``[budgets.NAME]`` section overrides fields of it.
+A budget sets both training (epochs) and evaluation (an ``EvalSettings``: importance samples
+``k``, test points ``n_test`` ...). Every suite may use the three named budgets: ``BUDGET_DEFAULTS``
+holds them, built on ``EvalSettings``' defaults (the one table of evaluation defaults), and a
+suite's ``[budgets.NAME]`` section overrides their fields by the same names.
 """
 
 from __future__ import annotations
@@ -12,56 +13,64 @@ from dataclasses import dataclass, field, fields, replace
 from importlib.resources import files
 from typing import Any
 
-from genbench.errors import GenbenchError
-from genbench.metrics.registry import EvalSettings
-from genbench.registry import Registry
+from genbench.core.errors import GenbenchError
+from genbench.core.registry import Registry
+from genbench.metrics.registry import METRICS, EvalSettings
 from genbench.train.loop import TrainConfig
+
+#: the training fields of a budget; every other field a budget may set is an EvalSettings field
+TRAINING_FIELDS = ("epochs", "max_kl_warmup_epochs")
+#: EvalSettings fields a budget may not set: where files live is not part of a budget
+NOT_BUDGET_FIELDS = ("cache_root",)
 
 
 @dataclass(frozen=True)
 class Budget:
+    """How much a run trains and how it is evaluated: a training part and one EvalSettings."""
+
     name: str
     epochs: float
-    eval_k: int
-    eval_n: int | None = None
-    """Test points for evaluation; None is the whole test split."""
     max_kl_warmup_epochs: float | None = None
     """Caps a run's KL warm-up: a 5-epoch budget cannot spend the paper's 100 warming up."""
-    surgery_points: int = 10_000
-    """Training points whose aggregate posterior ELBO surgery takes (a seeded subset)."""
-    disentanglement_train: int = 10_000
-    """Training points of the disentanglement classifiers (disentanglement_lib: 10000)."""
-    disentanglement_eval: int = 5_000
-    quality_samples: int = 0
-    """Model samples for IS/FID/KID/PR (0: not computed in this budget). The first use on a
-    data set trains and caches its LeNet feature net (minutes on a CPU)."""
+    eval: EvalSettings = EvalSettings()
+
+    @staticmethod
+    def fields() -> list[str]:
+        """The names a suite's ``[budgets.NAME]`` (or a run's ``budgets``) may set."""
+        return [*TRAINING_FIELDS, *(f.name for f in fields(EvalSettings) if f.name not in NOT_BUDGET_FIELDS)]
+
+    def override(self, values: dict[str, Any]) -> Budget:
+        """This budget with ``values`` replaced, each a training or an EvalSettings field."""
+        unknown = sorted(set(values) - set(self.fields()))
+        if unknown:
+            raise GenbenchError(f"budget {self.name!r} has no field {unknown[0]!r}; "
+                                f"valid: {', '.join(self.fields())}")
+        training = {k: v for k, v in values.items() if k in TRAINING_FIELDS}
+        evaluation = {k: v for k, v in values.items() if k not in TRAINING_FIELDS}
+        return replace(self, **training, eval=replace(self.eval, **evaluation))
 
     def describe(self) -> str:
-        n = "all" if self.eval_n is None else str(self.eval_n)
-        text = f"{self.name}: {self.epochs:g} epochs; NLL k={self.eval_k} on {n} test points"
+        """One line: the training, the test protocol, then what each metric's settings are."""
+        s = self.eval
+        n = "all" if s.n_test is None else str(s.n_test)
+        parts = [f"{self.name}: {self.epochs:g} epochs", f"NLL k={s.k} on {n} test points"]
         if self.max_kl_warmup_epochs is not None:
-            text += f"; KL warm-up at most {self.max_kl_warmup_epochs:g} epochs"
-        text += f"; ELBO surgery over {self.surgery_points} training points"
-        text += (f"; disentanglement classifiers on {self.disentanglement_train} training / "
-                 f"{self.disentanglement_eval} evaluation points")
-        if self.quality_samples:
-            text += (f"; IS/FID/KID/precision-recall of {self.quality_samples} samples against the first "
-                     f"{EvalSettings.quality_reference} test images")
-        return text
-
-    def eval_settings(self) -> EvalSettings:
-        return EvalSettings(k=self.eval_k, n_test=self.eval_n, surgery_points=self.surgery_points,
-                            disentanglement_train=self.disentanglement_train,
-                            disentanglement_eval=self.disentanglement_eval,
-                            quality_samples=self.quality_samples)
+            parts.append(f"KL warm-up at most {self.max_kl_warmup_epochs:g} epochs")
+        for spec in METRICS.in_order():
+            text = spec.budget_text(s) if spec.budget_text else None
+            if text and text not in parts:
+                parts.append(text)
+        return "; ".join(parts)
 
 
 BUDGET_DEFAULTS = {
-    "smoke": Budget("smoke", epochs=1, eval_k=10, eval_n=200, surgery_points=500,
-                    disentanglement_train=100, disentanglement_eval=50),
-    "short": Budget("short", epochs=2, eval_k=1000, eval_n=1000),
-    "paper": Budget("paper", epochs=3280, eval_k=5000, eval_n=None),
+    "smoke": Budget("smoke", epochs=1, eval=EvalSettings(k=10, n_test=200, surgery_points=500,
+                                                         disentanglement_train=100, disentanglement_eval=50)),
+    "short": Budget("short", epochs=2, eval=EvalSettings(k=1000, n_test=1000)),
+    "paper": Budget("paper", epochs=3280, eval=EvalSettings(k=5000, n_test=None)),
 }
+#: a budget a suite names that is none of the built-in ones starts from this
+NEW_BUDGET = Budget("new", epochs=1, eval=EvalSettings(k=100))
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class RunEntry:
     """Training settings that override the suite's [train] for this run."""
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per budget name, fields that differ for this run: its paper trains longer or shorter
-    (``epochs``), or its evaluation is costlier (``eval_k``, ``eval_n``)."""
+    (``epochs``), or its evaluation is costlier (``k``, ``n_test``)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ class Suite:
 
     def budget_for(self, entry: RunEntry, budget: Budget) -> Budget:
         """The budget as it applies to one run (with the run's own overrides)."""
-        return replace(budget, **entry.budgets.get(budget.name, {}))
+        return budget.override(entry.budgets.get(budget.name, {}))
 
     def train_config(self, budget: Budget, seed: int, entry: RunEntry | None = None) -> TrainConfig:
         epochs = self.budget_for(entry, budget).epochs if entry else budget.epochs
@@ -139,17 +148,17 @@ def parse_suite(text: str, source: str) -> Suite:
         raise GenbenchError(f"suite {source}: invalid TOML ({exc})") from None
     try:
         budgets = dict(BUDGET_DEFAULTS)
-        allowed = {f.name for f in fields(Budget)} - {"name"}
+        allowed = set(Budget.fields())
         overrides = [(f"budget {name!r}", o) for name, o in raw.get("budgets", {}).items()] + [
             (f"run {r.get('name')!r} budget {b!r}", o)
             for r in raw["runs"] for b, o in r.get("budgets", {}).items()]
         for where, override in overrides:
             bad = set(override) - allowed
             if bad:
-                raise GenbenchError(f"suite {source}: {where} has unknown field {sorted(bad)[0]!r}")
+                raise GenbenchError(f"suite {source}: {where} has unknown field {sorted(bad)[0]!r}; "
+                                    f"valid: {', '.join(Budget.fields())}")
         for name, override in raw.get("budgets", {}).items():
-            base = budgets.get(name, Budget(name, epochs=1, eval_k=100))
-            budgets[name] = replace(base, **override)
+            budgets[name] = budgets.get(name, replace(NEW_BUDGET, name=name)).override(override)
         train_fields = {f.name for f in fields(TrainConfig)} - {"epochs", "seed"}
         for where, train in [("[train]", raw.get("train", {}))] + [
                 (f"run {r.get('name')!r}", r.get("train", {})) for r in raw["runs"]]:

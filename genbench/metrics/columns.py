@@ -1,0 +1,67 @@
+"""What a metric writes: its output columns, declared once beside the metric.
+
+Leaderboards, paper tables and ``genbench list`` read these declarations; nothing else
+lists metric keys. A column whose key holds ``{net}`` is one column per feature network
+(``fid_{net}`` is ``fid_lenet``, ``fid_inception``, ``fid_ts_mynet``): values of different
+networks are never comparable, so each gets its own column.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NET = "{net}"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    """Metric key in the results (``{net}``: one column per feature network)."""
+    label: str
+    """Table header (``{net}`` becomes the network's label)."""
+    unit: str = ""
+    digits: int = 2
+    better: str | None = None
+    """Which direction is better: "lower", "higher", or None (a diagnostic)."""
+    scale: float = 1.0
+    """Shown value = scale x stored value (100: a fraction shown as %)."""
+    layers: str | None = None
+    """Key prefix of per-layer parts (``active_units_l``: the total is shown with "a+b")."""
+    shown: bool = True
+    """A leaderboard column; False for stored details (standard deviations, train accuracies)."""
+
+    def __post_init__(self):
+        if self.better not in (None, "lower", "higher"):
+            raise ValueError(f"column {self.key!r}: better must be 'lower', 'higher' or None")
+
+    @property
+    def per_network(self) -> bool:
+        return NET in self.key
+
+    def pattern(self) -> re.Pattern:
+        """The keys this column stands for (a per-layer column also owns its parts)."""
+        key = re.escape(self.key).replace(re.escape(NET), r"(?P<net>\w+?)")
+        parts = f"|{re.escape(self.layers)}\\d+" if self.layers else ""
+        return re.compile(f"(?:{key}{parts})")
+
+    def matches(self, key: str) -> bool:
+        return self.pattern().fullmatch(key) is not None
+
+    def for_network(self, net: str, label: str) -> Column:
+        """The concrete column of one feature network."""
+        return Column(self.key.replace(NET, net), self.label.replace(NET, label), self.unit, self.digits,
+                      self.better, self.scale, self.layers, self.shown)
+
+
+def networks(columns: tuple[Column, ...] | list[Column], keys) -> list[str]:
+    """The feature networks that ``keys`` hold values of, sorted.
+
+    A key several per-network columns match belongs to the most specific one: ``is_lenet_std``
+    is ``is_{net}_std`` of ``lenet``, not ``is_{net}`` of a network called ``lenet_std``."""
+    found = set()
+    for key in keys:
+        candidates = [m.group("net") for c in columns if c.per_network and (m := c.pattern().fullmatch(key))]
+        if candidates:
+            found.add(min(candidates, key=len))
+    return sorted(found)
