@@ -1,13 +1,12 @@
 """Running a suite: train every (run, seed), evaluate it, record it, render the leaderboard.
 
-A run's identity (its key) is a hash of suite, model, hyperparameters, data set, training
-config, budget and seed. A run already done is not repeated; an unfinished one resumes from
-the checkpoint in its run directory.
+A run's identity (``genbench.train.identity.RunIdentity``) names its database row, its run
+directory and its checkpoint. A run already done is not repeated; an unfinished one resumes
+from the checkpoint in its run directory.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -15,19 +14,18 @@ from pathlib import Path
 
 import torch
 
+from genbench.core.errors import GenbenchError, TrainingDiverged
+from genbench.core.models import MODELS, config_dict
 from genbench.data import load_dataset
-from genbench.errors import GenbenchError, TrainingDiverged
-from genbench.metrics.registry import evaluate
+from genbench.metrics.registry import METRICS, evaluate
 from genbench.metrics.sample_quality import curve_monitor
-from genbench.protocols import EpochCallback, Sampler
-from genbench.results.curves import read_curve
-from genbench.results.db import ResultsDB, RunSpec
+from genbench.results.db import ResultsDB
 from genbench.results.pictures import save_pictures
 from genbench.scoring import load_for_scoring
 from genbench.suites import Budget, RunEntry, Suite
-from genbench.train.loop import train
-from zoo import MODELS
-from zoo.registry import config_dict
+from genbench.train.callbacks import QualityMonitor, watches_samples
+from genbench.train.identity import LOCATIONS, RunIdentity
+from genbench.train.loop import TrainConfig, train
 
 
 @dataclass
@@ -40,20 +38,13 @@ class RunOutcome:
     error: str | None = None
 
 
-#: budget fields that only add metrics a finished run can compute later from its checkpoint
-#: (sample quality): left out of the key, so asking for them never retrains a run
-ADDABLE_LATER = ("quality_samples",)
-
-
-def run_key(suite: Suite, entry: RunEntry, config: dict, train_cfg: dict, budget: Budget) -> str:
-    ident = {"suite": suite.name, "name": entry.name, "model": entry.model, "config": config,
-             "dataset": suite.dataset_of(entry), "train": train_cfg,
-             "budget": {k: v for k, v in asdict(budget).items() if k not in ADDABLE_LATER}}
-    evaluation = {k: v for k, v in entry.budgets.get(budget.name, {}).items()
-                  if k != "epochs" and k not in ADDABLE_LATER}
-    if evaluation:  # epochs are already in the training config
-        ident["eval"] = evaluation
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_shape) -> RunIdentity:
+    """The identity of one (run, seed) of a suite under a budget (the run's own overrides applied)."""
+    config = config_dict(MODELS[entry.model].make_config(entry.config))
+    train_cfg = suite.train_config(budget, seed, entry)
+    settings = suite.budget_for(entry, budget).eval
+    return RunIdentity(suite.name, entry.name, entry.model, config, suite.dataset_of(entry),
+                       tuple(data_shape), budget.name, asdict(train_cfg), asdict(settings))
 
 
 def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, device: torch.device,
@@ -70,8 +61,7 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, devic
         dataset = datasets[name]
         for seed in range(seeds or suite.seeds):
             outcome = run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress, data_root)
-            shown = ", ".join(f"{k} {v:.2f}" for k, v in outcome.metrics.items()
-                              if k in ("nll", "elbo", "active_units", "is_lenet", "fid_lenet"))
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in outcome.metrics.items() if _headline(k))
             log(f"[{outcome.status}] {entry.name} seed {seed}: {outcome.error or shown}")
             outcomes.append(outcome)
     return outcomes
@@ -80,30 +70,24 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, devic
 def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, db: ResultsDB,
             runs_dir: Path, device: torch.device, progress: bool = True,
             data_root: str | None = None) -> RunOutcome:
-    model_entry = MODELS[entry.model]
-    config = config_dict(model_entry.make_config(entry.config))
-    train_cfg = suite.train_config(budget, seed, entry)
-    key = run_key(suite, entry, config, asdict(train_cfg), budget)
-    run_dir = runs_dir / suite.name / budget.name / f"{entry.name}-seed{seed}-{key[:8]}"
-    settings = replace(suite.budget_for(entry, budget).eval_settings(), cache_root=data_root)
-    done = db.done_run(key)
+    run = run_identity(suite, entry, seed, budget, dataset.shape)
+    run_dir = run.run_dir(runs_dir)
+    settings = replace(suite.budget_for(entry, budget).eval, cache_root=data_root)
+    done = db.done_run(run.key)
     if done is not None:
         if _needs_sample_quality(done, settings):
             _add_sample_quality(done, settings, dataset, db)
         return RunOutcome(entry.name, seed, "cached", db.metrics(done["id"]), Path(done["run_dir"]))
-    spec = RunSpec(run_key=key, suite=suite.name, name=entry.name, model=entry.model,
-                   dataset=suite.dataset_of(entry), config=config, seed=seed, budget=budget.name,
-                   train=asdict(train_cfg), eval=asdict(settings), run_dir=str(run_dir), device=str(device))
-    run_id = db.start_run(spec)
+    run_id = db.start_run(replace(run, eval=asdict(settings)), run_dir, str(device))
     try:
         torch.manual_seed(seed)
-        model = model_entry.build(config, dataset.shape)
-        meta = {"name": entry.name, "model": entry.model, "config": config,
-                "dataset": suite.dataset_of(entry), "data_shape": list(dataset.shape), "suite": suite.name,
-                "budget": budget.name}
-        curve_wanted = isinstance(model, EpochCallback) and isinstance(model, Sampler)
-        monitor = curve_monitor(dataset, settings) if curve_wanted else None
-        result = train(model, dataset, train_cfg, run_dir, meta, progress=progress, monitor=monitor)
+        model = MODELS[entry.model].build(run.config, dataset.shape)
+        callbacks = []
+        monitor = curve_monitor(dataset, settings) if watches_samples(model) else None
+        if monitor is not None:
+            callbacks.append(QualityMonitor(monitor))
+        result = train(model, dataset, TrainConfig(**run.train), run_dir, run.checkpoint_meta(),
+                       progress=progress, callbacks=callbacks)
         started = time.perf_counter()
         torch.manual_seed(seed)
         test = dataset.eval_tensor("test")
@@ -117,14 +101,19 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
     except BaseException as exc:
         db.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
-    if result.best_epoch is not None:  # early stopping: how much training the numbers had
-        metrics |= {"epochs_trained": result.epochs_trained, "best_epoch": float(result.best_epoch)}
-    db.finish_run(run_id, metrics, result.seconds, eval_seconds, skipped, read_curve(run_dir))
+    metrics |= result.bookkeeping()  # with early stopping: how much training the numbers had
+    db.finish_run(run_id, metrics, result.seconds, eval_seconds, skipped, result.curve)
     return RunOutcome(entry.name, seed, "done", metrics, run_dir)
 
 
-#: evaluation settings the sample-quality values of a run depend on
-QUALITY_SETTINGS = ("quality_samples", "quality_reference", "quality_split", "features", "seed")
+def _headline(key: str) -> bool:
+    """A metric key worth a place in the one-line log of a run: a shown column's."""
+    columns = (spec.column_of(key) for spec in METRICS.in_order())
+    return any(c is not None and c.shown and not (c.layers and key != c.key) for c in columns)
+
+
+#: evaluation settings the sample-quality values of a run depend on (where files live aside)
+QUALITY_SETTINGS = tuple(name for name in METRICS["sample_quality"].settings if name not in LOCATIONS)
 
 
 def _needs_sample_quality(done: dict, settings) -> bool:

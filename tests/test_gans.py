@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.errors import GenbenchError, TrainingDiverged
-from genbench.protocols import (
-    EpochCallback,
-    LatentVariableModel,
-    Representation,
-    Sampler,
-    Trainable,
-    capabilities,
-)
-from genbench.results.curves import write_curve_row
+from genbench.core.errors import GenbenchError, TrainingDiverged
+from genbench.core.protocols import LatentVariableModel, Representation, Sampler, Trainable, capabilities
 from genbench.train import checkpoint as ckpt
 from genbench.train.loop import TrainConfig, train
 from genbench.train.schedule import iwae
 from tests.test_train import diverging_at
 from zoo import MODELS
 from zoo.gan_layers import stages
-from zoo.gan_objectives import gradient_penalty
+from zoo.gan_objectives import (
+    OBJECTIVES,
+    NonSaturating,
+    WassersteinClip,
+    WassersteinGP,
+    gradient_penalty,
+    wasserstein_critic_loss,
+)
 
 MNIST, CIFAR = (1, 28, 28), (3, 32, 32)
 GANS = ("gan", "wgan", "wgan-gp", "bigan")
@@ -68,14 +65,38 @@ def test_default_widths_are_dcgans_and_bad_shapes_are_refused():
             MODELS["gan"].build({}, bad)
     with pytest.raises(GenbenchError, match="batch norm"):
         MODELS["wgan-gp"].make_config({"critic_norm": "batch"})
+    critic = MODELS["wgan-gp"].build(SMALL, (1, 8, 8)).discriminator
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in critic.modules())
 
 
-def test_gans_sample_and_train_but_have_no_likelihood():
+def test_each_gan_trains_with_its_objective_object_chosen_by_config():
+    assert list(OBJECTIVES) == ["nonsaturating", "wasserstein-clip", "wasserstein-gp"]
+    assert not set(OBJECTIVES) & set(MODELS)  # objectives are named for what they are, not for models
+    expected = {"gan": NonSaturating, "wgan": WassersteinClip, "wgan-gp": WassersteinGP}
+    for name, cls in expected.items():
+        model = MODELS[name].build(SMALL, (1, 8, 8))
+        assert type(model.objective) is cls and model.config.objective in OBJECTIVES
+    assert MODELS["wgan"].build({"clip": 0.05, **SMALL}, (1, 8, 8)).objective.clip == 0.05
+    assert MODELS["wgan-gp"].build({"gp_weight": 3.0, **SMALL}, (1, 8, 8)).objective.weight == 3.0
+    assert [cls.needs_per_sample_critic for cls in expected.values()] == [False, False, True]
+    with pytest.raises(GenbenchError, match=r"^unknown GAN objective 'wgan'; valid: nonsaturating, "
+                                            r"wasserstein-clip, wasserstein-gp$"):
+        MODELS["gan"].make_config({"objective": "wgan"})
+    with pytest.raises(GenbenchError, match="optimizer must be one of adam, rmsprop"):
+        MODELS["gan"].make_config({"optimizer": "sgd"})
+    assert isinstance(MODELS["wgan"].build(SMALL, (1, 8, 8)).configure_optimizers(1e-3)["generator"],
+                      torch.optim.RMSprop)
+
+
+def test_gans_sample_and_train_but_have_no_likelihood_and_write_no_files():
     for name in GANS:
         model = MODELS[name].build(SMALL, (1, 8, 8))
-        assert all(isinstance(model, proto) for proto in (Sampler, Trainable, EpochCallback))
+        assert isinstance(model, Sampler) and isinstance(model, Trainable)
         assert not isinstance(model, LatentVariableModel) and "LatentVariableModel" not in capabilities(model)
         assert not hasattr(model, "log_importance_weights")
+        assert not hasattr(model, "on_epoch_end") and not hasattr(model, "record")
+        if name != "bigan":  # the alternation's counters stay: a resumed run needs them
+            assert {"critic_steps", "generator_steps"} <= dict(model.named_buffers()).keys()
 
 
 # --- objectives ----------------------------------------------------------------------------
@@ -121,6 +142,25 @@ def test_gradient_penalty_is_lambda_times_squared_gradient_norm_gap():
     assert penalty.item() > 0.1
     penalty.backward()  # differentiable in the critic's parameters
     assert critic[1].weight.grad.abs().sum() > 0
+
+
+def test_wasserstein_gp_critic_loss_is_the_wasserstein_loss_plus_the_penalty():
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 1), nn.Flatten(0))
+    real, fake = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+    torch.manual_seed(7)
+    loss = WassersteinGP(2.5).critic_loss(critic, real, fake)
+    torch.manual_seed(7)
+    expected = wasserstein_critic_loss(critic(real), critic(fake)) + gradient_penalty(critic, real, fake, 2.5)
+    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+    clipped = nn.Linear(3, 3)
+    with torch.no_grad():
+        clipped.weight.fill_(2.0)
+    for objective in (NonSaturating(), WassersteinGP(10.0)):  # no constraint to restore
+        objective.prepare(clipped)
+        objective.after_critic_step(clipped)
+    assert clipped.weight.max().item() == 2.0
+    WassersteinClip(0.1).after_critic_step(clipped)
+    assert clipped.weight.abs().max().item() == pytest.approx(0.1)
 
 
 def test_gradient_penalty_vanishes_for_a_critic_with_unit_gradient():
@@ -170,36 +210,33 @@ def _run(name: str, toy, **config):
     return MODELS[name].build(config, toy.shape), {**META, "model": name, "config": config}
 
 
-def _curve(run_dir) -> list[dict]:
-    with (run_dir / "learning_curve.csv").open() as f:
-        return list(csv.DictReader(f))
-
-
 @pytest.mark.parametrize("name", ["gan", "wgan-gp"])
 def test_gan_run_resumes_bit_exactly_and_writes_grids_and_curve(name, toy, tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=50, lr=2e-4, schedule="constant", checkpoint_every=3)
     straight, meta = _run(name, toy)
-    train(straight, toy, cfg, tmp_path / "a", meta, progress=False)
+    curve = train(straight, toy, cfg, tmp_path / "a", meta, progress=False).curve
     interrupted, _ = _run(name, toy)
     train(interrupted, toy, cfg, tmp_path / "b", meta, max_steps=11, progress=False)  # mid epoch 2
     resumed, _ = _run(name, toy)
-    assert train(resumed, toy, cfg, tmp_path / "b", meta, progress=False).resumed_from == 11
+    result = train(resumed, toy, cfg, tmp_path / "b", meta, progress=False)
+    assert result.resumed_from == 11
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
     for run in ("a", "b"):
         assert (tmp_path / run / "samples_epoch1.png").stat().st_size > 0
         assert (tmp_path / run / "samples_epoch2.png").exists()
-    curve = _curve(tmp_path / "a")
-    assert [row["epoch"] for row in curve] == ["1", "2"] and curve == _curve(tmp_path / "b")
+    # the trainer's curve, resumed from the checkpoint's callback state, equals the straight run's
+    assert [row["epoch"] for row in curve] == [1, 2] and result.curve == curve
     assert set(curve[0]) >= {"discriminator", "generator"}
     steps_of_generator = 16 // resumed.config.n_critic
-    assert int(resumed.generator_steps) == steps_of_generator == float(curve[-1]["generator_steps"])
+    assert int(resumed.generator_steps) == steps_of_generator == curve[-1]["generator_steps"]
 
 
 def test_a_fractional_run_writes_its_grid_at_the_end(toy, tmp_path):
     model, meta = _run("bigan", toy)
-    train(model, toy, TrainConfig(epochs=0.5, batch_size=50, lr=2e-4), tmp_path, meta, progress=False)
-    assert (tmp_path / "samples_epoch0.5.png").exists() and len(_curve(tmp_path)) == 1
+    cfg = TrainConfig(epochs=0.5, batch_size=50, lr=2e-4)
+    result = train(model, toy, cfg, tmp_path, meta, progress=False)
+    assert (tmp_path / "samples_epoch0.5.png").exists() and [row["epoch"] for row in result.curve] == [0.5]
 
 
 def test_critic_rate_is_a_multiple_of_the_scheduled_rate(toy, tmp_path):
@@ -224,14 +261,14 @@ def test_nan_loss_stops_a_gan_run(toy, tmp_path):
 
 
 # --- BiGAN's encoder -----------------------------------------------------------------------
-def test_bigan_encodes_to_its_latent_and_represents_by_the_encoder():
+def test_bigan_represents_by_its_encoder_and_reconstructs_through_the_generator():
     model = MODELS["bigan"].build({"base_channels": 16}, MNIST).eval()
     x = torch.rand(6, *MNIST)
-    q = model.encode(x)
-    assert q.batch_shape == (6,) and q.event_shape == (50,)
-    torch.testing.assert_close(q.mean, model.represent(x))
-    assert model.represent(x).shape == (6, 50) and model.prior().event_shape == (50,)
+    assert model.represent(x).shape == (6, 50)
+    torch.testing.assert_close(model.represent(x), model.encoder(2 * x - 1))
     assert isinstance(model, Representation) and model.reconstruct(x).shape == x.shape
+    torch.testing.assert_close(model.reconstruct(x), model.generate(model.represent(x)))
+    assert not hasattr(model, "encode") and not hasattr(model, "prior")  # no posterior: not a latent model
 
 
 def test_bigan_generator_step_trains_generator_and_encoder_not_discriminator():
@@ -244,12 +281,6 @@ def test_bigan_generator_step_trains_generator_and_encoder_not_discriminator():
     assert model.encoder[-1].weight.grad.abs().sum() > 0 and model.generator[0].weight.grad.abs().sum() > 0
 
 
-def test_learning_curve_rows_of_a_rerun_epoch_replace_the_old_ones(tmp_path):
-    for epoch, loss in ((1, 0.5), (2, 0.4), (3, 0.3), (2, 0.45)):  # killed after 3, resumed from 1
-        write_curve_row(tmp_path, epoch, {"generator": loss})
-    assert [(r["epoch"], r["generator"]) for r in _curve(tmp_path)] == [("1", "0.5"), ("2", "0.45")]
-
-
 GAN_SUITE = """
 name = "gans"
 dataset = "toy"
@@ -259,7 +290,7 @@ lr = 2e-4
 schedule = "constant"
 [budgets.smoke]
 epochs = 2
-eval_k = 2
+k = 2
 quality_samples = 100
 [[runs]]
 name = "gan"
@@ -284,11 +315,11 @@ def test_a_gan_run_records_fid_over_training_in_its_curve_without_changing_the_t
     [outcome] = run_suite(suite, suite.budget("smoke"), db, tmp_path / "runs", torch.device("cpu"),
                           progress=False, log=lambda *_: None)
     assert outcome.status == "done" and outcome.metrics["fid_ts_tiny"] > 0
-    curve = _curve(outcome.run_dir)
-    fids = [float(row["fid_ts_tiny@2000"]) for row in curve]
-    assert [row["epoch"] for row in curve] == ["1", "2"] and min(fids) > 0
     [run] = db.runs()
-    assert [row["fid_ts_tiny@2000"] for row in db.curve(run["id"])] == fids
+    curve = db.curve(run["id"])
+    fids = [row["fid_ts_tiny@2000"] for row in curve]
+    assert [row["epoch"] for row in curve] == [1, 2] and min(fids) > 0
+    assert not (outcome.run_dir / "learning_curve.csv").exists()  # the curve goes to the database only
 
     unmonitored, meta = _run("gan", toy)  # the same run without the monitor ends with the same weights
     cfg = suite.train_config(suite.budget("smoke"), 0, suite.runs[0])

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily
 
-from genbench.errors import GenbenchError
-from genbench.protocols import LatentVariableModel, LayeredEncoder, ProgressAware, Sampler, Trainable
+from genbench.core.errors import GenbenchError
+from genbench.core.protocols import LatentVariableModel, LayeredEncoder, ProgressAware, Sampler, Trainable
+from genbench.core.weights import read_weights
 from genbench.train import checkpoint as ckpt
 from genbench.train.loop import BEST_WEIGHTS, TrainConfig, fit_tensor, train
 from tests.helpers import single_optimizer_steps
@@ -197,11 +198,13 @@ def test_early_stopping_keeps_the_best_validation_weights(toy, tmp_path):
     result = train(model, toy, cfg, run_dir, meta, progress=False)
     assert result.epochs_trained < 30  # a large learning rate overfits the 400 points quickly
     assert result.best_epoch <= result.epochs_trained - 2
-    best = ckpt.read_weights(run_dir / BEST_WEIGHTS)
+    best = read_weights(run_dir / BEST_WEIGHTS)
     for key, value in model.state_dict().items():
         assert torch.equal(value, best[key])
     saved, _, _ = ckpt.read_checkpoint(run_dir)
-    assert saved["early_stopping"]["stopped"] is True
+    assert saved["callbacks"]["early_stopping"]["stopped"] is True
+    assert [row["epoch"] for row in result.curve] == list(range(1, int(result.epochs_trained) + 1))
+    assert max(row["valid_elbo"] for row in result.curve) == saved["callbacks"]["early_stopping"]["best"]
     again, _ = _hvae(toy, prior="vamp")
     rerun = train(again, toy, cfg, run_dir, meta, progress=False)
     assert rerun.steps == result.steps  # a finished run does not train on

@@ -11,12 +11,12 @@ import json
 import platform
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import genbench
+from genbench.train.identity import RunIdentity
 
 DEFAULT_DB = Path("runs/genbench.sqlite")
 
@@ -78,24 +78,6 @@ def package_versions() -> dict[str, str]:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-@dataclass
-class RunSpec:
-    """What identifies a run: the same key means the same experiment (and resumable)."""
-
-    run_key: str
-    suite: str
-    name: str
-    model: str
-    dataset: str
-    config: dict[str, Any]
-    seed: int
-    budget: str
-    train: dict[str, Any]
-    eval: dict[str, Any]
-    run_dir: str
-    device: str
-
-
 class ResultsDB:
     def __init__(self, path: str | Path = DEFAULT_DB):
         self.path = Path(path)
@@ -126,12 +108,12 @@ class ResultsDB:
             conn.execute("COMMIT")
 
     # --- writing -------------------------------------------------------------------------
-    def start_run(self, spec: RunSpec) -> int:
-        """Open (or re-open, when resuming an unfinished one) the run row for ``spec``."""
+    def start_run(self, run: RunIdentity, run_dir: Path | str, device: str) -> int:
+        """Open (or re-open, when resuming an unfinished one) the row of run ``run``."""
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT id FROM runs WHERE run_key = ? AND status != 'done' ORDER BY id DESC LIMIT 1",
-                (spec.run_key,),
+                (run.key,),
             ).fetchone()
             if row is not None:
                 conn.execute("UPDATE runs SET status='running', error=NULL, started_at=? WHERE id=?",
@@ -141,10 +123,10 @@ class ResultsDB:
                 "INSERT INTO runs (run_key, suite, name, model, dataset, config, seed, budget, "
                 "train, eval, status, run_dir, device, started_at, versions) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                (spec.run_key, spec.suite, spec.name, spec.model, spec.dataset,
-                 json.dumps(spec.config, sort_keys=True), spec.seed, spec.budget,
-                 json.dumps(spec.train, sort_keys=True), json.dumps(spec.eval, sort_keys=True),
-                 spec.run_dir, spec.device, now(), json.dumps(package_versions())),
+                (run.key, run.suite, run.name, run.model, run.dataset,
+                 json.dumps(run.config, sort_keys=True), run.seed, run.budget,
+                 json.dumps(run.train, sort_keys=True), json.dumps(run.eval, sort_keys=True),
+                 str(run_dir), device, now(), json.dumps(package_versions())),
             )
             return int(cur.lastrowid)
 
@@ -235,9 +217,3 @@ class ResultsDB:
         for r in rows:
             by_epoch.setdefault(r["epoch"], {"epoch": r["epoch"]})[r["name"]] = r["value"]
         return list(by_epoch.values())
-
-    def skipped(self, run_id: int) -> dict[str, str]:
-        """Why applicable metrics were left out of a run: metric name -> reason."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT metric, reason FROM skipped WHERE run_id=?", (run_id,))
-            return {r["metric"]: r["reason"] for r in rows}

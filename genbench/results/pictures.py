@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.utils import save_image
 
-from genbench.protocols import Reconstructor, Sampler
+from genbench.core.protocols import Reconstructor, Sampler
 
 
 @torch.no_grad()

@@ -3,8 +3,11 @@
 Reproducible and resumable by construction: the data order of epoch e comes from a
 generator seeded with (seed, e) and the global RNG is re-seeded with (seed, step) before
 every step, so step s sees the same batch and the same noise whether or not the run was
-interrupted before it. A checkpoint (weights + optimizer state) is written every
-``checkpoint_every`` steps and at the end; running again resumes from it.
+interrupted before it. A checkpoint (weights, optimizer state and every callback's state) is
+written every ``checkpoint_every`` steps and at the end; running again resumes from it.
+
+Everything beside the updates (the learning curve, early stopping, sample grids, quality
+measures) is a callback of ``genbench.train.callbacks``.
 
 Under ``torchrun`` (``torch.distributed`` initialised) every rank takes its share of each
 batch and gradients are averaged across ranks before each step; rank 0 writes checkpoints.
@@ -14,8 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,22 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from genbench.core.distributed import all_reduce_sum, average_gradients, rank_and_world
+from genbench.core.errors import GenbenchError, TrainingDiverged
+from genbench.core.protocols import DataInitialized, ProgressAware, Trainable
+from genbench.core.weights import load_state_dict_checked
 from genbench.data.base import ImageDataset
-from genbench.errors import GenbenchError, TrainingDiverged
-from genbench.metrics.distributed import all_reduce_sum, average_gradients, global_mean, rank_and_world
-from genbench.metrics.importance import importance_bounds
-from genbench.protocols import DataInitialized, EpochCallback, ProgressAware, Trainable
 from genbench.train import checkpoint as ckpt
+from genbench.train.callbacks import (
+    BEST_WEIGHTS,  # noqa: F401  (re-exported: where early stopping keeps the best weights)
+    Callback,
+    EarlyStopping,
+    LearningCurve,
+    SampleGrids,
+    TrainState,
+    _step_seed,
+    watches_samples,
+)
 from genbench.train.schedule import SCHEDULES
 
 
@@ -60,6 +72,10 @@ class TrainConfig:
         return min(1.0, epoch / self.kl_warmup_epochs)
 
 
+#: keys of a run's results that say how much training its numbers had (early stopping)
+EPOCHS_TRAINED, BEST_EPOCH = "epochs_trained", "best_epoch"
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -69,28 +85,17 @@ class TrainResult:
     epochs_trained: float = 0.0
     best_epoch: int | None = None
     """With early stopping: the epoch whose weights were kept."""
+    curve: list[dict[str, float]] = field(default_factory=list)
+    """The learning curve: one row per epoch end, with its ``epoch``."""
+
+    def bookkeeping(self) -> dict[str, float]:
+        """How much training the numbers had, where early stopping ended it (else nothing)."""
+        if self.best_epoch is None:
+            return {}
+        return {EPOCHS_TRAINED: self.epochs_trained, BEST_EPOCH: float(self.best_epoch)}
 
 
-@dataclass
-class EarlyStopping:
-    """Validation-ELBO bookkeeping, saved in every checkpoint so a resumed run continues it."""
-
-    patience: int
-    best: float = -math.inf
-    best_epoch: int = 0
-    stopped: bool = False
-
-    def update(self, value: float, epoch: int) -> bool:
-        """Record the validation value after ``epoch`` epochs; True when it is a new best."""
-        if value > self.best:
-            self.best, self.best_epoch = value, epoch
-            return True
-        self.stopped = epoch - self.best_epoch >= self.patience
-        return False
-
-
-def step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step) % (2**63 - 1)
+step_seed = _step_seed
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -121,6 +126,55 @@ def fit_tensor(dataset: ImageDataset, seed: int, max_points: int = FIT_POINTS) -
         torch.random.set_rng_state(gen_state)
 
 
+class Batches:
+    """Step s's batch: the (seed, epoch) permutation's s-th slice, this rank's share of it."""
+
+    def __init__(self, dataset: ImageDataset, config: TrainConfig):
+        self.dataset, self.config = dataset, config
+        self.n = dataset.size("train")
+        self.steps_per_epoch = math.ceil(self.n / config.batch_size)
+        self._perm, self._epoch = None, -1
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._perm = epoch_permutation(self.config.seed, epoch, self.n).to(self.dataset.device)
+            self._epoch = epoch
+        rank, world = rank_and_world()
+        size = self.config.batch_size
+        return self.dataset.train_batch(self._perm[i * size:(i + 1) * size][rank::world])
+
+
+class Optimizers:
+    """The model's named optimizers, each parameter group's rate its initial rate x the schedule."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig):
+        self.named = model.configure_optimizers(config.lr) if isinstance(model, Trainable) else {}
+        # a GAN's critic may start at a multiple of lr: the schedule scales each group's own rate
+        self.initial = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.named.items()}
+        self.schedule = SCHEDULES[config.schedule]
+
+    def step(self, name: str, loss: torch.Tensor, epoch: float) -> None:
+        opt, scale = self.named[name], self.schedule(epoch)
+        for group, initial in zip(opt.param_groups, self.initial[name], strict=True):
+            group["lr"] = initial * scale
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(p for group in opt.param_groups for p in group["params"])
+        opt.step()
+
+
+def default_callbacks(model: nn.Module, dataset: ImageDataset, config: TrainConfig) -> list[Callback]:
+    """The callbacks every run has: early stopping where configured, sample grids for models
+    followed through their samples."""
+    callbacks: list[Callback] = []
+    if config.early_stopping_epochs:
+        callbacks.append(EarlyStopping(_validation_split(dataset), config.early_stopping_epochs))
+    if watches_samples(model):
+        callbacks.append(SampleGrids())
+    return callbacks
+
+
 def train(
     model: nn.Module,
     dataset: ImageDataset,
@@ -129,101 +183,83 @@ def train(
     meta: dict[str, Any],
     max_steps: int | None = None,
     progress: bool = True,
-    monitor: Callable[[nn.Module], dict[str, float]] | None = None,
+    callbacks: list[Callback] = (),
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` into ``run_dir``, resuming from its checkpoint.
 
     ``meta`` (model name, hyperparameters, data set ...) is stored in every checkpoint and
     must match on resume. ``max_steps`` stops early (used to simulate an interrupted run).
-    ``monitor`` measures the model at each epoch end (it must leave the RNG and the model's
-    mode as it found them); an EpochCallback model receives the values.
+    ``callbacks`` run after the default ones (``default_callbacks``) and the learning curve.
     """
     started = time.perf_counter()
-    device = dataset.device
-    model.to(device)
+    model.to(dataset.device)
     meta = {**meta, "seed": config.seed, "train": asdict(config)}
-    n_train = dataset.size("train")
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    total_steps = round(config.epochs * steps_per_epoch) if isinstance(model, Trainable) else 0
-    optimizers = model.configure_optimizers(config.lr) if isinstance(model, Trainable) else {}
-    # the schedule scales each group's initial rate (a GAN's critic may start at a multiple of lr)
-    initial_lrs = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
-
-    stopping = EarlyStopping(config.early_stopping_epochs) if config.early_stopping_epochs else None
-    valid = _validation_split(dataset) if stopping else None
-    start_step, saved = _resume(model, optimizers, run_dir, meta)
+    batches, optimizers = Batches(dataset, config), Optimizers(model, config)
+    curve = LearningCurve()
+    callbacks = [curve, *default_callbacks(model, dataset, config), *callbacks]
+    per_epoch = batches.steps_per_epoch
+    total_steps = round(config.epochs * per_epoch) if isinstance(model, Trainable) else 0
+    start_step = _resume(model, optimizers, callbacks, run_dir, meta)
     if start_step is None:
         start_step = 0
         if isinstance(model, DataInitialized):
             model.init_from_data(fit_tensor(dataset, config.seed))
-    elif stopping and saved.get("early_stopping"):
-        stopping = EarlyStopping(**saved["early_stopping"])
-    resumed_from = start_step
-
-    schedule = SCHEDULES[config.schedule]
-    rank, world = rank_and_world()
     end_step = total_steps if max_steps is None else min(total_steps, max_steps)
-    if stopping and stopping.stopped:
-        end_step = start_step  # finished by early stopping before it was interrupted
+    if any(cb.finished() for cb in callbacks):
+        end_step = start_step  # finished (early stopping) before it was interrupted
+    state = TrainState(model, run_dir, config.seed, rank_and_world()[0], per_epoch, start_step)
     bar = tqdm(total=(end_step - start_step) * config.batch_size, unit="img", unit_scale=True,
                disable=not progress, desc=meta.get("name", "train"), leave=False)
-    loss_value: float | None = None
-    perm, perm_epoch = None, -1
+    loss_value = None
     model.train()
     for step in range(start_step, end_step):
-        epoch, i = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            perm, perm_epoch = epoch_permutation(config.seed, epoch, n_train).to(device), epoch
-        idx = perm[i * config.batch_size : (i + 1) * config.batch_size][rank::world]
-        torch.manual_seed(step_seed(config.seed, step) + rank)
-        x = dataset.train_batch(idx)
-        lr_scale = schedule(step / steps_per_epoch)
-        lr = config.lr * lr_scale
-        if isinstance(model, ProgressAware):
-            model.set_training_progress(step / steps_per_epoch, config.kl_weight(step / steps_per_epoch))
-        for name, loss in model.training_losses(x):
-            # summed over ranks: a NaN on any rank stops every rank at the same step
-            loss_value = all_reduce_sum(loss.detach()).item() / world
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(
-                    f"loss became {loss_value} at step {step} (epoch {epoch}); run stopped"
-                )
-            opt = optimizers[name]
-            for group, initial in zip(opt.param_groups, initial_lrs[name], strict=True):
-                group["lr"] = initial * lr_scale
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            average_gradients(p for group in opt.param_groups for p in group["params"])
-            opt.step()
+        torch.manual_seed(step_seed(config.seed, step) + state.rank)  # before the batch: binarization draws
+        x = batches(step)
+        losses = _step(model, optimizers, x, step, config, per_epoch)
+        loss_value = losses[-1][1] if losses else loss_value
+        state.step = step + 1
+        for cb in callbacks:
+            cb.on_step_end(state, losses)
         bar.update(config.batch_size)
         if step % 50 == 0 and loss_value is not None:
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2g}")
-        done = step + 1
-        epoch_ends = done % steps_per_epoch == 0 or done == total_steps
-        if isinstance(model, EpochCallback) and rank == 0 and epoch_ends:
-            model.on_epoch_end(done / steps_per_epoch, run_dir, monitor(model) if monitor else {})
-        if stopping and done % steps_per_epoch == 0:
-            _validate(model, valid, stopping, done // steps_per_epoch, run_dir, config.seed)
-            model.train()
-            if stopping.stopped:
-                end_step = done
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+        if state.step % per_epoch == 0 or state.step == total_steps:  # an epoch (or the run) ends
+            row = {}
+            for cb in callbacks:
+                row |= cb.on_epoch_end(state)
+            curve.record(state.epoch, row)
+            if state.stop:
                 break
-        if done % config.checkpoint_every == 0 and done < end_step:
-            _save(run_dir, model, optimizers, meta, done, total_steps, stopping)
+        if state.step % config.checkpoint_every == 0 and state.step < end_step:
+            _save(run_dir, model, optimizers, callbacks, meta, state.step, total_steps)
     bar.close()
+    end_step = max(state.step, start_step)
     model.eval()
-    if stopping and (run_dir / BEST_WEIGHTS).exists():
-        tensors = ckpt.read_weights(run_dir / BEST_WEIGHTS)
-        ckpt.load_state_dict_checked(model, tensors, str(run_dir / BEST_WEIGHTS))
-        stopping.stopped = True  # the weights are final: a rerun must not train on from them
-    _save(run_dir, model, optimizers, meta, end_step, total_steps, stopping)
-    return TrainResult(end_step, resumed_from, time.perf_counter() - started, loss_value,
-                       epochs_trained=end_step / steps_per_epoch,
-                       best_epoch=stopping.best_epoch if stopping else None)
+    for cb in callbacks:
+        cb.on_train_end(state)
+    _save(run_dir, model, optimizers, callbacks, meta, end_step, total_steps)
+    stopping = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
+    return TrainResult(end_step, start_step, time.perf_counter() - started, loss_value,
+                       epochs_trained=end_step / per_epoch,
+                       best_epoch=stopping.best_epoch if stopping else None, curve=curve.rows)
 
 
-#: the weights of the best validation ELBO so far, beside the checkpoint
-BEST_WEIGHTS = "best.safetensors"
+def _step(model, optimizers: Optimizers, x, step: int, config: TrainConfig, per_epoch: int):
+    """One training step: every (optimizer, loss) pair the model yields, each checked finite
+    and stepped before the next is asked for. Returns the pairs' values (averaged over ranks)."""
+    epoch = step / per_epoch
+    if isinstance(model, ProgressAware):
+        model.set_training_progress(epoch, config.kl_weight(epoch))
+    values = []
+    for name, loss in model.training_losses(x):
+        # summed over ranks: a NaN on any rank stops every rank at the same step
+        value = all_reduce_sum(loss.detach()).item() / rank_and_world()[1]
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss became {value} at step {step} (epoch {step // per_epoch}); "
+                                   "run stopped")
+        optimizers.step(name, loss, epoch)
+        values.append((name, value))
+    return values
 
 
 def _validation_split(dataset: ImageDataset) -> torch.Tensor:
@@ -235,33 +271,22 @@ def _validation_split(dataset: ImageDataset) -> torch.Tensor:
     return dataset.eval_tensor("valid")
 
 
-@torch.no_grad()
-def _validate(model, valid: torch.Tensor, stopping: EarlyStopping, epoch: int, run_dir: Path,
-              seed: int) -> None:
-    """Validation ELBO after ``epoch`` epochs; the best weights so far go to best.safetensors."""
-    model.eval()
-    torch.manual_seed(step_seed(seed, -2 - epoch))
-    value = global_mean(importance_bounds(model, valid[rank_and_world()[0]::rank_and_world()[1]], k=1).elbo)
-    if stopping.update(value, epoch) and rank_and_world()[0] == 0:
-        ckpt.save_weights(run_dir / BEST_WEIGHTS, model)
-
-
-def _save(run_dir, model, optimizers, meta, step, total_steps, stopping=None) -> None:
+def _save(run_dir, model, optimizers: Optimizers, callbacks, meta, step, total_steps) -> None:
     if rank_and_world()[0] == 0:
-        extra = {"early_stopping": asdict(stopping)} if stopping else {}
-        ckpt.save_checkpoint(run_dir, model, {**meta, **extra, "step": step, "total_steps": total_steps},
-                             optimizers)
+        states = {cb.name: cb.state_dict() for cb in callbacks}
+        ckpt.save_checkpoint(run_dir, model, {**meta, "callbacks": states, "step": step,
+                                              "total_steps": total_steps}, optimizers.named)
 
 
 #: checkpoint fields that must match for a run to resume from it
 _IDENTITY = ("model", "config", "dataset", "data_shape", "seed", "train")
 
 
-def _resume(model, optimizers, run_dir: Path, meta: dict[str, Any]) -> tuple[int | None, dict]:
-    """The step to continue from (None: a fresh run) and the saved metadata."""
+def _resume(model, optimizers: Optimizers, callbacks, run_dir: Path, meta: dict[str, Any]) -> int | None:
+    """The step to continue from (None: a fresh run), with weights, optimizers and callbacks restored."""
     path = run_dir / ckpt.FILENAME
     if not path.exists():
-        return None, {}
+        return None
     saved, tensors, optim = ckpt.read_checkpoint(path)
     for key in _IDENTITY:
         if saved.get(key) != meta.get(key):
@@ -269,6 +294,10 @@ def _resume(model, optimizers, run_dir: Path, meta: dict[str, Any]) -> tuple[int
                 f"{path} was written by a different run ({key}: {saved.get(key)!r} vs "
                 f"{meta.get(key)!r}); use another run directory or delete it"
             )
-    ckpt.load_state_dict_checked(model, ckpt.model_state(tensors), str(path))
-    ckpt.restore_optimizers(optimizers, optim, tensors)
-    return int(saved["step"]), saved
+    load_state_dict_checked(model, ckpt.model_state(tensors), str(path))
+    ckpt.restore_optimizers(optimizers.named, optim, tensors)
+    states = saved.get("callbacks", {})
+    for cb in callbacks:
+        if cb.name in states:
+            cb.load_state_dict(states[cb.name])
+    return int(saved["step"])

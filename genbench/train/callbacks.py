@@ -1,0 +1,213 @@
+"""What the training loop does beside the updates, as callbacks the trainer owns.
+
+Each callback sees the run through :class:`TrainState`, may add values to the learning
+curve's row at every epoch end, and keeps its own state in ``state_dict``, which goes into
+every checkpoint, so a killed run resumes every callback exactly where it was. Models never
+see a run directory: what is written there (sample grids, best weights) is written here.
+
+- :class:`LearningCurve`: the mean of each optimizer's loss per epoch and its update count,
+  plus whatever the other callbacks measured; the curve comes back with ``train()``'s result.
+- :class:`EarlyStopping`: the validation ELBO after each epoch, the best weights kept in
+  ``best.safetensors``, training stopped after ``patience`` epochs without improvement.
+- :class:`SampleGrids`: ``samples_epoch{N}.png`` from the same seed at every epoch end.
+- :class:`QualityMonitor`: a measure of the model (IS/FID of a few samples) at every epoch end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.utils import save_image
+
+from genbench.core.distributed import global_mean, rank_and_world
+from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Sampler
+from genbench.core.weights import load_state_dict_checked, read_weights, save_weights
+from genbench.metrics.importance import importance_bounds
+
+
+@dataclass
+class TrainState:
+    """What callbacks may read of the run in progress."""
+
+    model: nn.Module
+    run_dir: Path
+    seed: int
+    rank: int
+    steps_per_epoch: int
+    step: int = 0
+    """Steps done so far."""
+    stop: bool = False
+    """Set by a callback to end training after this step."""
+
+    @property
+    def epoch(self) -> float:
+        return self.step / self.steps_per_epoch
+
+
+class Callback:
+    """The hooks; every one is optional."""
+
+    #: key of this callback's state in the checkpoint
+    name = "callback"
+
+    def on_step_end(self, state: TrainState, losses: list[tuple[str, float]]) -> None:
+        """After every step, with the (optimizer name, loss) pairs it stepped."""
+
+    def on_epoch_end(self, state: TrainState) -> dict[str, float]:
+        """At every epoch end (and the end of a run that stops mid-epoch): values for the curve."""
+        return {}
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last step, before the final checkpoint."""
+
+    def finished(self) -> bool:
+        """Whether this callback ended training for good (a rerun must not train on)."""
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def watches_samples(model: object) -> bool:
+    """A sampler with no likelihood to watch (a GAN): its training is followed through its
+    samples, a grid per epoch and, where the run asks for sample quality, their FID."""
+    return isinstance(model, Sampler) and not isinstance(model, LatentVariableModel | ExactLikelihood)
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**63 - 1)
+
+
+@dataclass
+class LearningCurve(Callback):
+    """One row per epoch end: each optimizer's mean loss and its updates so far, then the
+    values the other callbacks measured."""
+
+    name = "learning_curve"
+    rows: list[dict[str, float]] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    updates: dict[str, int] = field(default_factory=dict)
+
+    def on_step_end(self, state, losses):
+        for name, loss in losses:
+            self.sums[name] = self.sums.get(name, 0.0) + loss
+            self.counts[name] = self.counts.get(name, 0) + 1
+            self.updates[name] = self.updates.get(name, 0) + 1
+
+    def on_epoch_end(self, state):
+        means = {name: self.sums[name] / self.counts[name] for name in self.sums}
+        self.sums, self.counts = {}, {}
+        return {**means, **{f"{name}_steps": float(n) for name, n in self.updates.items()}}
+
+    def record(self, epoch: float, values: dict[str, float]) -> None:
+        self.rows.append({"epoch": epoch, **values})
+
+    def state_dict(self):
+        return {"rows": self.rows, "sums": self.sums, "counts": self.counts, "updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.rows, self.sums = list(state["rows"]), dict(state["sums"])
+        self.counts, self.updates = dict(state["counts"]), dict(state["updates"])
+
+
+#: the weights of the best validation ELBO so far, beside the checkpoint
+BEST_WEIGHTS = "best.safetensors"
+
+
+@dataclass
+class EarlyStopping(Callback):
+    """Validation-ELBO early stopping: stop after ``patience`` epochs without a new best and
+    end with the best weights."""
+
+    valid: Tensor
+    patience: int
+    best: float = -math.inf
+    best_epoch: int = 0
+    stopped: bool = False
+    name = "early_stopping"
+
+    @torch.no_grad()
+    def on_epoch_end(self, state):
+        if not state.epoch.is_integer():  # a run that stops mid-epoch is validated at whole epochs only
+            return {}
+        epoch = int(state.epoch)
+        model = state.model
+        model.eval()
+        torch.manual_seed(_step_seed(state.seed, -2 - epoch))
+        rank, world = rank_and_world()
+        value = global_mean(importance_bounds(model, self.valid[rank::world], k=1).elbo)
+        model.train()
+        if value > self.best:
+            self.best, self.best_epoch = value, epoch
+            if state.rank == 0:
+                save_weights(state.run_dir / BEST_WEIGHTS, model)
+        elif epoch - self.best_epoch >= self.patience:
+            self.stopped = state.stop = True
+        return {"valid_elbo": value}
+
+    def on_train_end(self, state):
+        path = state.run_dir / BEST_WEIGHTS
+        if path.exists():
+            load_state_dict_checked(state.model, read_weights(path), str(path))
+            self.stopped = True  # the weights are final: a rerun must not train on from them
+
+    def finished(self):
+        return self.stopped
+
+    def state_dict(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "stopped": self.stopped}
+
+    def load_state_dict(self, state):
+        self.best, self.best_epoch, self.stopped = state["best"], state["best_epoch"], state["stopped"]
+
+
+#: seed of the samples of every grid: one set of latent draws, evolving over training
+GRID_SEED = 1234
+
+
+class SampleGrids(Callback):
+    """``samples_epoch{epoch}.png``: 64 samples drawn under one fixed seed at every epoch end."""
+
+    name = "sample_grids"
+
+    def __init__(self, n: int = 64):
+        self.n = n
+
+    @torch.no_grad()
+    def on_epoch_end(self, state):
+        if state.rank != 0:
+            return {}
+        model, was_training = state.model, state.model.training
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(GRID_SEED)
+                images = model.sample(self.n).float().clamp(0, 1).cpu()
+        finally:
+            model.train(was_training)
+        state.run_dir.mkdir(parents=True, exist_ok=True)
+        save_image(images, state.run_dir / f"samples_epoch{state.epoch:g}.png", nrow=8)
+        return {}
+
+
+class QualityMonitor(Callback):
+    """``measure(model)`` at every epoch end, into the curve (it must leave the RNG and the
+    model's mode as it found them: ``genbench.metrics.sample_quality.curve_monitor`` does)."""
+
+    name = "quality_monitor"
+
+    def __init__(self, measure: Callable[[nn.Module], dict[str, float]]):
+        self.measure = measure
+
+    def on_epoch_end(self, state):
+        return self.measure(state.model) if state.rank == 0 else {}
