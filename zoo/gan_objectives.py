@@ -103,7 +103,17 @@ class NonSaturating(AdversarialObjective):
         return nonsaturating_generator_loss(fake_out)
 
 
-class WassersteinClip(AdversarialObjective):
+class Wasserstein(AdversarialObjective):
+    """The Wasserstein losses; a subclass keeps the critic Lipschitz."""
+
+    def critic_loss(self, critic, real, fake):
+        return wasserstein_critic_loss(critic(real), critic(fake))
+
+    def generator_loss(self, fake_out):
+        return wasserstein_generator_loss(fake_out)
+
+
+class WassersteinClip(Wasserstein):
     summary = "Wasserstein critic with weights clipped to [-clip, clip] (Arjovsky et al. 2017)"
 
     def __init__(self, clip: float):
@@ -113,12 +123,6 @@ class WassersteinClip(AdversarialObjective):
     def from_config(cls, config):
         return cls(config.clip)
 
-    def critic_loss(self, critic, real, fake):
-        return wasserstein_critic_loss(critic(real), critic(fake))
-
-    def generator_loss(self, fake_out):
-        return wasserstein_generator_loss(fake_out)
-
     def prepare(self, critic):
         clip_weights(critic, self.clip)  # the critic is clipped before its first use
 
@@ -126,7 +130,7 @@ class WassersteinClip(AdversarialObjective):
         clip_weights(critic, self.clip)
 
 
-class WassersteinGP(AdversarialObjective):
+class WassersteinGP(Wasserstein):
     summary = "Wasserstein critic with a gradient penalty of weight gp_weight (Gulrajani et al. 2017)"
     needs_per_sample_critic = True  # the penalty is on each sample's gradient
 
@@ -138,11 +142,7 @@ class WassersteinGP(AdversarialObjective):
         return cls(config.gp_weight)
 
     def critic_loss(self, critic, real, fake):
-        loss = wasserstein_critic_loss(critic(real), critic(fake))
-        return loss + gradient_penalty(critic, real, fake, self.weight)
-
-    def generator_loss(self, fake_out):
-        return wasserstein_generator_loss(fake_out)
+        return super().critic_loss(critic, real, fake) + gradient_penalty(critic, real, fake, self.weight)
 
 
 OBJECTIVES: Registry[type[AdversarialObjective]] = Registry("GAN objective")

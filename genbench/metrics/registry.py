@@ -50,12 +50,13 @@ class EvalSettings:
     (None: the whole split). Its mutual information is at most log of this number."""
     surgery_samples: int = 1
     """Posterior samples per point; cost grows with points^2 x samples."""
-    disentanglement_group_size: int = 64
+    disentanglement_group_size: int = disentanglement.DisentanglementSettings.group_size
     """L: pairs per beta-VAE point, observations per FactorVAE point."""
-    disentanglement_train: int = 10_000
+    disentanglement_train: int = disentanglement.DisentanglementSettings.n_train
     """Training points of the beta-VAE and FactorVAE classifiers; also the observations behind
-    FactorVAE's latent scales and MIG (10000 each in disentanglement_lib)."""
-    disentanglement_eval: int = 5_000
+    FactorVAE's latent scales and MIG (10000 each in disentanglement_lib). The defaults of these
+    three are the metric functions' own (``DisentanglementSettings``, disentanglement_lib's)."""
+    disentanglement_eval: int = disentanglement.DisentanglementSettings.n_eval
     quality_samples: int = 0
     """Model samples that IS/FID/KID/precision-recall score (0: those metrics are skipped; the
     first use on a data set trains and caches its LeNet feature net, minutes on a CPU)."""
