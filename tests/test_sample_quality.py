@@ -117,20 +117,20 @@ def test_cache_falls_back_when_the_data_root_is_not_writable(tmp_path, monkeypat
 
 
 @pytest.fixture
-def lenet_net(digits, cache_root, monkeypatch):
-    monkeypatch.setattr(feats, "load_or_train_lenet",
-                        lambda ds, cache, log=print: load_or_train_lenet(ds, cache, FAST_LENET, log))
-    return feats.resolve_feature_net("lenet", digits, str(cache_root))
+def lenet_net(digits, cache_root):
+    """A LeNet of the synthetic digits (the shipped one knows real MNIST only)."""
+    trained = load_or_train_lenet(digits, feats.cache_dir(cache_root), FAST_LENET, log=lambda _: None)
+    return feats.lenet_feature_net(trained.weights_path, feats.file_sha256(trained.weights_path), "digits",
+                                   trained.test_accuracy)
 
 
-def test_data_without_labels_are_scored_by_the_lenet_of_their_feature_source(digits, lenet_net, cache_root,
-                                                                              monkeypatch):
+def test_data_without_labels_are_scored_by_the_lenet_of_their_feature_source(digits, cache_root):
     binary = {split: (images > 127).to(torch.uint8) for split, images in digits.splits.items()}
-    static = ImageDataset("static-digits", "binary", binary, feature_source="digits")
-    monkeypatch.setattr(feats, "load_dataset", lambda name, root=None: {"digits": digits}[name])
+    static = ImageDataset("static-digits", "binary", binary, feature_source="mnist8")
     assert feats.default_feature_net(static) == "lenet"
     net = feats.resolve_feature_net(None, static, str(cache_root))
-    assert net.identity == lenet_net.identity and net.detail.startswith("LeNet of digits")
+    shipped = feats.resolve_feature_net("lenet", digits, str(cache_root))
+    assert net.identity == shipped.identity and net.detail.startswith("LeNet of mnist8")
     unlabelled = ImageDataset("unlabelled", "binary", binary)
     assert feats.default_feature_net(unlabelled) == "inception"
 

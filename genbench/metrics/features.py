@@ -8,7 +8,9 @@ Each is a torch-fidelity feature extractor (registered through its public
 IS/FID/KID/precision-recall; genbench only picks the network and its layers:
 
 - ``lenet``: genbench's domain classifier of gray 28x28 digits (``genbench.metrics.lenet``),
-  logits for IS, its penultimate layer for the rest. The default where it applies.
+  logits for IS, its penultimate layer for the rest. The default where it applies. Its weights
+  ship with genbench (trained once on 8-bit MNIST, sha256-checked at load) and are never
+  retrained here, so FID-LeNet is one number on every machine.
 - ``inception``: torch-fidelity's Inception-v3 (``inception-v3-compat``), gray images
   repeated to RGB. genbench never downloads its weights; missing weights are one error.
 - ``path/to/net.pt``: a TorchScript module the user brings. It receives floats in [0, 1],
@@ -23,7 +25,6 @@ different feature networks are not comparable.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tempfile
@@ -41,9 +42,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from genbench.core.errors import GenbenchError, MetricSkipped
 from genbench.core.registry import Registry
 from genbench.core.weights import read_weights
-from genbench.data import load_dataset
 from genbench.data.root import data_root
-from genbench.metrics.lenet import LeNet, LeNetConfig, lenet_fits, load_or_train_lenet
+from genbench.metrics.lenet import SHIPPED_SOURCE, LeNet, LeNetConfig, file_sha256, lenet_fits, shipped_lenet
 
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
 #: environment variable naming an Inception-v3 weights file (else torch hub's checkpoints folder)
@@ -191,25 +191,6 @@ def feature_label(net_name: str) -> str:
     return FEATURE_NETS[net_name].label if net_name in FEATURE_NETS else net_name
 
 
-def lenet_training_set(dataset, root: str | None = None):
-    """The labelled data set the LeNet of ``dataset`` learns from: its ``feature_source``
-    (loaded from the data root ``root``) where that names another data set, else itself.
-
-    All MNIST variants name 8-bit MNIST, so their FID-LeNet values share one network."""
-    source = getattr(dataset, "feature_source", None)
-    if source in (None, dataset.name):
-        return dataset
-    return load_dataset(source, root)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def inception_weights() -> Path:
     """The local Inception-v3 weights file, or one error that says how to provide it."""
     explicit = os.environ.get(INCEPTION_ENV)
@@ -250,16 +231,22 @@ def _torchscript(path: Path, dataset) -> FeatureNet:
                       "features", "logits" if len(outputs) == 2 else None, file_sha256(path))
 
 
+def lenet_feature_net(weights_path: Path, sha256: str, source: str, test_accuracy: float) -> FeatureNet:
+    """The LeNet of a weights file; its sha256 is its identity, so other weights never share a cache."""
+    return FeatureNet(LENET.name, LENET.label, "genbench-lenet", weights_path, "features", "logits",
+                      f"lenet-{sha256[:16]}",
+                      detail=f"LeNet of {source} (sha256 {sha256[:16]}, test accuracy {test_accuracy:.4f})")
+
+
 def _resolve_lenet(dataset, cache_root: str | None, log) -> FeatureNet:
-    """The LeNet of ``dataset``'s labelled source, trained once and cached under ``cache_root``."""
+    """The shipped LeNet of 8-bit MNIST for every data set it fits: no data are loaded and nothing
+    is trained, so the network (and FID-LeNet) is the same on every machine."""
     reason = lenet_fits(dataset)
     if reason:
         raise FeaturesUnavailable(reason)
-    labelled = lenet_training_set(dataset, cache_root)
-    trained = load_or_train_lenet(labelled, cache_dir(cache_root), log=log)
-    return FeatureNet(LENET.name, LENET.label, "genbench-lenet", trained.weights_path, "features", "logits",
-                      f"lenet-{trained.key}",
-                      detail=f"LeNet of {labelled.name}, test accuracy {trained.test_accuracy:.4f}")
+    shipped = shipped_lenet()
+    source = shipped.record.get("dataset", SHIPPED_SOURCE)
+    return lenet_feature_net(shipped.weights_path, shipped.sha256, source, shipped.test_accuracy)
 
 
 def _resolve_inception(dataset, cache_root: str | None, log) -> FeatureNet:
@@ -273,7 +260,7 @@ def _resolve_inception(dataset, cache_root: str | None, log) -> FeatureNet:
 
 
 LENET = FEATURE_NETS.register("lenet", FeatureNetSpec(
-    "lenet", "LeNet", "genbench's classifier of gray 28x28 digits, trained once per data set and cached",
+    "lenet", "LeNet", "genbench's classifier of gray 28x28 digits, trained once on 8-bit MNIST and shipped",
     _resolve_lenet))
 INCEPTION = FEATURE_NETS.register("inception", FeatureNetSpec(
     "inception", "Inception", "torch-fidelity's Inception-v3 (inception-v3-compat), local weights only",
@@ -284,7 +271,7 @@ def resolve_feature_net(name: str | None, dataset, cache_root: str | None = None
     """The feature network ``name`` (None: the data set's default) ready for ``dataset``: a name
     in ``FEATURE_NETS``, else the path of a TorchScript file.
 
-    ``cache_root`` is the data folder whose cache keeps the LeNet (see ``cache_dir``).
+    ``cache_root`` is the data folder of the cache (see ``cache_dir``); the LeNet needs none.
     """
     name = name or default_feature_net(dataset)
     if name in FEATURE_NETS:

@@ -1,29 +1,47 @@
-"""The domain classifier of gray digit data: a LeNet trained by genbench, cached by content.
+"""The domain classifier of gray digit data: a LeNet trained once on 8-bit MNIST and shipped.
 
 Inception-v3 features say little about 28x28 gray digits, so MNIST-like data sets are scored
-with a small classifier trained on their own training split: its logits give the Inception
-Score and its penultimate layer the FID/KID/precision-recall features. Training is seeded,
-takes a few epochs on a CPU, and its test accuracy is recorded beside the weights. The
-weights are safetensors and the record is JSON (never pickle), in a file named by a hash of
-the config and of the data, so another config or other data never reuse a classifier.
+with a small classifier of digits: its logits give the Inception Score and its penultimate
+layer the FID/KID/precision-recall features. Retraining per machine gave another network (and
+another FID) on every CPU, so the weights ship in the package (``weights/``, safetensors) with
+a JSON record of their sha256, config, data hash and test accuracy, checked at every load.
+
+``python -m genbench.metrics.lenet --retrain --data-root DIR --out FILE`` is how they were
+made: it retrains with the same seed, config and thread count and says whether the result is
+the shipped file, bit for bit.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from genbench.core.errors import GenbenchError
 from genbench.core.weights import atomic_write, read_weights, save_weights
 
 #: image shape the classifier reads
 LENET_SHAPE = (1, 28, 28)
+#: the labelled data set of the shipped network (every MNIST variant's ``feature_source``)
+SHIPPED_SOURCE = "mnist8"
+#: torch CPU threads of the retraining: a reduction split over other thread counts rounds otherwise
+RETRAIN_THREADS = 1
+#: the shipped weights and their record, inside the installed package
+SHIPPED_WEIGHTS = Path(str(resources.files(__package__ or "genbench.metrics") / "weights"
+                           / "lenet-mnist8.safetensors"))
+SHIPPED_RECORD = SHIPPED_WEIGHTS.with_suffix(".json")
+RETRAIN_COMMAND = "python -m genbench.metrics.lenet --retrain --data-root DIR --out FILE"
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,17 @@ class TrainedLeNet:
     key: str
 
 
+@dataclass(frozen=True)
+class ShippedLeNet:
+    weights_path: Path
+    sha256: str
+    record: dict
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.record["test_accuracy"]
+
+
 def data_hash(*tensors: Tensor) -> str:
     """sha256 of the tensors' bytes (shape and dtype included)."""
     digest = hashlib.sha256()
@@ -74,6 +103,14 @@ def data_hash(*tensors: Tensor) -> str:
         t = t.detach().cpu().contiguous()
         digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
         digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
@@ -86,8 +123,8 @@ def _labelled_splits(dataset) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 def lenet_fits(dataset) -> str | None:
     """None where the classifier applies to this data set, else why not.
 
-    A data set without labels is scored by the LeNet of its ``feature_source`` (static
-    binarized MNIST by the one of 8-bit MNIST)."""
+    Gray 28x28 digits: a data set with labels of its own, or one naming a ``feature_source``
+    (every MNIST variant names 8-bit MNIST, whose network is the shipped one)."""
     if tuple(dataset.shape) != LENET_SHAPE:
         return f"the LeNet reads 1x28x28 gray images, {dataset.name} has {list(dataset.shape)}"
     if getattr(dataset, "feature_source", None) not in (None, dataset.name):
@@ -132,7 +169,10 @@ def train_lenet(x: Tensor, y: Tensor, config: LeNetConfig) -> LeNet:
 
 def load_or_train_lenet(dataset, cache_dir: Path, config: LeNetConfig = LeNetConfig(),
                         log=print) -> TrainedLeNet:
-    """The cached classifier of this config and data, training (and caching) it if absent."""
+    """The cached classifier of this config and data, training (and caching) it if absent.
+
+    Scoring never calls this (it uses the shipped network); it is for a LeNet of other labelled data.
+    """
     reason = lenet_fits(dataset)
     if reason:
         raise ValueError(reason)
@@ -159,3 +199,91 @@ def load_or_train_lenet(dataset, cache_dir: Path, config: LeNetConfig = LeNetCon
     atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=2, sort_keys=True)))
     log(f"LeNet test accuracy {test_accuracy:.4f} after {seconds:.0f} s")
     return TrainedLeNet(model, test_accuracy, seconds, weights_path, key)
+
+
+def shipped_lenet() -> ShippedLeNet:
+    """The shipped weights, their sha256 checked against their record: a damaged or altered file
+    would silently change every FID-LeNet, so it is one error instead."""
+    weights, record_path = SHIPPED_WEIGHTS, SHIPPED_RECORD
+    hint = f"reinstall genbench, or rebuild the file with `{RETRAIN_COMMAND}`"
+    try:
+        record = json.loads(Path(record_path).read_text())
+        sha256 = file_sha256(Path(weights))
+    except (OSError, ValueError) as exc:
+        raise GenbenchError(f"the shipped LeNet weights are unreadable ({exc}); {hint}") from None
+    if sha256 != record.get("sha256"):
+        raise GenbenchError(f"{weights}: sha256 {sha256[:16]}... is not the recorded {record.get('sha256')} "
+                            f"of {Path(record_path).name}: the shipped LeNet weights were altered; {hint}")
+    return ShippedLeNet(Path(weights), sha256, record)
+
+
+def load_shipped_lenet() -> LeNet:
+    """The shipped network, verified, in eval mode."""
+    shipped = shipped_lenet()
+    model = LeNet(LeNetConfig(**shipped.record["config"]))
+    model.load_state_dict(read_weights(shipped.weights_path))
+    return model.eval()
+
+
+def retrain(data_root: str | None, out: Path, threads: int = RETRAIN_THREADS, log=print) -> dict:
+    """Train the LeNet of 8-bit MNIST exactly as the shipped one was made; write ``out`` and its
+    record (``out`` with ``.json``); return the record, with ``matches_shipped``."""
+    from genbench.data import load_dataset
+
+    torch.set_num_threads(threads)
+    config = LeNetConfig()
+    dataset = load_dataset(SHIPPED_SOURCE, data_root, download=False)
+    x_train, y_train, x_test, y_test = _labelled_splits(dataset)
+    try:
+        shipped = json.loads(SHIPPED_RECORD.read_text())
+    except (OSError, ValueError):
+        shipped = {}
+    log(f"training the LeNet of {SHIPPED_SOURCE} ({config.epochs} epochs, {threads} thread(s), "
+        f"torch {torch.__version__})")
+    started = time.perf_counter()
+    model = train_lenet(x_train, y_train, config)
+    seconds = time.perf_counter() - started
+    out = Path(out)
+    save_weights(out, model)
+    record = {
+        "file": out.name, "sha256": file_sha256(out), "config": asdict(config), "dataset": SHIPPED_SOURCE,
+        "data_sha256": data_hash(x_train, y_train, x_test, y_test),
+        "n_train": len(x_train), "n_test": len(x_test),
+        "test_accuracy": accuracy(model, x_test, y_test),
+        "torch": torch.__version__, "threads": threads, "device": "cpu",
+        "python": platform.python_version(), "machine": f"{platform.system()} {platform.machine()}",
+        "train_seconds": round(seconds, 1), "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "made_by": f"{RETRAIN_COMMAND} (train_lenet with LeNetConfig(), torch.set_num_threads({threads}))",
+    }
+    atomic_write(out.with_suffix(".json"),
+                 lambda tmp: tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n"))
+    record["matches_shipped"] = record["sha256"] == shipped.get("sha256")
+    record["same_data_as_shipped"] = record["data_sha256"] == shipped.get("data_sha256")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m genbench.metrics.lenet",
+                                     description="Rebuild the shipped LeNet of 8-bit MNIST and compare it.")
+    parser.add_argument("--retrain", action="store_true", required=True,
+                        help="train the LeNet of mnist8 with the shipped seed and config")
+    parser.add_argument("--data-root", help="folder holding MNIST/raw (default: $GENBENCH_DATA)")
+    parser.add_argument("--out", type=Path, required=True, help="the safetensors file to write")
+    parser.add_argument("--threads", type=int, default=RETRAIN_THREADS,
+                        help=f"torch CPU threads (default {RETRAIN_THREADS}, as the shipped weights)")
+    args = parser.parse_args(argv)
+    try:
+        record = retrain(args.data_root, args.out, args.threads)
+    except GenbenchError as exc:
+        print(f"genbench: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({record['train_seconds']:.0f} s)")
+    print(f"sha256 {record['sha256']}")
+    print(f"test accuracy {record['test_accuracy']:.4f}")
+    print(f"same data as the shipped weights: {record['same_data_as_shipped']}")
+    print(f"identical to the shipped weights: {record['matches_shipped']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
