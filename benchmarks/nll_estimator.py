@@ -40,6 +40,7 @@ from torch import nn
 
 from genbench.data import load_dataset
 from genbench.metrics import nll_per_example
+from genbench.metrics.subsets import representative
 from zoo import MODELS
 
 #: multiply-accumulates per sample in the decoder 50-200-200-784
@@ -170,7 +171,7 @@ def main() -> None:
     ds = load_dataset("mnist", args.data_root, download=False)
     model = build_model(ds, args.checkpoint, args.seed)
     n_points = max(args.points, args.pythae_points)
-    x = ds.eval_tensor("test", n_points)
+    x = representative(ds.eval_tensor("test"), n_points, seed=0)  # never a prefix: files may be sorted
     k = args.k
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, k = {k}, "
           f"load average at start {os.getloadavg()[0]:.2f}")

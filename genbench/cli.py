@@ -9,7 +9,7 @@ import argparse
 import json
 import signal
 import sys
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from genbench.core.errors import GenbenchError
@@ -61,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="hyperparameters of --model")
     score.add_argument("--dataset", help="data set (default: the checkpoint's; mnist for foreign)")
-    score.add_argument("--budget", default="short",
-                       help="evaluation budget: smoke | short (default) | paper (k=5000, all); the flags "
-                       "below override its fields of the same names")
+    score.add_argument("--budget", help="evaluation budget: smoke | short | paper (k=5000, all). Default: "
+                       "the settings a genbench run directory recorded for its results (so its leaderboard "
+                       "row is reproduced), else short. The flags below override fields of the same names")
     score.add_argument("--k", type=int, help="importance samples per test point")
     score.add_argument("--n-test", type=int, help="test points")
     score.add_argument("--features", help="feature net of IS/FID/KID/PR: lenet (default for MNIST-like "
@@ -171,6 +171,7 @@ def cmd_score(args) -> int:
     from genbench.data import DATASETS, load_dataset
     from genbench.metrics.features import resolve_feature_net
     from genbench.metrics.registry import evaluate
+    from genbench.metrics.subsets import describe
     from genbench.sample_sets import is_sample_set
     from genbench.scoring import load_for_scoring
     from genbench.suites import BUDGET_DEFAULTS
@@ -178,7 +179,7 @@ def cmd_score(args) -> int:
 
     if is_sample_set(args.path):
         return cmd_score_samples(args)
-    if args.budget not in BUDGET_DEFAULTS:
+    if args.budget is not None and args.budget not in BUDGET_DEFAULTS:
         raise GenbenchError(f"unknown budget {args.budget!r}; valid: {', '.join(BUDGET_DEFAULTS)}")
     loaded = load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
     expected = DATASETS[loaded.dataset].shape
@@ -188,16 +189,24 @@ def cmd_score(args) -> int:
     device = select_device(args.device)
     dataset = load_dataset(loaded.dataset, args.data_root, device)
     flags = {name: getattr(args, name) for name in SETTINGS_FLAGS if getattr(args, name) is not None}
-    settings = replace(BUDGET_DEFAULTS[args.budget].eval, **flags, cache_root=args.data_root)
+    if args.budget is None and loaded.evaluation is not None:  # the run's own settings: its row again
+        known = {f.name for f in fields(EvalSettings)}
+        base, source = EvalSettings(**{k: v for k, v in loaded.evaluation.items() if k in known}), "the run's"
+    else:
+        base, source = BUDGET_DEFAULTS[args.budget or "short"].eval, f"budget {args.budget or 'short'}"
+    settings = replace(base, **flags, cache_root=args.data_root)
     if args.features:  # named explicitly: unusable is an error, not a skipped metric
         resolve_feature_net(args.features, dataset, args.data_root)
-    torch.manual_seed(0)
+    torch.manual_seed(settings.seed)
     metrics = evaluate(loaded.model.to(device), dataset.eval_tensor("test"), settings, dataset=dataset)
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
     report = {"checkpoint": str(args.path), "model": loaded.model_name, "config": loaded.config,
-              "dataset": loaded.dataset, "k": settings.k, "n_test": n_used, "metrics": metrics}
-    _print_report(report, f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; "
-                  f"NLL with k={settings.k} on {n_used} test points", args.json)
+              "dataset": loaded.dataset, "k": settings.k, "n_test": n_used, "settings_from": source,
+              "settings": {k: v for k, v in asdict(settings).items() if k != "cache_root"},
+              "metrics": metrics}
+    subset = describe(settings.n_test, dataset.size("test"), settings.seed)
+    _print_report(report, f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; {source} "
+                  f"settings: NLL with k={settings.k} on {subset} test points", args.json)
     return 0
 
 

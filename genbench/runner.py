@@ -17,11 +17,11 @@ import torch
 from genbench.core.errors import GenbenchError, TrainingDiverged
 from genbench.core.models import MODELS, config_dict
 from genbench.data import load_dataset
-from genbench.metrics.registry import METRICS, evaluate
+from genbench.metrics.registry import METRICS, EvalSettings, evaluate
 from genbench.metrics.sample_quality import curve_monitor
 from genbench.results.db import ResultsDB
 from genbench.results.pictures import save_pictures
-from genbench.scoring import load_for_scoring
+from genbench.scoring import load_for_scoring, write_evaluation
 from genbench.suites import Budget, RunEntry, Suite
 from genbench.train.callbacks import QualityMonitor, watches_samples
 from genbench.train.identity import LOCATIONS, RunIdentity
@@ -42,7 +42,7 @@ def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_
     """The identity of one (run, seed) of a suite under a budget (the run's own overrides applied)."""
     config = config_dict(MODELS[entry.model].make_config(entry.config))
     train_cfg = suite.train_config(budget, seed, entry)
-    settings = suite.budget_for(entry, budget).eval
+    settings = replace(suite.budget_for(entry, budget).eval, seed=seed)  # evaluation noise follows the seed
     return RunIdentity(suite.name, entry.name, entry.model, config, suite.dataset_of(entry),
                        tuple(data_shape), budget.name, asdict(train_cfg), asdict(settings))
 
@@ -72,7 +72,7 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
             data_root: str | None = None) -> RunOutcome:
     run = run_identity(suite, entry, seed, budget, dataset.shape)
     run_dir = run.run_dir(runs_dir)
-    settings = replace(suite.budget_for(entry, budget).eval, cache_root=data_root)
+    settings = replace(EvalSettings(**run.eval), cache_root=data_root)
     done = db.done_run(run.key)
     if done is not None:
         if _needs_sample_quality(done, settings):
@@ -102,6 +102,7 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
         db.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
     metrics |= result.bookkeeping()  # with early stopping: how much training the numbers had
+    write_evaluation(run_dir, asdict(settings))
     db.finish_run(run_id, metrics, result.seconds, eval_seconds, skipped, result.curve)
     return RunOutcome(entry.name, seed, "done", metrics, run_dir)
 
@@ -136,6 +137,9 @@ def _add_sample_quality(done: dict, settings, dataset, db: ResultsDB) -> None:
     except GenbenchError as exc:  # its run directory is gone or unreadable: say so in the table
         values, skipped = {}, {"sample_quality": f"not added to the finished run: {exc}"}
     stored = json.loads(done["eval"])
-    db.add_results(done["id"], "sample_quality", values, skipped.get("sample_quality"),
-                   {**stored, **{name: getattr(settings, name) for name in QUALITY_SETTINGS},
-                    "cache_root": settings.cache_root}, time.perf_counter() - started)
+    recorded = {**stored, **{name: getattr(settings, name) for name in QUALITY_SETTINGS},
+                "cache_root": settings.cache_root}
+    if Path(done["run_dir"]).is_dir():
+        write_evaluation(Path(done["run_dir"]), recorded)
+    db.add_results(done["id"], "sample_quality", values, skipped.get("sample_quality"), recorded,
+                   time.perf_counter() - started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from torch import nn
 
 from genbench.core.errors import GenbenchError
 from genbench.core.models import MODELS, config_dict
-from genbench.core.weights import load_foreign_state_dict, load_state_dict_checked
+from genbench.core.weights import atomic_write, load_foreign_state_dict, load_state_dict_checked
 from genbench.data import DATASETS
 from genbench.train import checkpoint as ckpt
+from genbench.train.identity import LOCATIONS
 
 #: the data set of foreign weights when --dataset does not say otherwise
 FOREIGN_DATASET = "mnist"
@@ -27,6 +29,35 @@ class LoadedModel:
     config: dict[str, Any]
     dataset: str
     data_shape: tuple[int, ...]
+    evaluation: dict[str, Any] | None = None
+    """The evaluation settings its run recorded (a genbench run directory), else None."""
+
+
+#: what a finished run's directory says of its evaluation: the settings its row's numbers had
+EVALUATION_FILE = "evaluation.json"
+
+
+def write_evaluation(run_dir: Path, settings: dict[str, Any]) -> None:
+    """Record in the run directory the evaluation settings of the run's results, so that
+    ``genbench score RUN_DIR`` reproduces them (replaced atomically)."""
+    recorded = {k: v for k, v in settings.items() if k not in LOCATIONS}
+    atomic_write(Path(run_dir) / EVALUATION_FILE,
+                 lambda tmp: tmp.write_text(json.dumps(recorded, indent=2, sort_keys=True)))
+
+
+def read_evaluation(path: Path) -> dict[str, Any] | None:
+    """The settings ``write_evaluation`` recorded beside a checkpoint (None where there are none)."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    record = folder / EVALUATION_FILE
+    if not record.is_file():
+        return None
+    try:
+        settings = json.loads(record.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise GenbenchError(f"{record}: unreadable evaluation record ({exc})") from None
+    if not isinstance(settings, dict):
+        raise GenbenchError(f"{record}: not an evaluation record")
+    return settings
 
 
 def load_for_scoring(path: Path, model_name: str | None, overrides: dict[str, str],
@@ -46,7 +77,7 @@ def load_for_scoring(path: Path, model_name: str | None, overrides: dict[str, st
         model = entry.build(meta["config"], tuple(meta["data_shape"]))
         load_state_dict_checked(model, ckpt.model_state(tensors), str(path))
         return LoadedModel(model.eval(), meta["model"], meta["config"], dataset or meta["dataset"],
-                           tuple(meta["data_shape"]))
+                           tuple(meta["data_shape"]), read_evaluation(path))
     entry = MODELS[model_name]
     dataset = dataset or FOREIGN_DATASET
     shape = DATASETS[dataset].shape

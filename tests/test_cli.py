@@ -66,10 +66,21 @@ def test_score_a_checkpoint_prints_the_metrics_that_apply(smoke_run, capsys):
     report = json.loads(out)
     assert code == 0 and report["model"] == "vae" and report["k"] == 10 and report["n_test"] == 50
     surgery = {"surgery_avg_kl", "surgery_mutual_info", "surgery_marginal_kl", "surgery_train_elbo"}
-    assert set(report["metrics"]) == {"nll", "bits_per_dim", "elbo", "active_units", *surgery}
+    errors = {"nll_se", "bits_per_dim_se", "elbo_se"}
+    assert set(report["metrics"]) == {"nll", "bits_per_dim", "elbo", "active_units", *surgery, *errors}
     code, out, _ = run_cli(capsys, "score", os.path.join(run_dir, "checkpoint.safetensors"),
                            "--budget", "smoke")
     assert code == 0 and "nll" in out and "k=10" in out
+
+
+def test_score_of_a_run_directory_reproduces_its_leaderboard_row(smoke_run, capsys):
+    """Without flags, score evaluates with the settings the run recorded: the same numbers."""
+    base, _ = smoke_run
+    for run in ResultsDB(base / "db.sqlite").runs():
+        code, out, _ = run_cli(capsys, "score", run["run_dir"], "--json")
+        report = json.loads(out)
+        assert code == 0 and report["settings_from"] == "the run's"
+        assert report["metrics"] == pytest.approx(run["metrics"], rel=1e-12, nan_ok=True), run["name"]
 
 
 def test_tables_show_paper_numbers_and_the_budget(smoke_run, capsys):

@@ -87,7 +87,7 @@ def test_paper_table_puts_measured_cells_beside_the_papers(tmp_path):
     assert rows[(2, 5)][0] == "85.01 / –"  # the VAE cell of that row was not run
     assert rows[(2, 50)][2] == "82.90 / –"
     assert "budget `short`: 2 epoch(s)" in table and "1 to 2 seed(s) per cell" in table
-    assert "not a reproduction failure" in table
+    assert "no conclusion about whether the paper reproduces can be drawn" in table
 
 
 def test_leaderboard_states_budget_and_seeds(tmp_path):
@@ -95,7 +95,7 @@ def test_leaderboard_states_budget_and_seeds(tmp_path):
     _fill(db)
     md, csv = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
     text = md.read_text()
-    assert "short: 2 epochs; NLL k=1000 on 1000 test points" in text
+    assert "short: 2 epochs; NLL k=1000 on a seeded random 1000 test points" in text
     assert "96.00 ± 1.41" in text and "25 (20+5)" in text
     assert "No row here was trained with the paper's budget" in text
     assert "vae-L1-k1" in csv.read_text()
@@ -206,5 +206,5 @@ def test_a_paper_table_naming_an_undeclared_metric_key_is_refused(tmp_path):
 
     text = (PAPERS_DIR / "iwae.toml").read_text().replace('metric = "nll"', 'metric = "nnl"', 1)
     (tmp_path / "typo.toml").write_text(text)
-    with pytest.raises(GenbenchError, match="no metric declares the key 'nnl'; valid: nll, bits_per_dim"):
+    with pytest.raises(GenbenchError, match="no metric declares the key 'nnl'; valid: nll, nll_se, bits_per"):
         load_paper("typo", tmp_path)

@@ -37,6 +37,9 @@ class PPCAConfig:
 
 
 class PPCA(nn.Module):
+    #: a Gaussian density even on binary pixels: its NLL checks the estimator, bits/dim would mean nothing
+    log_prob_is_density = True
+
     def __init__(self, config: PPCAConfig, data_shape: tuple[int, ...]):
         super().__init__()
         self.config = config

@@ -43,6 +43,19 @@ def average_gradients(params) -> None:
             p.grad /= world
 
 
+def global_mean_and_se(per_example: Tensor) -> tuple[float, float]:
+    """Mean over all ranks' examples of a per-example tensor, and its standard error
+    (sample standard deviation / sqrt(n); nan for a single example), in float64."""
+    x = per_example.detach().to(torch.float64).flatten()
+    count = torch.tensor(float(x.numel()), dtype=torch.float64, device=x.device)
+    total, count = all_reduce_sum(torch.stack([x.sum(), count])).tolist()
+    mean = total / count
+    if count < 2:
+        return mean, float("nan")
+    squares = all_reduce_sum(((x - mean) ** 2).sum()).item()  # two passes: no cancellation
+    return mean, (squares / (count - 1) / count) ** 0.5
+
+
 def global_mean(per_example: Tensor) -> float:
     """Mean over all ranks' examples of a per-example tensor."""
     stats = torch.stack([per_example.sum(), torch.tensor(per_example.numel(), device=per_example.device,

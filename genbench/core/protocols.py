@@ -77,9 +77,18 @@ class Representation(Protocol):
 
 @runtime_checkable
 class ExactLikelihood(Protocol):
+    """``log_prob`` is the log probability of discrete data (bits/dim apply), unless the model
+    sets ``log_prob_is_density = True``: a density on data it does not model as discrete (PPCA's
+    Gaussian on binary pixels), whose NLL is reported but whose bits/dim have no meaning."""
+
     def log_prob(self, x: Tensor) -> Tensor:
         """``[B]`` exact log p(x) in nats."""
         ...
+
+
+def log_prob_is_density(model: object) -> bool:
+    """Whether the model's likelihood is a density rather than a probability of discrete data."""
+    return bool(getattr(model, "log_prob_is_density", False))
 
 
 @runtime_checkable

@@ -84,15 +84,14 @@ class ImageDataset:
             return torch.bernoulli(raw.float() / 255.0)
         return self._to_float(raw)
 
-    def eval_tensor(self, split: str = "test", n: int | None = None) -> Tensor:
-        """A fixed evaluation split (its first ``n`` items) as model input.
+    def eval_tensor(self, split: str = "test") -> Tensor:
+        """A fixed evaluation split as model input (a subset of it: ``genbench.metrics.subsets``,
+        never a prefix, since files are often sorted).
 
         Where binarization is dynamic the training split holds gray levels; its evaluation
         view is one fixed draw (the seed of the test set's binarization).
         """
         raw = self.splits[split]
-        if n is not None:
-            raw = raw[:n]
         if self.dynamic_binarization and split == "train":
             raw = binarize_once(raw.cpu(), EVAL_BINARIZATION_SEED).to(raw.device)
         return self._to_float(raw)

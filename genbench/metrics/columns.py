@@ -9,7 +9,7 @@ networks are never comparable, so each gets its own column.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 NET = "{net}"
 
@@ -30,6 +30,11 @@ class Column:
     """Key prefix of per-layer parts (``active_units_l``: the total is shown with "a+b")."""
     shown: bool = True
     """A leaderboard column; False for stored details (standard deviations, train accuracies)."""
+    error: str | None = None
+    """Key of this value's own uncertainty (a standard error or std, same units), shown where a
+    table cell has a single run (with several, the cell shows the spread over seeds)."""
+    error_kind: str = ""
+    """What ``error`` is, as a table legend says it ("s.e. over test points")."""
 
     def __post_init__(self):
         if self.better not in (None, "lower", "higher"):
@@ -50,8 +55,19 @@ class Column:
 
     def for_network(self, net: str, label: str) -> Column:
         """The concrete column of one feature network."""
-        return Column(self.key.replace(NET, net), self.label.replace(NET, label), self.unit, self.digits,
-                      self.better, self.scale, self.layers, self.shown)
+        return replace(self, key=self.key.replace(NET, net), label=self.label.replace(NET, label),
+                       error=self.error.replace(NET, net) if self.error else None)
+
+
+def error_column(column: Column) -> Column:
+    """The stored (not shown) column of a column's own uncertainty."""
+    return Column(column.error, f"{column.label} {column.error_kind}", column.unit, column.digits,
+                  None, column.scale, shown=False)
+
+
+def with_errors(*columns: Column) -> tuple[Column, ...]:
+    """The columns, each followed by the column of its uncertainty where it declares one."""
+    return tuple(c for column in columns for c in (column, *([error_column(column)] if column.error else [])))
 
 
 def networks(columns: tuple[Column, ...] | list[Column], keys) -> list[str]:

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from genbench.core.distributed import global_mean, shard
+from genbench.core.distributed import global_mean, global_mean_and_se, shard
 from genbench.core.protocols import ExactLikelihood, LatentVariableModel
 from genbench.metrics.importance import importance_bounds
 
@@ -41,6 +41,13 @@ def nll(model, data: Tensor, k: int = 5000, batch_size: int = 1000,
         max_rows: int | None = None) -> float:
     """Mean test-set NLL in nats (the IWAE estimate -L_k, or exact), sharded across ranks."""
     return global_mean(nll_per_example(model, shard(data), k, batch_size, max_rows))
+
+
+def nll_and_se(model, data: Tensor, k: int = 5000, batch_size: int = 1000,
+               max_rows: int | None = None) -> tuple[float, float]:
+    """Mean test-set NLL in nats and its standard error over the test points (what another draw
+    of as many test points would change; the estimator's own noise at k is inside it)."""
+    return global_mean_and_se(nll_per_example(model, shard(data), k, batch_size, max_rows))
 
 
 def bits_per_dim(nll_nats: float | Tensor, dims: int) -> float | Tensor:

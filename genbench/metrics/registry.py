@@ -17,17 +17,25 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from genbench.core.distributed import global_mean_and_se, shard
 from genbench.core.errors import MetricSkipped
-from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Representation, Sampler
+from genbench.core.protocols import (
+    ExactLikelihood,
+    LatentVariableModel,
+    Representation,
+    Sampler,
+    log_prob_is_density,
+)
 from genbench.core.registry import Registry
 from genbench.data.ground_truth import GroundTruthData
 from genbench.metrics import disentanglement
-from genbench.metrics.columns import Column
+from genbench.metrics.columns import Column, with_errors
 from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
 from genbench.metrics.latent import active_units_per_layer
-from genbench.metrics.likelihood import bits_per_dim, nll
+from genbench.metrics.likelihood import bits_per_dim, nll_and_se
 from genbench.metrics.sample_quality import sample_quality_applies, sample_quality_metrics
+from genbench.metrics.subsets import representative, subset_index
 
 
 @dataclass(frozen=True)
@@ -40,11 +48,13 @@ class EvalSettings:
     k: int = 5000
     """Importance samples per test point for the NLL estimate."""
     n_test: int | None = None
-    """Test points used (None: the whole split)."""
+    """Test points used (None: the whole split): a random subset seeded by ``seed``, the same
+    points for every model (``genbench.metrics.subsets``)."""
     split: str = "test"
     active_threshold: float = 0.01
     seed: int = 0
-    """Seed of the draws of ELBO surgery and the disentanglement scores."""
+    """Evaluation seed: which subsets of test, training and reference points are used, and the
+    draws of the samples, ELBO surgery and the disentanglement scores (a run's is its own seed)."""
     surgery_points: int | None = 10_000
     """Training points (a seeded random subset) whose aggregate posterior ELBO surgery takes
     (None: the whole split). Its mutual information is at most log of this number."""
@@ -61,7 +71,7 @@ class EvalSettings:
     """Model samples that IS/FID/KID/precision-recall score (0: those metrics are skipped; the
     first use on a data set trains and caches its LeNet feature net, minutes on a CPU)."""
     quality_reference: int | None = 10_000
-    """Real images they are compared with: the first n of ``quality_split`` (None: all)."""
+    """Real images they are compared with: a seeded random n of ``quality_split`` (None: all)."""
     quality_split: str = "test"
     curve_samples: int = 2_000
     """Samples behind the FID of each epoch in a GAN's learning curve (where quality_samples > 0)."""
@@ -100,10 +110,7 @@ class EvalContext:
             total = self.dataset.size("train")
         else:
             return None
-        index = np.arange(total)
-        if n is not None and n < total:
-            index = np.sort(np.random.default_rng(self.settings.seed).choice(total, n, replace=False))
-        index = torch.from_numpy(index)
+        index = subset_index(total, n, self.settings.seed)
         if self.train is not None:
             return self.train[index.to(self.train.device)]
         return self.dataset.train_batch(index.to(self.dataset.device))
@@ -125,8 +132,8 @@ class MetricSpec:
     #: what a budget does for this metric, as a budget description says it (None: nothing to say)
     budget_text: Callable[[EvalSettings], str | None] | None = None
     #: how a paper table's footer says what its runs had: a template whose ``{field}`` are
-    #: EvalSettings fields, filled with the values the runs recorded
-    table_text: str | None = None
+    #: EvalSettings fields, or a function of them, given the values the runs recorded
+    table_text: str | Callable[[dict[str, str]], str] | None = None
 
     def __post_init__(self):
         unknown = set(self.settings) - {f.name for f in fields(EvalSettings)}
@@ -156,12 +163,16 @@ class MetricSpec:
 
 
 def _nll(model, ctx: EvalContext) -> dict[str, float]:
-    value = nll(model, ctx.data, k=ctx.settings.k)
-    return {"nll": value, "bits_per_dim": bits_per_dim(value, ctx.dims)}
+    value, se = nll_and_se(model, ctx.data, k=ctx.settings.k)
+    if log_prob_is_density(model):  # nats of a density on discrete data: bits/dim mean nothing
+        return {"nll": value, "nll_se": se}
+    return {"nll": value, "nll_se": se, "bits_per_dim": bits_per_dim(value, ctx.dims),
+            "bits_per_dim_se": bits_per_dim(se, ctx.dims)}
 
 
 def _elbo(model, ctx: EvalContext) -> dict[str, float]:
-    return {"elbo": importance_bounds(model, ctx.data, k=1).elbo.mean().item()}
+    value, se = global_mean_and_se(importance_bounds(model, shard(ctx.data), k=1).elbo)
+    return {"elbo": value, "elbo_se": se}
 
 
 def _active_units(model, ctx: EvalContext) -> dict[str, float]:
@@ -228,6 +239,17 @@ def _disentanglement_metric(score, prefix: str):
     return compute
 
 
+def _test_points_text(values: dict[str, str]) -> str:
+    """The paper-table footer of the NLL: k and which test points (a seeded random subset)."""
+    subset = ("" if values["n_test"] == "all"
+              else f" (seeded random subsets, evaluation seeds {values['seed']})")
+    return f"NLL with k = {values['k']} on {values['n_test']} test points{subset}"
+
+
+#: the uncertainty of a mean over test points
+SE_TEST = "s.e. over test points"
+
+
 def _quality_budget_text(s: EvalSettings) -> str | None:
     if not s.quality_samples:
         return None
@@ -257,11 +279,15 @@ METRICS: Registry[MetricSpec] = Registry("metric")
 for _spec in (
     MetricSpec("nll", "test NLL in nats (exact, or -L_k with k importance samples) and bits/dim",
                (ExactLikelihood, LatentVariableModel), _nll,
-               (Column("nll", "NLL (nats)", "nats", 2, "lower"),
-                Column("bits_per_dim", "bits/dim", "bits", 3, "lower")),
-               ("k", "n_test"), table_text="NLL with k = {k} on {n_test} test points"),
+               with_errors(Column("nll", "NLL (nats)", "nats", 2, "lower", error="nll_se",
+                                  error_kind=SE_TEST),
+                           Column("bits_per_dim", "bits/dim", "bits", 3, "lower", error="bits_per_dim_se",
+                                  error_kind=SE_TEST)),
+               ("k", "n_test", "seed"), table_text=_test_points_text),
     MetricSpec("elbo", "test ELBO in nats (one posterior sample per point)",
-               (LatentVariableModel,), _elbo, (Column("elbo", "test ELBO (nats)", "nats", 2, "higher"),),
+               (LatentVariableModel,), _elbo,
+               with_errors(Column("elbo", "test ELBO (nats)", "nats", 2, "higher", error="elbo_se",
+                                  error_kind=SE_TEST)),
                ("n_test",)),
     MetricSpec("active_units", "units with Cov_x(E_q[z_u]) > 0.01 (Burda et al.), per layer",
                (LatentVariableModel,), _active_units,
@@ -292,15 +318,21 @@ for _spec in (
                (Representation, LatentVariableModel), _disentanglement_metric(disentanglement.mig, "mig"),
                (Column("mig", "MIG", "", 3, "higher"),), _DISENTANGLEMENT_SETTINGS,
                _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
-    MetricSpec("sample_quality", "IS, FID, KID, precision/recall of samples (torch-fidelity) on a named "
-               "feature net: LeNet for MNIST-like data, else Inception", (Sampler,), sample_quality_metrics,
-               (Column("is_{net}", "IS-{net}", "", 2, "higher"),
-                Column("is_{net}_std", "IS-{net} std over splits", "", 2, shown=False),
-                Column("fid_{net}", "FID-{net}", "", 2, "lower"),
-                Column("kid_{net}", "KID-{net}", "", 3, "lower"),
-                Column("kid_{net}_std", "KID-{net} std over subsets", "", 3, shown=False),
-                Column("precision_{net}", "precision-{net}", "", 3, "higher"),
-                Column("recall_{net}", "recall-{net}", "", 3, "higher")),
+    MetricSpec("sample_quality", "IS, FID, KID, precision/recall of samples (torch-fidelity), FD-infinity "
+               "(Chong & Forsyth) and density/coverage (Naeem et al.) on a named feature net: LeNet for "
+               "MNIST-like data, else Inception", (Sampler,), sample_quality_metrics,
+               with_errors(Column("is_{net}", "IS-{net}", "", 2, "higher", error="is_{net}_std",
+                                  error_kind="std over 10 splits of the samples"),
+                           Column("fid_{net}", "FID-{net}", "", 2, "lower", error="fid_{net}_se",
+                                  error_kind="s.e. over samples (delta method)"),
+                           Column("fdinf_{net}", "FD∞-{net}", "", 2, "lower", error="fdinf_{net}_se",
+                                  error_kind="s.e. of the extrapolation (Chong & Forsyth)"),
+                           Column("kid_{net}", "KID-{net}", "", 3, "lower", error="kid_{net}_std",
+                                  error_kind="std over 100 subsets"),
+                           Column("precision_{net}", "precision-{net}", "", 3, "higher"),
+                           Column("recall_{net}", "recall-{net}", "", 3, "higher"),
+                           Column("density_{net}", "density-{net}", "", 3, "higher"),
+                           Column("coverage_{net}", "coverage-{net}", "", 3, "higher")),
                ("seed", "quality_samples", "quality_reference", "quality_split", "features", "cache_root"),
                sample_quality_applies, _quality_budget_text),
 ):
@@ -320,8 +352,7 @@ def evaluate(model: nn.Module, data: Tensor, settings: EvalSettings, only: list[
     ``skipped`` (metric name -> reason) for the caller to record.
     """
     model.eval()
-    if settings.n_test is not None:
-        data = data[: settings.n_test]
+    data = representative(data, settings.n_test, settings.seed)  # a seeded random subset, never a prefix
     dims = int(data[0].numel())
     ctx = EvalContext(data=data, dims=dims, settings=settings, train=train, dataset=dataset)
     values: dict[str, float] = {}

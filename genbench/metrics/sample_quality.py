@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
@@ -28,8 +29,11 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 
 from genbench.core.errors import GenbenchError, MetricSkipped
 from genbench.core.weights import save_tensors
+from genbench.metrics.density_coverage import density_coverage
+from genbench.metrics.fd_infinity import fd_infinity, fid_stderr
 from genbench.metrics.features import FeatureNet, cache_dir, resolve_feature_net
 from genbench.metrics.lenet import data_hash
+from genbench.metrics.subsets import representative
 
 #: tolerance of model samples just outside [0, 1] (float rounding), clamped before quantising
 RANGE_TOLERANCE = 1e-4
@@ -60,6 +64,10 @@ class UInt8Images(Dataset):
         return image.expand(3, *image.shape[1:]) if self.rgb else image
 
 
+#: fewest samples FD-infinity is fitted on (its subsets start at a fifth of them)
+MIN_FD_INFINITY_SAMPLES = 50
+
+
 @dataclass(frozen=True)
 class QualitySettings:
     """What torch-fidelity is asked for; defaults are torch-fidelity's except KID's subset."""
@@ -69,6 +77,8 @@ class QualitySettings:
     kid_subsets: int = 100
     isc_splits: int = 10
     prc_neighborhood: int = 3
+    dc_neighbours: int = 5
+    """k of density and coverage (Naeem et al.'s default)."""
     rng_seed: int = 2020
     batch_size: int = 500
 
@@ -97,7 +107,7 @@ def reference_features(images: Tensor, net: FeatureNet, cache: Path, label: str,
     return features, False
 
 
-ALL_METRICS = ("isc", "fid", "kid", "prc")
+ALL_METRICS = ("isc", "fid", "kid", "prc", "fdinf", "dc")
 
 
 def fidelity_metrics(fake: dict[str, Tensor], real: dict[str, Tensor], net: FeatureNet,
@@ -113,10 +123,19 @@ def fidelity_metrics(fake: dict[str, Tensor], real: dict[str, Tensor], net: Feat
     if "isc" in which and net.layer_isc:
         isc = isc_featuresdict_to_metric(fake, net.layer_isc, **kwargs)
         out |= {f"is_{s}": isc["inception_score_mean"], f"is_{s}_std": isc["inception_score_std"]}
+    fake_x, real_x = fake[net.layer_fid], real[net.layer_fid]
+    real_stats = fid_featuresdict_to_statistics(real, net.layer_fid)
     if "fid" in which:
-        fid = fid_statistics_to_metric(fid_featuresdict_to_statistics(fake, net.layer_fid),
-                                       fid_featuresdict_to_statistics(real, net.layer_fid), False)
+        fid = fid_statistics_to_metric(fid_featuresdict_to_statistics(fake, net.layer_fid), real_stats, False)
         out[f"fid_{s}"] = fid["frechet_inception_distance"]
+        out[f"fid_{s}_se"] = fid_stderr(fake_x, real_stats["mu"], real_stats["sigma"])
+    if "fdinf" in which and len(fake_x) >= MIN_FD_INFINITY_SAMPLES:
+        fdinf = fd_infinity(fake_x, real_stats["mu"], real_stats["sigma"],
+                            rng=np.random.default_rng(settings.rng_seed))
+        out |= {f"fdinf_{s}": fdinf["fd_infinity"], f"fdinf_{s}_se": fdinf["stderr"]}
+    if "dc" in which:
+        out |= {f"{key}_{s}": value for key, value in
+                density_coverage(real_x, fake_x, k=settings.dc_neighbours).items()}
     if "kid" in which:
         kid = kid_featuresdict_to_metric(fake, real, net.layer_fid, **kwargs)
         out |= {f"kid_{s}": kid["kernel_inception_distance_mean"],
@@ -127,23 +146,25 @@ def fidelity_metrics(fake: dict[str, Tensor], real: dict[str, Tensor], net: Feat
     return out
 
 
-def reference_images(dataset, split: str, n: int | None) -> Tensor:
-    """The first n images of a split as uint8, as models see them (binarized where binary)."""
+def reference_images(dataset, split: str, n: int | None, seed: int = 0) -> Tensor:
+    """n images of a split (a seeded random subset, never a prefix) as uint8, as models see them
+    (binarized where binary)."""
     if split not in dataset.splits:
         raise GenbenchError(f"data set {dataset.name} has no split {split!r}; "
                             f"valid: {', '.join(dataset.splits)}")
-    return to_uint8(dataset.eval_tensor(split, n).cpu())
+    return to_uint8(representative(dataset.eval_tensor(split), n, seed).cpu())
 
 
 def score_images(fake: Tensor, dataset, net: FeatureNet, split: str = "test", n_reference: int | None = None,
                  cache: Path | None = None, device: torch.device | str = "cpu",
                  settings: QualitySettings = QualitySettings(),
-                 which: tuple[str, ...] = ALL_METRICS) -> dict[str, float]:
-    """IS/FID/KID/PR (or those in ``which``) of uint8 images ``fake`` against a split of ``dataset``."""
+                 which: tuple[str, ...] = ALL_METRICS, seed: int = 0) -> dict[str, float]:
+    """IS/FID/KID/PR (or those in ``which``) of uint8 images ``fake`` against ``n_reference`` images
+    of a split of ``dataset`` (a random subset seeded by ``seed`` where that is fewer than all)."""
     if tuple(fake.shape[1:]) != tuple(dataset.shape):
         raise GenbenchError(f"samples are {'x'.join(map(str, fake.shape[1:]))}, data set "
                             f"{dataset.name} has {'x'.join(map(str, dataset.shape))} images")
-    real_images = reference_images(dataset, split, n_reference)
+    real_images = reference_images(dataset, split, n_reference, seed)
     label = f"{dataset.name}-{split}-{len(real_images)}"
     real, _ = reference_features(real_images, net, cache or cache_dir(), label, device)
     return fidelity_metrics(extract_features(fake, net, device), real, net, settings, which)
@@ -178,7 +199,7 @@ def sample_quality_metrics(model, ctx) -> dict[str, float]:
     net = resolve_feature_net(s.features, ctx.dataset, s.cache_root)
     fake = model_samples(model, s.quality_samples, s.seed)
     return score_images(fake, ctx.dataset, net, s.quality_split, s.quality_reference,
-                        cache_dir(s.cache_root), ctx.data.device)
+                        cache_dir(s.cache_root), ctx.data.device, seed=s.seed)
 
 
 def curve_monitor(dataset, settings) -> Callable[[nn.Module], dict[str, float]] | None:
@@ -205,7 +226,7 @@ def curve_monitor(dataset, settings) -> Callable[[nn.Module], dict[str, float]] 
         finally:
             model.train(was_training)
         values = score_images(fake, dataset, net, settings.quality_split, settings.quality_reference, cache,
-                              dataset.device, which=("isc", "fid"))
+                              dataset.device, which=("isc", "fid"), seed=settings.seed)
         return {f"{key}@{settings.curve_samples}": value for key, value in values.items()}
 
     return measure

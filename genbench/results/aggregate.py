@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -16,6 +17,21 @@ class Summary:
         if self.std is None:
             return f"{self.mean:.{digits}f}"
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+def cell(runs: list[dict], key: str, error: str | None = None, scale: float = 1.0,
+         digits: int = 2) -> str:
+    """A table cell of metric ``key`` over ``runs`` (the seeds of one row): mean ± std over seeds,
+    or, for a single run, its value ± its own uncertainty ``error`` where recorded (blank: no run
+    has the metric)."""
+    values = [scale * r["metrics"][key] for r in runs if key in r["metrics"]]
+    summary = summarize(values)
+    if summary is None:
+        return ""
+    own = [r["metrics"].get(error) for r in runs if key in r["metrics"]] if error else []
+    if summary.n == 1 and own and own[0] is not None and math.isfinite(own[0]):
+        return f"{summary.mean:.{digits}f} ± {abs(scale) * own[0]:.{digits}f}"
+    return summary.format(digits)
 
 
 def summarize(values: list[float]) -> Summary | None:

@@ -19,7 +19,7 @@ from tabulate import tabulate
 from genbench.core.errors import GenbenchError
 from genbench.metrics.columns import Column
 from genbench.metrics.registry import METRICS, MetricSpec
-from genbench.results.aggregate import active_units_by_layer, budget_rank, summarize
+from genbench.results.aggregate import active_units_by_layer, budget_rank, cell, summarize
 from genbench.results.db import ResultsDB
 
 PAPERS_DIR = Path(str(files("genbench") / "papers"))
@@ -73,16 +73,16 @@ def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | N
     budget = min((r["budget"] for r in chosen), key=budget_rank)
     chosen = [r for r in chosen if r["budget"] == budget]
     scale = column.get("scale", 1)
-    summary = summarize([scale * r["metrics"][metric] for r in chosen])
     declared = declared_column(metric)[1]
     if declared.layers:  # per-layer counts (active units: "a+b"), or the mean of a one-layer model
-        return (active_units_by_layer(chosen, declared.layers) or f"{summary.mean:.{declared.digits}f}",
-                budget, chosen)
-    return summary.format(column.get("digits", 2)), budget, chosen
+        mean = summarize([scale * r["metrics"][metric] for r in chosen]).mean
+        return active_units_by_layer(chosen, declared.layers) or f"{mean:.{declared.digits}f}", budget, chosen
+    return cell(chosen, metric, declared.error, scale, column.get("digits", 2)), budget, chosen
 
 
 def _values(done: list[dict], key: str) -> str:
-    return ", ".join(sorted({str(r["eval"].get(key) or "all") for r in done}, key=lambda v: (len(v), v)))
+    recorded = {r["eval"].get(key) for r in done}
+    return ", ".join(sorted({"all" if v is None else str(v) for v in recorded}, key=lambda v: (len(v), v)))
 
 
 def _evaluation_text(paper: dict, done: list[dict]) -> str:
@@ -95,7 +95,8 @@ def _evaluation_text(paper: dict, done: list[dict]) -> str:
             specs.append(spec)
     parts = []
     for spec in specs:
-        text = spec.table_text.format(**{name: _values(done, name) for name in spec.settings})
+        values = {name: _values(done, name) for name in spec.settings}
+        text = spec.table_text(values) if callable(spec.table_text) else spec.table_text.format(**values)
         if text not in parts:
             parts.append(text)
     return "; ".join(parts)
@@ -137,6 +138,6 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
         out.append(f"- budget `{b}`: {epochs} epoch(s) of training; {_evaluation_text(paper, done)}; "
                    f"{seeds} seed(s) per cell (mean ± std over seeds)")
     if "paper" not in budgets_used:
-        out += ["", f"No measured cell used the paper's budget ({paper['paper_budget']}): the gap to the "
-                "published numbers is the expected cost of the short budget, not a reproduction failure."]
+        out += ["", f"No measured cell used the paper's budget ({paper['paper_budget']}): no conclusion "
+                "about whether the paper reproduces can be drawn from these cells, in either direction."]
     return "\n".join([*out, ""])

@@ -52,8 +52,8 @@ class Budget:
     def describe(self) -> str:
         """One line: the training, the test protocol, then what each metric's settings are."""
         s = self.eval
-        n = "all" if s.n_test is None else str(s.n_test)
-        parts = [f"{self.name}: {self.epochs:g} epochs", f"NLL k={s.k} on {n} test points"]
+        n = "all test points" if s.n_test is None else f"a seeded random {s.n_test} test points"
+        parts = [f"{self.name}: {self.epochs:g} epochs", f"NLL k={s.k} on {n}"]
         if self.max_kl_warmup_epochs is not None:
             parts.append(f"KL warm-up at most {self.max_kl_warmup_epochs:g} epochs")
         for spec in METRICS.in_order():
