@@ -80,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--data-root", help="data folder (default $GENBENCH_DATA or ~/.cache/genbench)")
     _device_arg(score)
 
+    compare = sub.add_parser("compare", help="whether two checkpoints differ beyond noise",
+                             description="Score two checkpoints (run directories or checkpoint files) on "
+                             "the same test points and say whether their NLL differs beyond noise (a paired "
+                             "t-test over the points), and, with --quality-samples, their FID (independent "
+                             "standard errors). Settings: run A's recorded ones, else --budget's.")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--budget",
+                         help="smoke | short | paper (default: run A's recorded settings, else short)")
+    compare.add_argument("--k", type=int, help="importance samples per test point")
+    compare.add_argument("--n-test", type=int, help="test points (a seeded random subset, the same for both)")
+    compare.add_argument("--quality-samples", type=int, help="samples of each model for the FID comparison")
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    compare.add_argument("--data-root", help="data folder (default $GENBENCH_DATA or ~/.cache/genbench)")
+    _device_arg(compare)
+
     tables = sub.add_parser("tables", help="paper comparison tables",
                             description="A paper's table with its published numbers beside "
                             "the measured ones from the results database.")
@@ -165,6 +181,79 @@ def cmd_score_samples(args) -> int:
     return 0
 
 
+def _settings_for(loaded, args) -> tuple[EvalSettings, str]:
+    """The evaluation settings of a loaded checkpoint: its run's recorded ones unless a budget is
+    named (else short), with the flags of ``SETTINGS_FLAGS`` that were given on top."""
+    from genbench.suites import BUDGET_DEFAULTS
+
+    if args.budget is not None and args.budget not in BUDGET_DEFAULTS:
+        raise GenbenchError(f"unknown budget {args.budget!r}; valid: {', '.join(BUDGET_DEFAULTS)}")
+    flags = {name: getattr(args, name) for name in SETTINGS_FLAGS if getattr(args, name, None) is not None}
+    if args.budget is None and loaded.evaluation is not None:  # the run's own settings: its row again
+        known = {f.name for f in fields(EvalSettings)}
+        base, source = EvalSettings(**{k: v for k, v in loaded.evaluation.items() if k in known}), "the run's"
+    else:
+        base, source = BUDGET_DEFAULTS[args.budget or "short"].eval, f"budget {args.budget or 'short'}"
+    return replace(base, **flags, cache_root=args.data_root), source
+
+
+def cmd_compare(args) -> int:
+
+    from genbench.core.protocols import Sampler
+    from genbench.data import load_dataset
+    from genbench.metrics.compare import independent_difference, paired_difference
+    from genbench.metrics.features import resolve_feature_net
+    from genbench.metrics.likelihood import nll_per_example
+    from genbench.metrics.registry import METRICS, seeded
+    from genbench.metrics.sample_quality import model_samples, score_images
+    from genbench.metrics.subsets import describe, representative
+    from genbench.scoring import load_for_scoring
+    from genbench.train.device import select_device
+
+    a, b = (load_for_scoring(path, None, {}, None) for path in (args.run_a, args.run_b))
+    if a.dataset != b.dataset:
+        raise GenbenchError(f"the runs are on different data sets ({a.dataset}, {b.dataset}): not comparable")
+    settings, source = _settings_for(a, args)
+    device = select_device(args.device)
+    dataset = load_dataset(a.dataset, args.data_root, device)
+    test = dataset.eval_tensor("test")
+    points = representative(test, settings.n_test, settings.seed)
+    report = {"run_a": str(args.run_a), "run_b": str(args.run_b), "dataset": a.dataset,
+              "settings_from": source, "k": settings.k,
+              "test_points": describe(settings.n_test, len(test), settings.seed)}
+    if all(METRICS["nll"].applies(m.model) for m in (a, b)):
+        per_point = []
+        for loaded in (a, b):  # the RNG of the nll metric in evaluate: each run's NLL exactly
+            with seeded(settings.seed, "nll", device):
+                per_point.append(nll_per_example(loaded.model.to(device).eval(), points, settings.k))
+        report["nll"] = {"a": per_point[0].mean().item(), "b": per_point[1].mean().item(),
+                         **paired_difference(*per_point)}
+    if settings.quality_samples > 0 and all(isinstance(m.model, Sampler) for m in (a, b)):
+        net = resolve_feature_net(settings.features, dataset, settings.cache_root)
+        fids = []
+        for loaded in (a, b):
+            fake = model_samples(loaded.model.to(device).eval(), settings.quality_samples, settings.seed)
+            values = score_images(fake, dataset, net, settings.quality_split, settings.quality_reference,
+                                  device=device, which=("fid",), seed=settings.seed)
+            fids.append((values[f"fid_{net.name}"], values[f"fid_{net.name}_se"]))
+        report[f"fid_{net.name}"] = {"a": fids[0][0], "b": fids[1][0],
+                                     **independent_difference(*fids[0], *fids[1])}
+    if "nll" not in report and not any(key.startswith("fid_") for key in report):
+        raise GenbenchError("nothing to compare: both models need a likelihood (NLL), or samples "
+                            "(give --quality-samples N for FID)")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.run_a} (A) vs {args.run_b} (B) on {a.dataset}; {source} settings, k={settings.k}, "
+          f"test points: {report['test_points']}")
+    for name, r in report.items():
+        if isinstance(r, dict):
+            verdict = "differ beyond noise" if r["p_value"] < 1 - 0.95 else "no difference beyond noise"
+            print(f"  {name:<12} A {r['a']:.3f}  B {r['b']:.3f}  A-B {r['difference']:+.3f} ± {r['se']:.3f} "
+                  f"(95% [{r['low']:.3f}, {r['high']:.3f}], p = {r['p_value']:.3g}): {verdict}")
+    return 0
+
+
 def cmd_score(args) -> int:
     import torch
 
@@ -174,13 +263,10 @@ def cmd_score(args) -> int:
     from genbench.metrics.subsets import describe
     from genbench.sample_sets import is_sample_set
     from genbench.scoring import load_for_scoring
-    from genbench.suites import BUDGET_DEFAULTS
     from genbench.train.device import select_device
 
     if is_sample_set(args.path):
         return cmd_score_samples(args)
-    if args.budget is not None and args.budget not in BUDGET_DEFAULTS:
-        raise GenbenchError(f"unknown budget {args.budget!r}; valid: {', '.join(BUDGET_DEFAULTS)}")
     loaded = load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
     expected = DATASETS[loaded.dataset].shape
     if tuple(expected) != tuple(loaded.data_shape):
@@ -188,13 +274,7 @@ def cmd_score(args) -> int:
                             f"model expects {list(loaded.data_shape)}")
     device = select_device(args.device)
     dataset = load_dataset(loaded.dataset, args.data_root, device)
-    flags = {name: getattr(args, name) for name in SETTINGS_FLAGS if getattr(args, name) is not None}
-    if args.budget is None and loaded.evaluation is not None:  # the run's own settings: its row again
-        known = {f.name for f in fields(EvalSettings)}
-        base, source = EvalSettings(**{k: v for k, v in loaded.evaluation.items() if k in known}), "the run's"
-    else:
-        base, source = BUDGET_DEFAULTS[args.budget or "short"].eval, f"budget {args.budget or 'short'}"
-    settings = replace(base, **flags, cache_root=args.data_root)
+    settings, source = _settings_for(loaded, args)
     if args.features:  # named explicitly: unusable is an error, not a skipped metric
         resolve_feature_net(args.features, dataset, args.data_root)
     torch.manual_seed(settings.seed)
@@ -263,7 +343,8 @@ def cmd_list(args) -> int:
 #: how ``genbench list`` marks which direction of a column is better
 ARROWS = {"lower": " ↓", "higher": " ↑", None: ""}
 
-COMMANDS = {"run": cmd_run, "score": cmd_score, "tables": cmd_tables, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "tables": cmd_tables,
+            "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,9 @@ table of evaluation defaults: budgets, suites and the CLI override its fields by
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -248,14 +250,16 @@ def _test_points_text(values: dict[str, str]) -> str:
 
 #: the uncertainty of a mean over test points
 SE_TEST = "s.e. over test points"
+_SE_FIXED_SET = "s.e. over the scored points, the other set's neighbourhoods fixed"
 
 
 def _quality_budget_text(s: EvalSettings) -> str | None:
     if not s.quality_samples:
         return None
-    reference = "all" if s.quality_reference is None else f"the first {s.quality_reference}"
-    return (f"IS/FID/KID/precision-recall of {s.quality_samples} samples against {reference} "
-            f"{s.quality_split} images")
+    reference = ("all" if s.quality_reference is None
+                 else f"{s.quality_reference} (a seeded random subset where fewer)")
+    return (f"IS/FID/KID/precision-recall, FD-infinity and density/coverage of {s.quality_samples} samples "
+            f"against {reference} {s.quality_split} images")
 
 
 def _disentanglement_budget_text(s: EvalSettings) -> str:
@@ -329,14 +333,24 @@ for _spec in (
                                   error_kind="s.e. of the extrapolation (Chong & Forsyth)"),
                            Column("kid_{net}", "KID-{net}", "", 3, "lower", error="kid_{net}_std",
                                   error_kind="std over 100 subsets"),
-                           Column("precision_{net}", "precision-{net}", "", 3, "higher"),
-                           Column("recall_{net}", "recall-{net}", "", 3, "higher"),
-                           Column("density_{net}", "density-{net}", "", 3, "higher"),
-                           Column("coverage_{net}", "coverage-{net}", "", 3, "higher")),
+                           *(Column(f"{key}_{{net}}", f"{key}-{{net}}", "", 3, "higher",
+                                    error=f"{key}_{{net}}_se", error_kind=_SE_FIXED_SET)
+                             for key in ("precision", "recall", "density", "coverage"))),
                ("seed", "quality_samples", "quality_reference", "quality_split", "features", "cache_root"),
                sample_quality_applies, _quality_budget_text),
 ):
     METRICS.register(_spec.name, _spec)
+
+
+@contextmanager
+def seeded(seed: int, metric: str, device: torch.device):
+    """The RNG of one metric: seeded by (evaluation seed, metric name), so a metric's value does not
+    depend on which other metrics ran before it (``genbench compare`` and ``score`` reproduce a run's
+    NLL exactly), and the caller's RNG state is left as it was."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed((seed * 1_000_003 + zlib.crc32(metric.encode())) % (2**63 - 1))
+        yield
 
 
 @torch.no_grad()
@@ -361,7 +375,8 @@ def evaluate(model: nn.Module, data: Tensor, settings: EvalSettings, only: list[
         if not spec.applies(model, ctx):
             continue
         try:
-            values |= spec.check_keys(spec.compute(model, ctx))
+            with seeded(settings.seed, name, data.device):
+                values |= spec.check_keys(spec.compute(model, ctx))
         except MetricSkipped as exc:
             warnings.warn(f"{name} skipped: {exc}", stacklevel=2)
             if skipped is not None:
