@@ -82,6 +82,25 @@ def test_the_delta_method_standard_error_of_fid_covers_its_scatter_over_draws():
     assert np.std(fids, ddof=1) == pytest.approx(np.mean(errors), rel=0.25)
 
 
+def test_precision_recall_density_errors_cover_their_scatter_over_draws_of_the_scored_set():
+    """Precision and density average over the fakes (reals fixed), recall over the reals (fakes
+    fixed): over 40 fresh draws of the scored set, each value's standard deviation agrees with
+    its mean standard error within 30%."""
+    fixed_real, fixed_fake = _features(20, n=600), _features(21, n=600, shift=0.7)
+    scatter: dict[str, list[float]] = {}
+    for draw in range(40):
+        fresh_fake, fresh_real = _features(100 + draw, n=600, shift=0.7), _features(200 + draw, n=600)
+        values = sq.fidelity_metrics(fresh_fake, fixed_real, _net(), which=("prc", "dc"))
+        swapped = sq.fidelity_metrics(fixed_fake, fresh_real, _net(), which=("prc",))
+        values |= {k: v for k, v in swapped.items() if k.startswith("recall")}
+        for key in ("precision_t", "density_t", "recall_t"):
+            scatter.setdefault(key, []).append(values[key])
+            scatter.setdefault(key + "_se", []).append(values[key + "_se"])
+    for key in ("precision_t", "density_t", "recall_t"):
+        assert 0.05 < np.mean(scatter[key]) < 0.95 or key == "density_t"
+        assert np.std(scatter[key], ddof=1) == pytest.approx(np.mean(scatter[key + "_se"]), rel=0.3), key
+
+
 def _net(name="t", isc=None) -> sq.FeatureNet:
     return sq.FeatureNet(name, name, "unused", sq.Path("unused"), "features", isc, name)
 
@@ -126,6 +145,7 @@ def test_swapping_real_and_fake_swaps_precision_and_recall():
     assert ab["precision_t"] == pytest.approx(ba["recall_t"])
     assert ab["recall_t"] == pytest.approx(ba["precision_t"])
     assert ab["precision_t"] != pytest.approx(ab["recall_t"])
+    assert ab["precision_t_se"] == pytest.approx(ba["recall_t_se"])
 
 
 def test_a_set_against_itself_scores_fid_zero_and_full_coverage_and_two_draws_kid_zero():

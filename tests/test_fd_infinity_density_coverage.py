@@ -100,7 +100,9 @@ def _density_coverage_brute_force(real: torch.Tensor, fake: torch.Tensor, k: int
     d_real = ((real[:, None] - real[None]) ** 2).sum(-1).sqrt()
     radii = d_real.sort(dim=1).values[:, k]  # column 0 is the point itself
     inside = ((real[:, None] - fake[None]) ** 2).sum(-1).sqrt() < radii[:, None]  # [N, M]
+    per_fake = inside.sum(0).double() / k
     return {"density": inside.sum().item() / (k * len(fake)),
+            "density_se": (per_fake.std() / len(fake) ** 0.5).item(),
             "coverage": inside.any(1).double().mean().item(), "radii": radii}
 
 
@@ -109,7 +111,8 @@ def test_identical_sets_have_coverage_one_and_density_exactly_one(chunk):
     # with strict "<" a real point's ball holds itself and its k - 1 nearest neighbours: each of
     # the N balls holds exactly k fakes (the twins), so density = k N / (k N) = 1, no tolerance
     real = torch.randn(300, 10)
-    assert density_coverage(real, real.clone(), k=5, chunk=chunk) == {"density": 1.0, "coverage": 1.0}
+    values = density_coverage(real, real.clone(), k=5, chunk=chunk)
+    assert (values["density"], values["coverage"], values["coverage_se"]) == (1.0, 1.0, 0.0)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 250, 1000])
@@ -121,13 +124,17 @@ def test_chunked_density_coverage_equals_the_brute_force_reference(chunk):
         got = density_coverage(real, fake, k=k, chunk=chunk)
         assert got["density"] == pytest.approx(expected["density"], abs=1e-12)
         assert got["coverage"] == pytest.approx(expected["coverage"], abs=1e-12)
+        assert got["density_se"] == pytest.approx(expected["density_se"], abs=1e-12)
+        binomial = (got["coverage"] * (1 - got["coverage"]) / len(real)) ** 0.5
+        assert got["coverage_se"] == pytest.approx(binomial)
         torch.testing.assert_close(knn_radii(real, k, chunk), expected["radii"], rtol=1e-10, atol=1e-10)
     assert 0.2 < got["coverage"] < 0.95 and 0.2 < got["density"] < 0.95  # a non-trivial case
 
 
 def test_fakes_far_from_the_reals_have_density_and_coverage_zero():
     real = torch.randn(200, 8)
-    assert density_coverage(real, torch.randn(150, 8) + 50, chunk=33) == {"density": 0.0, "coverage": 0.0}
+    assert density_coverage(real, torch.randn(150, 8) + 50, chunk=33) == {
+        "density": 0.0, "density_se": 0.0, "coverage": 0.0, "coverage_se": 0.0}
 
 
 def test_fakes_collapsed_onto_one_real_point_cover_little_but_are_dense():

@@ -17,6 +17,12 @@ less cancellation), a block of ``chunk`` real rows at a time against all reals o
 fakes: memory ~ 8 chunk max(N, M) bytes (400 MB for 1024 x 50,000), never N x M. Radii and
 real-fake distances come from the same computation, so a fake identical to a real point is
 compared with the bitwise same numbers as that real point's neighbours.
+
+Standard errors are over the points each value averages, the other set held fixed: density
+is a mean over fakes of (balls holding fake j) / k, so its s.e. is their standard deviation
+over sqrt(M); coverage is a mean of N indicators, binomial. They omit the noise of the balls
+themselves (a bootstrap would not capture it either: resampled duplicates collapse k-NN radii
+to zero).
 """
 
 from __future__ import annotations
@@ -60,13 +66,23 @@ def knn_radii(real: Tensor, k: int = 5, chunk: int = 1024) -> Tensor:
     return _knn_sq_radii(real, k, chunk).sqrt()
 
 
+def binomial_se(fraction: float, n: int) -> float:
+    """Standard error of a fraction of n independent indicators."""
+    return (fraction * (1 - fraction) / n) ** 0.5
+
+
 def density_coverage(real: Tensor, fake: Tensor, k: int = 5, chunk: int = 1024) -> dict[str, float]:
-    """{"density", "coverage"} of fake [M, D] against real [N, D] with k-NN balls (Naeem et al. 2020)."""
+    """{"density", "coverage"} of fake [M, D] against real [N, D] with k-NN balls (Naeem et al. 2020),
+    with their standard errors ``density_se`` and ``coverage_se`` (see the module docstring)."""
     real, fake = _check(real, fake, k, chunk)
     radii = _knn_sq_radii(real, k, chunk)
-    inside, covered = 0, 0
+    balls_per_fake = torch.zeros(len(fake), dtype=torch.int64)
+    covered = 0
     for rows, d in _blocks(real, fake, chunk):
         hit = d < radii[rows, None]
-        inside += int(hit.sum())
+        balls_per_fake += hit.sum(dim=0)
         covered += int(hit.any(dim=1).sum())
-    return {"density": inside / (k * len(fake)), "coverage": covered / len(real)}
+    coverage = covered / len(real)
+    spread = float((balls_per_fake.double() / k).std()) if len(fake) > 1 else float("nan")
+    return {"density": int(balls_per_fake.sum()) / (k * len(fake)), "density_se": spread / len(fake) ** 0.5,
+            "coverage": coverage, "coverage_se": binomial_se(coverage, len(real))}

@@ -29,7 +29,7 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 
 from genbench.core.errors import GenbenchError, MetricSkipped
 from genbench.core.weights import save_tensors
-from genbench.metrics.density_coverage import density_coverage
+from genbench.metrics.density_coverage import binomial_se, density_coverage
 from genbench.metrics.fd_infinity import fd_infinity, fid_stderr
 from genbench.metrics.features import FeatureNet, cache_dir, resolve_feature_net
 from genbench.metrics.lenet import data_hash
@@ -134,15 +134,20 @@ def fidelity_metrics(fake: dict[str, Tensor], real: dict[str, Tensor], net: Feat
                             rng=np.random.default_rng(settings.rng_seed))
         out |= {f"fdinf_{s}": fdinf["fd_infinity"], f"fdinf_{s}_se": fdinf["stderr"]}
     if "dc" in which:
-        out |= {f"{key}_{s}": value for key, value in
-                density_coverage(real_x, fake_x, k=settings.dc_neighbours).items()}
+        dc = density_coverage(real_x, fake_x, k=settings.dc_neighbours)
+        out |= {f"{key}_{s}{suffix}": dc[key + suffix]
+                for key in ("density", "coverage") for suffix in ("", "_se")}
     if "kid" in which:
         kid = kid_featuresdict_to_metric(fake, real, net.layer_fid, **kwargs)
         out |= {f"kid_{s}": kid["kernel_inception_distance_mean"],
                 f"kid_{s}_std": kid["kernel_inception_distance_std"]}
     if "prc" in which:
         prc = prc_featuresdict_to_metric(fake, real, net.layer_fid, **kwargs)
-        out |= {f"precision_{s}": prc["precision"], f"recall_{s}": prc["recall"]}
+        # precision averages indicators over the fakes, recall over the reals, the other set's
+        # neighbourhoods held fixed: binomial standard errors (density_coverage says why no bootstrap)
+        out |= {f"precision_{s}": prc["precision"], f"recall_{s}": prc["recall"],
+                f"precision_{s}_se": binomial_se(prc["precision"], len(fake_x)),
+                f"recall_{s}_se": binomial_se(prc["recall"], len(real_x))}
     return out
 
 
