@@ -96,3 +96,24 @@ def test_the_shipped_network_scores_its_recorded_accuracy_on_the_real_test_split
     assert lenet.data_hash(x_train, y_train, x_test, y_test) == record["data_sha256"]
     measured = lenet.accuracy(lenet.load_shipped_lenet(), x_test, y_test)
     assert round(measured, 4) == round(record["test_accuracy"], 4)
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not has_real_mnist(), reason="GENBENCH_DATA has no MNIST files")
+@pytest.mark.parametrize("name, split, expected", [
+    ("mnist8", "train",
+     {"is_lenet": 9.75, "fid_lenet": 1.36, "precision_lenet": 0.873, "recall_lenet": 0.883}),
+    ("binarized_mnist", "valid", {"is_lenet": 9.59, "fid_lenet": 1.26}),
+])
+def test_readmes_reference_pairs_reproduce_to_the_digits_shown(name, split, expected, tmp_path):
+    """README's figures: a seeded random 10,000 of a split against the whole test split."""
+    from genbench.metrics.features import resolve_feature_net
+    from genbench.metrics.subsets import representative
+
+    dataset = genbench.data.load_dataset(name, REAL_DATA, download=False)
+    fake = sq.to_uint8(representative(dataset.eval_tensor(split), 10_000, 0))
+    values = sq.score_images(fake, dataset, resolve_feature_net("lenet", dataset), "test", None, tmp_path,
+                             which=("isc", "fid", "prc"))
+    for key, shown in expected.items():
+        digits = len(str(shown).split(".")[1])
+        assert round(values[key], digits) == shown, key

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 from dataclasses import replace
 
 import pytest
 import torch
 
+from genbench.metrics.lenet import SHIPPED_RECORD
 from genbench.results.db import ResultsDB
 from genbench.results.leaderboard import render_leaderboard
 from genbench.results.paper_tables import render_paper_table
@@ -147,6 +149,9 @@ def test_leaderboard_names_the_feature_net_of_sample_quality_and_says_why_a_metr
     assert "Inception" not in header and "| 10000 " in text
     assert "11.00 ± 1.41" in text and "0.002 ± 0.000" in text
     assert "- `ppca`: sample_quality left out: PPCA samples must lie in [0, 1]" in text
+    shipped = json.loads(SHIPPED_RECORD.read_text())["sha256"]
+    assert f"Feature network LeNet: the LeNet shipped with genbench, trained on mnist8 (sha256 {shipped}" \
+        in text
     later = ResultsDB(tmp_path / "db.sqlite")  # a metric added to a finished run replaces its reason
     later.add_results(run_id, "sample_quality", {"fid_lenet": 50.0}, None, {"quality_samples": 10}, 2.0)
     assert later.runs()[0]["skipped"] == {} and later.runs()[0]["metrics"]["fid_lenet"] == 50.0

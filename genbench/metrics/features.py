@@ -86,6 +86,8 @@ class FeatureNetSpec:
     summary: str
     resolve: Callable[..., FeatureNet]
     """``resolve(dataset, cache_root, log)``: the network for ``dataset``, or FeaturesUnavailable."""
+    provenance: Callable[[], str] | None = None
+    """Which weights these are (a table footer says it under the network's columns)."""
 
 
 #: the named feature networks; ``resolve_feature_net`` reads any other name as a TorchScript path
@@ -191,6 +193,13 @@ def feature_label(net_name: str) -> str:
     return FEATURE_NETS[net_name].label if net_name in FEATURE_NETS else net_name
 
 
+def feature_net_provenance(net_name: str) -> str:
+    """One line on which weights the network named ``net_name`` in metric keys is."""
+    spec = FEATURE_NETS[net_name] if net_name in FEATURE_NETS else None
+    what = spec.provenance() if spec and spec.provenance else f"the TorchScript file {net_name[3:]}.pt"
+    return f"{feature_label(net_name)}: {what}"
+
+
 def inception_weights() -> Path:
     """The local Inception-v3 weights file, or one error that says how to provide it."""
     explicit = os.environ.get(INCEPTION_ENV)
@@ -249,6 +258,13 @@ def _resolve_lenet(dataset, cache_root: str | None, log) -> FeatureNet:
     return lenet_feature_net(shipped.weights_path, shipped.sha256, source, shipped.test_accuracy)
 
 
+def _lenet_provenance() -> str:
+    shipped = shipped_lenet()
+    return (f"the LeNet shipped with genbench, trained on {shipped.record.get('dataset', SHIPPED_SOURCE)} "
+            f"(sha256 {shipped.sha256}, test accuracy {shipped.test_accuracy:.4f}; "
+            f"`python -m genbench.metrics.lenet --retrain` reproduces it)")
+
+
 def _resolve_inception(dataset, cache_root: str | None, log) -> FeatureNet:
     """torch-fidelity's Inception-v3 from the local weights (``inception_weights``)."""
     if dataset.shape[0] not in (1, 3):
@@ -261,10 +277,11 @@ def _resolve_inception(dataset, cache_root: str | None, log) -> FeatureNet:
 
 LENET = FEATURE_NETS.register("lenet", FeatureNetSpec(
     "lenet", "LeNet", "genbench's classifier of gray 28x28 digits, trained once on 8-bit MNIST and shipped",
-    _resolve_lenet))
+    _resolve_lenet, _lenet_provenance))
 INCEPTION = FEATURE_NETS.register("inception", FeatureNetSpec(
     "inception", "Inception", "torch-fidelity's Inception-v3 (inception-v3-compat), local weights only",
-    _resolve_inception))
+    _resolve_inception,
+    lambda: f"torch-fidelity's Inception-v3 (inception-v3-compat) from the local file {INCEPTION_FILE}"))
 
 
 def resolve_feature_net(name: str | None, dataset, cache_root: str | None = None, log=print) -> FeatureNet:

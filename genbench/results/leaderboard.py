@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from genbench.data import DATASETS
 from genbench.metrics.columns import Column, networks
-from genbench.metrics.features import feature_label
+from genbench.metrics.features import feature_label, feature_net_provenance
 from genbench.metrics.registry import METRICS
 from genbench.results.aggregate import active_units_by_layer, budget_rank, cell, summarize
 from genbench.results.db import ResultsDB
@@ -141,6 +141,9 @@ def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path
                              disable_numparse=True)
               if len(frame) else "(no finished runs yet)", ""]
     lines += [f"- {note}" for note in suite.notes]
+    keys = {key for run in db.runs(suite=suite.name) for key in run["metrics"]}
+    nets = sorted({net for spec in METRICS.in_order() for net in networks(spec.columns, keys)})
+    lines += [f"- Feature network {feature_net_provenance(net)}." for net in nets]
     skipped = skipped_lines(db, suite)
     if skipped:
         lines += ["", "Metrics that apply to a model but were not computed, and why:", "", *skipped]
