@@ -89,6 +89,8 @@ def test_paper_table_puts_measured_cells_beside_the_papers(tmp_path):
     assert rows[(2, 5)][0] == "85.01 / –"  # the VAE cell of that row was not run
     assert rows[(2, 50)][2] == "82.90 / –"
     assert "budget `short`: 2 epoch(s)" in table and "1 to 2 seed(s) per cell" in table
+    assert "(mean ± std over seeds; with one seed, the value ± its own uncertainty (MNIST VAE NLL," in table
+    assert "NLL: s.e. over test points)" in table
     assert "no conclusion about whether the paper reproduces can be drawn" in table
 
 

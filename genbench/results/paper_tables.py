@@ -102,6 +102,21 @@ def _evaluation_text(paper: dict, done: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def _spread_text(paper: dict, seed_counts: list[int]) -> str:
+    """What ± means in the measured cells: the spread over seeds, or one run's own uncertainty."""
+    several = "mean ± std over seeds"
+    if seed_counts[0] > 1:
+        return several
+    kinds: dict[str, list[str]] = {}
+    for column in paper["columns"]:
+        declared = declared_column(column["metric"])[1]
+        if declared.error:
+            kinds.setdefault(declared.error_kind, []).append(column["label"])
+    own = "; ".join(f"{', '.join(labels)}: {kind}" for kind, labels in kinds.items())
+    single = f"with one seed, the value ± its own uncertainty ({own})" if own else "one seed: no ± shown"
+    return single if seed_counts[-1] == 1 else f"{several}; {single}"
+
+
 def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -> str:
     """The paper's table, each cell ``paper / measured`` (measured blank until run)."""
     paper = load_paper(key, papers_dir)
@@ -136,7 +151,7 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
         counts = sorted({len({r["seed"] for r in done if r["name"] == n}) for n in {r["name"] for r in done}})
         seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
         out.append(f"- budget `{b}`: {epochs} epoch(s) of training; {_evaluation_text(paper, done)}; "
-                   f"{seeds} seed(s) per cell (mean ± std over seeds)")
+                   f"{seeds} seed(s) per cell ({_spread_text(paper, counts)})")
     if "paper" not in budgets_used:
         out += ["", f"No measured cell used the paper's budget ({paper['paper_budget']}): no conclusion "
                 "about whether the paper reproduces can be drawn from these cells, in either direction."]
