@@ -1,11 +1,15 @@
 """The ``genbench`` command: run, score, tables, list.
 
-Bad input raises :class:`GenbenchError`; ``main`` prints it as one line and exits 2.
+Bad input raises :class:`GenbenchError`; ``main`` prints it as one line and exits 2. A bad
+argument is one too (``Parser.error``), and every numeric flag is checked by its argparse type
+(``SETTING_TYPES``). With ``--json`` stdout holds the JSON report alone: whatever else is printed
+while the command runs, by genbench or a library, goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -14,9 +18,41 @@ from pathlib import Path
 
 from genbench.core.errors import GenbenchError
 from genbench.metrics.registry import EvalSettings
+from genbench.metrics.sample_quality import QualitySettings
+from genbench.sample_sets import DEFAULT_MAX_SAMPLES
 
 DEFAULT_RUNS_DIR = Path("runs")
 DEFAULT_LEADERBOARDS = Path("leaderboards")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one GenbenchError line (``main`` prints it, exit 2), not usage + error."""
+
+    def error(self, message: str):
+        raise GenbenchError(f"{message} (see {self.prog} --help)")
+
+
+def count(minimum: int, zero: bool = False):
+    """An argparse type: an integer of at least ``minimum`` (or 0, meaning none, where ``zero``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not (value >= minimum or (zero and value == 0)):
+            allowed = f"0 or an integer >= {minimum}" if zero else f"an integer >= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+    return parse
+
+
+#: the argparse type of each numeric EvalSettings flag; recorded settings are checked by them too
+SETTING_TYPES = {
+    "k": count(1),
+    "n_test": count(1),
+    "quality_samples": count(QualitySettings().min_samples, zero=True),
+    "quality_reference": count(QualitySettings().min_reference),
+}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -29,8 +65,7 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="genbench", description="Train, evaluate and compare deep generative models.")
+    parser = Parser(prog="genbench", description="Train, evaluate and compare deep generative models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train and evaluate every model of a suite",
@@ -40,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", default="mnist", help="suite name (see genbench list)")
     run.add_argument("--budget", default="short", help="smoke | short (default) | paper")
     run.add_argument("--models", nargs="+", help="only these run names or model names")
-    run.add_argument("--seeds", type=int, help="number of seeds (default: the suite's)")
+    run.add_argument("--seeds", type=count(1), help="number of seeds, >= 1 (default: the suite's)")
     run.add_argument("--dataset", help="run every model of the suite on this data set instead "
                      "(same image shape), e.g. dsprites_rendered offline")
     run.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="run directories")
@@ -64,15 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--budget", help="evaluation budget: smoke | short | paper (k=5000, all). Default: "
                        "the settings a genbench run directory recorded for its results (so its leaderboard "
                        "row is reproduced), else short. The flags below override fields of the same names")
-    score.add_argument("--k", type=int, help="importance samples per test point")
-    score.add_argument("--n-test", type=int, help="test points")
+    score.add_argument("--k", type=SETTING_TYPES["k"], help="importance samples per test point (>= 1)")
+    score.add_argument("--n-test", type=SETTING_TYPES["n_test"], help="test points (>= 1)")
     score.add_argument("--features", help="feature net of IS/FID/KID/PR: lenet (default for MNIST-like "
                        "data), inception, or a TorchScript file path.pt")
-    score.add_argument("--quality-samples", "--n-samples", dest="quality_samples", type=int,
-                       help="model samples scored by IS/FID/KID/PR (the built-in budgets: 0, none; samples "
-                       "sets are scored whole)")
-    score.add_argument("--quality-reference", "--n-reference", dest="quality_reference", type=int,
-                       help=f"real images compared with (default {EvalSettings.quality_reference})")
+    score.add_argument("--quality-samples", "--n-samples", dest="quality_samples",
+                       type=SETTING_TYPES["quality_samples"],
+                       help=f"model samples scored by IS/FID/KID/PR: 0 (none, the built-in budgets) or at "
+                       f"least {QualitySettings().min_samples}; sample sets are scored whole")
+    score.add_argument("--quality-reference", "--n-reference", dest="quality_reference",
+                       type=SETTING_TYPES["quality_reference"],
+                       help=f"real images compared with, at least {QualitySettings().min_reference} "
+                       f"(default {EvalSettings.quality_reference})")
+    score.add_argument("--max-samples", type=count(1), default=DEFAULT_MAX_SAMPLES,
+                       help=f"the most samples read from a sample set or drawn from a model (default "
+                       f"{DEFAULT_MAX_SAMPLES:,}): a file declaring more is refused before it is read")
     score.add_argument("--quality-split", "--reference-split", dest="quality_split",
                        default=EvalSettings.quality_split,
                        help=f"split of the real images (default {EvalSettings.quality_split})")
@@ -89,9 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_b", type=Path)
     compare.add_argument("--budget",
                          help="smoke | short | paper (default: run A's recorded settings, else short)")
-    compare.add_argument("--k", type=int, help="importance samples per test point")
-    compare.add_argument("--n-test", type=int, help="test points (a seeded random subset, the same for both)")
-    compare.add_argument("--quality-samples", type=int, help="samples of each model for the FID comparison")
+    compare.add_argument("--k", type=SETTING_TYPES["k"], help="importance samples per test point (>= 1)")
+    compare.add_argument("--n-test", type=SETTING_TYPES["n_test"],
+                         help="test points (>= 1; a seeded random subset, the same for both)")
+    compare.add_argument("--quality-samples", type=SETTING_TYPES["quality_samples"],
+                         help="samples of each model for the FID comparison (0: none)")
     compare.add_argument("--json", action="store_true", help="machine-readable output")
     compare.add_argument("--data-root", help="data folder (default $GENBENCH_DATA or ~/.cache/genbench)")
     _device_arg(compare)
@@ -111,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     from genbench.results.db import ResultsDB
     from genbench.results.leaderboard import render_leaderboard
-    from genbench.runner import run_suite
+    from genbench.runner import prepare_folder, report_outcomes, run_suite
     from genbench.suites import SUITES
     from genbench.train.device import select_device
 
@@ -121,17 +164,15 @@ def cmd_run(args) -> int:
     budget = suite.budget(args.budget)
     device = select_device(args.device)
     suite.select(args.models)  # validate names before loading data
+    prepare_folder(args.runs_dir, "--runs-dir")  # a file in the way fails now, not after training
+    prepare_folder(args.leaderboards, "--leaderboards")
     db = ResultsDB(args.db)
     print(f"suite {suite.name} ({budget.describe()}) on {device}")
     outcomes = run_suite(suite, budget, db, args.runs_dir, device, args.data_root, args.models,
                          args.seeds, progress=not args.no_progress)
-    md, csv = render_leaderboard(db, suite, args.leaderboards)
+    md, csv = render_leaderboard(db, suite, args.leaderboards)  # also when runs failed
     print(f"leaderboard: {md} and {csv}")
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        print(f"{len(failed)} run(s) failed: {', '.join(o.name for o in failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return report_outcomes(outcomes)
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -144,9 +185,10 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _print_report(report: dict, header: str, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(report, indent=2))
+def _print_report(report: dict, header: str, args) -> None:
+    """The report as JSON (``--json``: on the real stdout, ``args.stdout``) or as a header and lines."""
+    if args.json:
+        print(json.dumps(report, indent=2), file=args.stdout)
         return
     print(header)
     for name, value in report["metrics"].items():
@@ -158,13 +200,12 @@ def cmd_score_samples(args) -> int:
     from genbench.data import DATASETS, load_dataset
     from genbench.metrics.features import cache_dir, resolve_feature_net
     from genbench.metrics.sample_quality import score_images
-    from genbench.sample_sets import check_shape, read_samples
+    from genbench.sample_sets import read_samples
     from genbench.train.device import select_device
 
     if not args.dataset:
         raise GenbenchError("scoring samples needs --dataset NAME (the real data they are compared with)")
-    images = read_samples(args.path)
-    check_shape(images, DATASETS[args.dataset].shape, args.dataset)
+    images = read_samples(args.path, DATASETS[args.dataset].shape, args.dataset, args.max_samples)
     device = select_device(args.device)
     dataset = load_dataset(args.dataset, args.data_root)
     net = resolve_feature_net(args.features, dataset, args.data_root)
@@ -177,13 +218,14 @@ def cmd_score_samples(args) -> int:
               "metrics": metrics}
     detail = f" ({net.detail})" if net.detail else ""
     _print_report(report, f"{args.path}: {len(images)} samples vs {n_real} {args.dataset} "
-                  f"{args.quality_split} images; features {net.label}{detail}", args.json)
+                  f"{args.quality_split} images; features {net.label}{detail}", args)
     return 0
 
 
 def _settings_for(loaded, args) -> tuple[EvalSettings, str]:
     """The evaluation settings of a loaded checkpoint: its run's recorded ones unless a budget is
-    named (else short), with the flags of ``SETTINGS_FLAGS`` that were given on top."""
+    named (else short), with the flags of ``SETTINGS_FLAGS`` that were given on top; recorded
+    values are checked as the flags are (``SETTING_TYPES``)."""
     from genbench.suites import BUDGET_DEFAULTS
 
     if args.budget is not None and args.budget not in BUDGET_DEFAULTS:
@@ -191,10 +233,22 @@ def _settings_for(loaded, args) -> tuple[EvalSettings, str]:
     flags = {name: getattr(args, name) for name in SETTINGS_FLAGS if getattr(args, name, None) is not None}
     if args.budget is None and loaded.evaluation is not None:  # the run's own settings: its row again
         known = {f.name for f in fields(EvalSettings)}
-        base, source = EvalSettings(**{k: v for k, v in loaded.evaluation.items() if k in known}), "the run's"
+        recorded = {k: v for k, v in loaded.evaluation.items() if k in known}
+        for name, parse in SETTING_TYPES.items():
+            if recorded.get(name) is not None:
+                try:  # an int as its digits; anything else (40.5, true, "5") as its repr, which no int parses
+                    parse(str(recorded[name]) if type(recorded[name]) is int else repr(recorded[name]))
+                except argparse.ArgumentTypeError as exc:
+                    raise GenbenchError(f"the run's recorded evaluation settings: {name} {exc}") from None
+        base, source = EvalSettings(**recorded), "the run's"
     else:
         base, source = BUDGET_DEFAULTS[args.budget or "short"].eval, f"budget {args.budget or 'short'}"
-    return replace(base, **flags, cache_root=args.data_root), source
+    settings = replace(base, **flags, cache_root=args.data_root)
+    limit = getattr(args, "max_samples", DEFAULT_MAX_SAMPLES)  # compare has no flag of its own
+    if settings.quality_samples > limit:
+        raise GenbenchError(f"{settings.quality_samples:,} model samples asked for, over the limit of "
+                            f"{limit:,} (--max-samples)")
+    return settings, source
 
 
 def cmd_compare(args) -> int:
@@ -242,7 +296,7 @@ def cmd_compare(args) -> int:
         raise GenbenchError("nothing to compare: both models need a likelihood (NLL), or samples "
                             "(give --quality-samples N for FID)")
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2), file=args.stdout)
         return 0
     print(f"{args.run_a} (A) vs {args.run_b} (B) on {a.dataset}; {source} settings, k={settings.k}, "
           f"test points: {report['test_points']}")
@@ -257,7 +311,7 @@ def cmd_compare(args) -> int:
 def cmd_score(args) -> int:
     import torch
 
-    from genbench.data import DATASETS, load_dataset
+    from genbench.data import load_dataset
     from genbench.metrics.features import resolve_feature_net
     from genbench.metrics.registry import evaluate
     from genbench.metrics.subsets import describe
@@ -268,10 +322,6 @@ def cmd_score(args) -> int:
     if is_sample_set(args.path):
         return cmd_score_samples(args)
     loaded = load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
-    expected = DATASETS[loaded.dataset].shape
-    if tuple(expected) != tuple(loaded.data_shape):
-        raise GenbenchError(f"data set {loaded.dataset!r} has shape {list(expected)}, the "
-                            f"model expects {list(loaded.data_shape)}")
     device = select_device(args.device)
     dataset = load_dataset(loaded.dataset, args.data_root, device)
     settings, source = _settings_for(loaded, args)
@@ -286,7 +336,7 @@ def cmd_score(args) -> int:
               "metrics": metrics}
     subset = describe(settings.n_test, dataset.size("test"), settings.seed)
     _print_report(report, f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; {source} "
-                  f"settings: NLL with k={settings.k} on {subset} test points", args.json)
+                  f"settings: NLL with k={settings.k} on {subset} test points", args)
     return 0
 
 
@@ -347,15 +397,31 @@ COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "tables"
             "list": cmd_list}
 
 
+def one_line(message: str) -> str:
+    """A message of several lines (a library's exception text in ours) as one line."""
+    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def _run(args) -> int:
+    """The command, with stdout kept for the JSON report alone under ``--json``."""
+    from genbench.results.db import check_database_file
+
+    if getattr(args, "db", None) is not None:
+        check_database_file(args.db)
+    args.stdout = sys.stdout
+    as_json = getattr(args, "json", False)
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        return COMMANDS[args.command](args)
+
+
 def main(argv: list[str] | None = None) -> int:
     # `genbench list | head` ends quietly; the previous handler comes back when main returns,
     # so a caller in the same process (tests, notebooks) keeps Python's own SIGPIPE handling
     previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL) if hasattr(signal, "SIGPIPE") else None
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        return _run(build_parser().parse_args(argv))
     except GenbenchError as exc:
-        print(f"genbench: {exc}", file=sys.stderr)
+        print(f"genbench: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genbench: interrupted (run again to resume from the last checkpoint)", file=sys.stderr)

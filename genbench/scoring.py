@@ -1,20 +1,45 @@
-"""Loading a model to score: a genbench checkpoint, or a foreign state dict with --model."""
+"""Loading a model to score: a genbench checkpoint, or a foreign state dict with --model.
+
+Every file is untrusted and nothing is allocated before it is known to fit: a checkpoint's
+metadata is JSON checked against a schema (``validate_checkpoint_meta``: types, required keys, the
+format version, a data shape that is its data set's); hyperparameters are checked against their
+bounds (``genbench.core.hyperparameters``); the model is built on the meta device first and its
+every key, shape and kind of number compared with the file's tensors, read from the safetensors
+header without loading them (``genbench.core.state_specs``), its size with ``MAX_MODEL_BYTES``.
+Only then are the tensors read, refused if any is NaN or infinite, and the model built.
+A ``.pt`` file is read by ``torch.load(weights_only=True)`` only, after its zip members are checked.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import re
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from torch import nn
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import Tensor, nn
 
 from genbench.core.errors import GenbenchError
-from genbench.core.models import MODELS, config_dict
-from genbench.core.weights import atomic_write, load_foreign_state_dict, load_state_dict_checked
+from genbench.core.models import MODELS, ModelEntry, config_dict
+from genbench.core.state_specs import (
+    SAFETENSORS_DTYPES,
+    TensorSpec,
+    check_finite,
+    check_state_specs,
+    check_torch_zip,
+    model_specs,
+    spec_of,
+)
+from genbench.core.weights import atomic_write
 from genbench.data import DATASETS
+from genbench.metrics.registry import EvalSettings
 from genbench.train import checkpoint as ckpt
 from genbench.train.identity import LOCATIONS
 
@@ -53,43 +78,229 @@ def read_evaluation(path: Path) -> dict[str, Any] | None:
         return None
     try:
         settings = json.loads(record.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise GenbenchError(f"{record}: unreadable evaluation record ({exc})") from None
     if not isinstance(settings, dict):
         raise GenbenchError(f"{record}: not an evaluation record")
+    hints = typing.get_type_hints(EvalSettings)
+    for name, value in settings.items():
+        if name in hints and not _is_setting(value, hints[name]):
+            raise GenbenchError(f"{record}: {name} is {_clip(value)}, not a value of EvalSettings.{name}")
     return settings
+
+
+def _is_setting(value: Any, hint: Any) -> bool:
+    """Whether a recorded value fits an EvalSettings field's type (an int a count below 2^63)."""
+    for kind in typing.get_args(hint) or (hint,):
+        if kind is type(None) and value is None or kind is str and isinstance(value, str):
+            return True
+        if kind is int and _is_int(value) and 0 <= value < 2**63:
+            return True
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            return True
+    return False
+
+
+#: the longest genbench metadata (JSON characters) a checkpoint may carry; a real one is kilobytes
+MAX_META_CHARS = 16 << 20
+#: what a genbench checkpoint's metadata must hold, and the JSON type of each
+META_SCHEMA = {"format": str, "format_version": int, "model": str, "config": dict, "dataset": str,
+               "data_shape": list}
+#: JSON's names of the Python types json.loads gives
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
+              bool: "a boolean", type(None): "null"}
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """The fields of a genbench checkpoint's metadata that scoring uses, validated."""
+
+    model: str
+    config: dict[str, Any]
+    dataset: str
+    data_shape: tuple[int, ...]
+
+
+def _json_type(value: Any) -> str:
+    return JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_checkpoint_meta(text: str, source: str) -> CheckpointMeta:
+    """The one validator of a checkpoint's genbench metadata (a JSON string): a JSON object of the
+    known format and version with every field of ``META_SCHEMA`` of its type, a known model and
+    data set, and a data shape that is that data set's. Anything else is one line."""
+    if len(text) > MAX_META_CHARS:
+        raise GenbenchError(f"{source}: genbench metadata of {len(text):,} characters, over the limit of "
+                            f"{MAX_META_CHARS:,}")
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, an integer of too many digits, deep nesting
+        raise GenbenchError(f"{source}: corrupt genbench metadata (not JSON)") from None
+    if not isinstance(meta, dict):
+        raise GenbenchError(f"{source}: genbench metadata is {_json_type(meta)}, expected an object")
+    version = meta.get("format_version")
+    if meta.get("format") != ckpt.FORMAT or not _is_int(version) or version != ckpt.FORMAT_VERSION:
+        raise GenbenchError(f"{source}: unsupported checkpoint format {meta.get('format')!r} "
+                            f"version {version!r} (expected {ckpt.FORMAT!r} version {ckpt.FORMAT_VERSION})")
+    for key, kind in META_SCHEMA.items():
+        if key not in meta:
+            raise GenbenchError(f"{source}: genbench metadata lacks {key!r}")
+        if not isinstance(meta[key], kind) or (kind is int and isinstance(meta[key], bool)):
+            raise GenbenchError(f"{source}: genbench metadata {key!r} is {_json_type(meta[key])}, "
+                                f"expected {JSON_TYPES[kind]}")
+    shape = meta["data_shape"]
+    if not 1 <= len(shape) <= 4 or not all(_is_int(n) and n >= 1 for n in shape):
+        raise GenbenchError(f"{source}: genbench metadata 'data_shape' {_clip(shape)} is not a list of 1 "
+                            "to 4 positive integers")
+    MODELS[meta["model"]]  # an unknown name: one line listing the valid ones
+    _check_data_shape(meta["dataset"], tuple(shape), source)
+    return CheckpointMeta(meta["model"], meta["config"], meta["dataset"], tuple(shape))
+
+
+def _clip(value: Any, chars: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= chars else f"{text[:chars]}..."
+
+
+def _check_data_shape(dataset: str, shape: tuple[int, ...], source: str) -> None:
+    """The data set must be known and its images of the model's shape."""
+    expected = tuple(DATASETS[dataset].shape)
+    if shape != expected:
+        raise GenbenchError(f"{source}: data set {dataset!r} has shape {list(expected)}, the model expects "
+                            f"{list(shape)}")
+
+
+def read_safetensors_header(path: Path, what: str = "safetensors file"
+                            ) -> tuple[dict[str, str], dict[str, TensorSpec]]:
+    """(metadata, tensor specs) of a safetensors file, read from its header: no tensor is loaded."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise GenbenchError(f"{path}: not a readable {what} ({_first_line(exc)})") from None
+    unknown = sorted(k for k, dtype in dtypes.items() if dtype not in SAFETENSORS_DTYPES)
+    if unknown:
+        raise GenbenchError(f"{path}: tensor {unknown[0]!r} has dtype {dtypes[unknown[0]]}, which torch "
+                            "cannot hold")
+    return metadata, {key: TensorSpec(shapes[key], SAFETENSORS_DTYPES[dtypes[key]]) for key in dtypes}
+
+
+def read_safetensors(path: Path, keys: dict[str, str]) -> dict[str, Tensor]:
+    """The tensors ``keys`` names (file key -> state key) of a safetensors file, only those."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {state_key: f.get_tensor(file_key) for file_key, state_key in keys.items()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise GenbenchError(f"{path}: unreadable tensors ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _model_keys(names, plain: bool) -> dict[str, str]:
+    """File key -> state key: a genbench checkpoint's ``model.*`` tensors (it also holds the
+    optimizer's); with ``plain``, where there are none, every tensor (a plain state dict)."""
+    prefixed = {name: name[len("model."):] for name in names if name.startswith("model.")}
+    return prefixed or ({name: name for name in names} if plain else {})
+
+
+#: the reason in torch's weights-only refusal, without the advice around it (to load the file unsafely)
+_UNPICKLER_REFUSAL = re.compile(r"WeightsUnpickler error: (.*?)(?: Please use|$)", re.M)
+
+
+def _refusal(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in its own words but never its advice to
+    set ``weights_only=False``, which would run the code the file carries."""
+    found = _UNPICKLER_REFUSAL.search(str(exc))
+    if found:
+        return found.group(1).strip()
+    first = _first_line(exc)
+    return type(exc).__name__ if "weights_only" in first or "can still be loaded" in first else first
+
+
+def read_torch_state_dict(path: Path) -> dict[str, Tensor]:
+    """A plain state dict from a zip-format ``.pt``/``.pth`` file via ``torch.load(weights_only=True)``
+    only, once ``check_torch_zip`` has bounded what it can allocate."""
+    check_torch_zip(path, "torch state dict")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise GenbenchError(f"{path}: refused, not a weights-only state dict ({_refusal(exc)}); genbench "
+                            "never unpickles code") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                            for k, v in obj.items()):
+        raise GenbenchError(f"{path}: refused, expected a dict of tensors (a state dict)")
+    return obj
+
+
+def _checked_model(entry: ModelEntry, values: dict[str, Any], shape: tuple[int, ...],
+                   specs: dict[str, TensorSpec], read: Callable[[], dict[str, Tensor]], source: str):
+    """The model of ``entry`` with ``values`` for its hyperparameters, loaded with the tensors
+    ``read()`` gives once their ``specs`` fit it: checked on the meta device before any allocation."""
+    config = entry.make_config(values)
+    skeleton = entry.skeleton(config, shape)
+    check_state_specs(model_specs(skeleton), specs, source, type(skeleton).__name__)
+    state = read()
+    check_finite(state, source)
+    model = entry.model_cls(config, shape)
+    model.load_state_dict(state)
+    return model.eval(), config
 
 
 def load_for_scoring(path: Path, model_name: str | None, overrides: dict[str, str],
                      dataset: str | None) -> LoadedModel:
+    """A genbench checkpoint (a run directory or its file), or with ``model_name`` a foreign state
+    dict (``.safetensors``, ``.pt``/``.pth``) of that model, ready to score on ``dataset``."""
     path = Path(path)
     if not path.exists():
         raise GenbenchError(f"no file or directory at {path}")
     if model_name is None:
-        if path.suffix in (".pt", ".pth"):
-            raise GenbenchError(f"{path}: a foreign state dict needs --model NAME (and --set "
-                                "KEY=VALUE for its hyperparameters)")
-        meta, tensors, _ = ckpt.read_checkpoint(path)
-        if overrides:
-            raise GenbenchError("--set applies only with --model (a genbench checkpoint "
-                                "carries its hyperparameters)")
-        entry = MODELS[meta["model"]]
-        model = entry.build(meta["config"], tuple(meta["data_shape"]))
-        load_state_dict_checked(model, ckpt.model_state(tensors), str(path))
-        return LoadedModel(model.eval(), meta["model"], meta["config"], dataset or meta["dataset"],
-                           tuple(meta["data_shape"]), read_evaluation(path))
+        return _load_checkpoint(path, overrides, dataset)
     entry = MODELS[model_name]
     dataset = dataset or FOREIGN_DATASET
-    shape = DATASETS[dataset].shape
+    shape = tuple(DATASETS[dataset].shape)
     if path.suffix == ".safetensors":
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise GenbenchError(f"{path}: not a readable safetensors file ({exc})") from None
-        state = ckpt.model_state(state) or state
+        _, specs = read_safetensors_header(path)
+        keys = _model_keys(specs, plain=True)
+        specs = {keys[name]: spec for name, spec in specs.items() if name in keys}
+        read = functools.partial(read_safetensors, path, keys)
     else:
-        state = load_foreign_state_dict(path)
-    config = entry.make_config(overrides)
-    model = entry.model_cls(config, shape)
-    load_state_dict_checked(model, state, str(path))
-    return LoadedModel(model.eval(), model_name, config_dict(config), dataset, shape)
+        state = read_torch_state_dict(path)
+        specs, read = {k: spec_of(v) for k, v in state.items()}, state.copy
+    model, config = _checked_model(entry, overrides, shape, specs, read, str(path))
+    return LoadedModel(model, model_name, config_dict(config), dataset, shape)
+
+
+def _load_checkpoint(path: Path, overrides: dict[str, str], dataset: str | None) -> LoadedModel:
+    if path.suffix in (".pt", ".pth"):
+        raise GenbenchError(f"{path}: a foreign state dict needs --model NAME (and --set "
+                            "KEY=VALUE for its hyperparameters)")
+    if overrides:
+        raise GenbenchError("--set applies only with --model (a genbench checkpoint "
+                            "carries its hyperparameters)")
+    file = path / ckpt.FILENAME if path.is_dir() else path
+    if not file.is_file():
+        raise GenbenchError(f"no checkpoint at {file}")
+    metadata, specs = read_safetensors_header(file, "safetensors checkpoint")
+    if ckpt.META_KEY not in metadata:
+        raise GenbenchError(f"{file}: a safetensors file without genbench metadata (foreign "
+                            "weights: use --model NAME to load it as a state dict)")
+    meta = validate_checkpoint_meta(metadata[ckpt.META_KEY], str(file))
+    if dataset is not None:
+        _check_data_shape(dataset, meta.data_shape, str(file))
+    keys = _model_keys(specs, plain=False)
+    model_state = {keys[name]: spec for name, spec in specs.items() if name in keys}
+    model, _ = _checked_model(MODELS[meta.model], meta.config, meta.data_shape, model_state,
+                              functools.partial(read_safetensors, file, keys), str(file))
+    return LoadedModel(model, meta.model, meta.config, dataset or meta.dataset, meta.data_shape,
+                       read_evaluation(path))

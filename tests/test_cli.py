@@ -193,7 +193,7 @@ def test_foreign_state_dict_scores_with_model_and_hyperparameters(tmp_path, caps
 @pytest.mark.parametrize("sets, fragments", [
     (["depth=3"], ["no hyperparameter 'depth'", "valid: beta, capacity", "k, layers, objective"]),
     (["layers=two"], ["layers='two' is not a int"]),
-    (["layers=3"], ["layers must be one of [1, 2]"]),
+    (["layers=3"], ["hyperparameter layers=3 is outside [1, 2]"]),
     (["layers"], ["--set expects KEY=VALUE"]),
 ])
 def test_bad_hyperparameters_give_one_clear_line(tmp_path, capsys, sets, fragments):

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from genbench.core.hyperparameters import Hyperparameters
+
 
 @dataclass
-class RawPixelsConfig:
+class RawPixelsConfig(Hyperparameters):
     pass
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import bounded
 from zoo.layers import diagonal_normal, fused_supported, rsample_gaussian, standard_normal_log_prob
 from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining
 
@@ -28,13 +29,8 @@ DENSE = 256
 
 @dataclass
 class BetaVAEConfig(ObjectiveConfig):
-    latent: int = 10
-    beta: float = 4.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.latent < 1:
-            raise ValueError(f"latent must be >= 1, got {self.latent}")
+    latent: int = bounded(10, "[1, 1024]")
+    beta: float = bounded(4.0, "[0, 10000]")
 
 
 def conv_encoder(in_channels: int) -> nn.Sequential:

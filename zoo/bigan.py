@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from genbench.core.hyperparameters import Hyperparameters, bounded
 from zoo.gan_layers import JointDiscriminator, dcgan_init, encoder, generator
 from zoo.gan_objectives import NonSaturating, nonsaturating_discriminator_loss
 from zoo.gans import check_image_shape
@@ -26,15 +27,11 @@ from zoo.layers import fused_supported
 
 
 @dataclass
-class BiGANConfig:
-    latent: int = 50
-    base_channels: int = 64
-    adam_beta1: float = 0.5
-    adam_beta2: float = 0.999
-
-    def __post_init__(self):
-        if self.latent < 1 or self.base_channels < 1:
-            raise ValueError("latent and base_channels must be >= 1")
+class BiGANConfig(Hyperparameters):
+    latent: int = bounded(50, "[1, 1024]")
+    base_channels: int = bounded(64, "[1, 1024]")
+    adam_beta1: float = bounded(0.5, "[0, 1)")
+    adam_beta2: float = bounded(0.999, "[0, 1)")
 
 
 class BiGAN(nn.Module):

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import Hyperparameters, bounded
 from genbench.core.registry import Registry
 from zoo.gan_layers import NORMS, dcgan_init, discriminator, generator, stages
 from zoo.gan_objectives import OBJECTIVES
@@ -59,28 +60,29 @@ OPTIMIZERS.register("rmsprop", _rmsprop)
 
 
 @dataclass
-class GANConfig:
+class GANConfig(Hyperparameters):
     objective: str = "nonsaturating"
     """A name in ``zoo.gan_objectives.OBJECTIVES``: nonsaturating, wasserstein-clip or wasserstein-gp."""
-    latent: int = 100
-    base_channels: int = 64
+    latent: int = bounded(100, "[1, 1024]")
+    base_channels: int = bounded(64, "[1, 1024]")
     """Channels of the layers at the image side; doubled at each halving (``zoo.gan_layers``)."""
     critic_norm: str = "batch"
     """Normalisation in the discriminator / critic: batch, layer or none."""
-    n_critic: int = 1
-    warm_critic_steps: int = 0
+    n_critic: int = bounded(1, "[1, 1000]")
+    warm_critic_steps: int = bounded(0, "[0, 1000000]")
     """Critic steps per generator step early and periodically (WGAN reference: 100; 0: off)."""
-    clip: float = 0.01
+    clip: float = bounded(0.01, "(0, 1000]")
     """Weight bound of ``wasserstein-clip``."""
-    gp_weight: float = 10.0
+    gp_weight: float = bounded(10.0, "[0, 1000000]")
     """Penalty weight of ``wasserstein-gp``."""
     optimizer: str = "adam"
     """A name in ``OPTIMIZERS``: adam or rmsprop."""
-    adam_beta1: float = 0.5
-    adam_beta2: float = 0.999
-    critic_lr_scale: float = 1.0
+    adam_beta1: float = bounded(0.5, "[0, 1)")
+    adam_beta2: float = bounded(0.999, "[0, 1)")
+    critic_lr_scale: float = bounded(1.0, "(0, 1000]")
 
     def __post_init__(self):
+        super().__post_init__()
         objective = OBJECTIVES[self.objective]  # an unknown name: one line listing the valid ones
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
@@ -89,10 +91,6 @@ class GANConfig:
         if objective.needs_per_sample_critic and self.critic_norm == "batch":
             raise ValueError(f"objective {self.objective!r} needs a critic without batch norm "
                              "(its loss is per sample): set critic_norm to layer or none")
-        if min(self.latent, self.base_channels, self.n_critic) < 1 or self.warm_critic_steps < 0:
-            raise ValueError("latent, base_channels and n_critic must be >= 1, warm_critic_steps >= 0")
-        if self.clip <= 0 or self.gp_weight < 0 or self.critic_lr_scale <= 0:
-            raise ValueError("clip and critic_lr_scale must be > 0, gp_weight >= 0")
 
 
 def check_image_shape(name: str, data_shape: tuple[int, ...]) -> None:

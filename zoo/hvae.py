@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from genbench.core.hyperparameters import bounded
 from zoo.layers import (
     GatedDense,
     bernoulli_log_likelihood,
@@ -39,25 +40,21 @@ LOG_STD_RANGE = (-3.0, 1.0)
 
 @dataclass
 class HVAEConfig(ObjectiveConfig):
-    layers: int = 2
+    layers: int = bounded(2, "[1, 2]")
     """Stochastic levels: 1 (the VampPrior paper's VAE) or 2 (its HVAE)."""
-    latent: int = 40
+    latent: int = bounded(40, "[1, 1024]")
     """Units of each stochastic level."""
-    hidden: int = 300
+    hidden: int = bounded(300, "[1, 4096]")
     """Units of each gated dense layer."""
     prior: str = "standard"
     """Prior of the top level: standard, mog, vamp or vamp-data."""
-    components: int = 500
+    components: int = bounded(500, "[1, 10000]")
     """Mixture components (mog) or pseudo-inputs (vamp, vamp-data)."""
 
     def __post_init__(self):
         super().__post_init__()
-        if self.layers not in (1, 2):
-            raise ValueError(f"layers must be 1 or 2, got {self.layers}")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
-        if self.latent < 1 or self.hidden < 1 or self.components < 1:
-            raise ValueError("latent, hidden and components must be >= 1")
 
 
 class GaussianHead(nn.Module):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from genbench.core.hyperparameters import bounded
 from zoo.layers import (
     GaussianLayer,
     bernoulli_log_likelihood,
@@ -39,14 +40,9 @@ ARCHITECTURES = {
 
 @dataclass
 class IWAEConfig(ObjectiveConfig):
-    layers: int = 1
+    layers: int = bounded(1, "[1, 2]")
     """Stochastic layers: 1 (784-200-200-50) or 2 (latents 100 and 50)."""
     objective: str = "iwae"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.layers not in ARCHITECTURES:
-            raise ValueError(f"layers must be one of {sorted(ARCHITECTURES)}, got {self.layers}")
 
 
 class IWAE(VariationalTraining, nn.Module):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from genbench.core.hyperparameters import Hyperparameters, bounded
 from genbench.core.numerics import log_mean_exp
 
 OBJECTIVES = ("vae", "iwae")
@@ -43,31 +44,28 @@ class VariationalTerms:
 
 
 @dataclass
-class ObjectiveConfig:
+class ObjectiveConfig(Hyperparameters):
     """Training-objective hyperparameters shared by the latent models' configs."""
 
-    k: int = 1
+    k: int = bounded(1, "[1, 10000]")
     """Importance samples per data point during training."""
     objective: str = "vae"
     """'vae' trains the mean of k ELBO terms; 'iwae' trains L_k."""
-    beta: float = 1.0
+    beta: float = bounded(1.0, "[0, 10000]")
     """KL weight (beta-VAE); 1 is the VAE."""
-    free_bits: float = 0.0
+    free_bits: float = bounded(0.0, "[0, 10000]")
     """Floor, in nats, on each latent group's batch-mean KL (0: off)."""
-    capacity: float = 0.0
+    capacity: float = bounded(0.0, "[0, 100000]")
     """Controlled capacity C_max in nats (Burgess et al.); 0: off."""
-    capacity_epochs: float = 1.0
+    capacity_epochs: float = bounded(1.0, "(0, 1000000]")
     """Epochs over which C rises linearly from 0 to ``capacity``."""
-    capacity_gamma: float = 1000.0
+    capacity_gamma: float = bounded(1000.0, "[0, 1000000]")
     """Weight gamma of |KL - C| under controlled capacity."""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if self.beta < 0 or self.free_bits < 0 or self.capacity < 0 or self.capacity_epochs <= 0:
-            raise ValueError("beta, free_bits and capacity must be >= 0 and capacity_epochs > 0")
         if self.objective == "iwae" and (self.free_bits or self.capacity or self.beta != 1):
             raise ValueError("free_bits, capacity and beta != 1 apply to the 'vae' objective only")
         if self.free_bits and self.capacity:

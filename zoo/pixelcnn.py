@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import Hyperparameters, bounded
 from zoo.autoregressive import MASK_TYPES, causal_reach
 
 
@@ -360,26 +361,25 @@ class GatedPixelCNN(nn.Module):
 
 # --- the model ------------------------------------------------------------------------------------------
 @dataclass
-class PixelCNNConfig:
+class PixelCNNConfig(Hyperparameters):
     output: str = "bernoulli"
     """'bernoulli' for binary data, 'softmax256' for 8-bit data (x = level / 255)."""
-    channels: int = 32
+    channels: int = bounded(32, "[1, 1024]")
     """Features per stack (the gates have twice as many pre-activations)."""
-    layers: int = 5
+    layers: int = bounded(5, "[1, 64]")
     """Gated layers, the first one masked 'A'."""
-    kernel_size: int = 3
+    kernel_size: int = bounded(3, "[1, 15]")
     """Odd kernel width of the layers after the first."""
-    first_kernel_size: int = 7
+    first_kernel_size: int = bounded(7, "[1, 15]")
     """Odd kernel width of the first layer (7 x 7 in the PixelCNN papers)."""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {tuple(OUTPUTS)}, got {self.output!r}")
-        if self.channels < 1 or self.layers < 1:
-            raise ValueError("channels and layers must be >= 1")
         for size in (self.kernel_size, self.first_kernel_size):
-            if size < 1 or size % 2 == 0:
-                raise ValueError(f"kernel sizes must be odd and positive, got {size}")
+            if size % 2 == 0:
+                raise ValueError(f"kernel sizes must be odd, got {size}")
 
 
 class PixelCNN(nn.Module):

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import bounded
 from zoo.layers import diagonal_normal, rsample_gaussian, standard_normal_log_prob
 from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining
 from zoo.pixelcnn import OUTPUTS, GatedPixelCNN
@@ -35,31 +36,28 @@ from zoo.vlae import GaussianConvEncoder, LatentFeatureMaps
 class PixelVAEConfig(ObjectiveConfig):
     output: str = "bernoulli"
     """'bernoulli' for binary data, 'softmax256' for 8-bit data (x = level / 255)."""
-    latent: int = 16
+    latent: int = bounded(16, "[1, 1024]")
     """Dimensions of z (the reference code's binarized-MNIST setting)."""
-    decoder_layers: int = 3
+    decoder_layers: int = bounded(3, "[1, 64]")
     """Gated PixelCNN layers in the decoder, the first one masked 'A'."""
-    decoder_channels: int = 32
+    decoder_channels: int = bounded(32, "[1, 1024]")
     """Features per stack of the decoder."""
-    kernel_size: int = 3
+    kernel_size: int = bounded(3, "[1, 15]")
     """Odd kernel width of the decoder layers after the first."""
-    first_kernel_size: int = 7
+    first_kernel_size: int = bounded(7, "[1, 15]")
     """Odd kernel width of the decoder's first layer."""
-    condition_channels: int = 32
+    condition_channels: int = bounded(32, "[1, 1024]")
     """Channels of the map s(z) that every gate of the decoder sees."""
-    encoder_hidden: int = 256
+    encoder_hidden: int = bounded(256, "[1, 4096]")
     """Dense units between the encoder's convolutions and the Gaussian heads."""
 
     def __post_init__(self):
         super().__post_init__()
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {tuple(OUTPUTS)}, got {self.output!r}")
-        if min(self.latent, self.decoder_layers, self.decoder_channels, self.condition_channels,
-               self.encoder_hidden) < 1:
-            raise ValueError("sizes must be >= 1")
         for size in (self.kernel_size, self.first_kernel_size):
-            if size < 1 or size % 2 == 0:
-                raise ValueError(f"kernel sizes must be odd and positive, got {size}")
+            if size % 2 == 0:
+                raise ValueError(f"kernel sizes must be odd, got {size}")
 
 
 class PixelVAE(VariationalTraining, nn.Module):

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import Hyperparameters, bounded
 from zoo.layers import LOG_2PI, diagonal_normal, standard_normal_log_prob
 
 #: floor on sigma^2 for data with constant pixels (MNIST's corners)
@@ -27,13 +28,9 @@ MIN_VARIANCE = 1e-6
 
 
 @dataclass
-class PPCAConfig:
-    latent: int = 50
+class PPCAConfig(Hyperparameters):
+    latent: int = bounded(50, "[1, 4096]")
     """Dimension q of z."""
-
-    def __post_init__(self):
-        if self.latent < 1:
-            raise ValueError(f"latent must be >= 1, got {self.latent}")
 
 
 class PPCA(nn.Module):

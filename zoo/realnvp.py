@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import Hyperparameters, bounded
 from zoo.layers import fused_supported, standard_normal_log_prob
 
 NORMS = ("actnorm", "batchnorm")
@@ -265,38 +266,33 @@ class Squeeze(nn.Module):
 
 # --- the model ---------------------------------------------------------------------------------------
 @dataclass
-class RealNVPConfig:
+class RealNVPConfig(Hyperparameters):
     """Defaults are the paper's CIFAR-10 model (8 residual blocks, 64 features, one downscale)."""
 
-    scales: int = 2
+    scales: int = bounded(2, "[1, 8]")
     """Scales of the multi-scale architecture; each but the last squeezes, so H and W must be
     divisible by 2^(scales - 1) (28 x 28: at most 3, 32 x 32: at most 6)."""
-    width: int = 64
+    width: int = bounded(64, "[1, 1024]")
     """Features of the first scale's s/t networks; doubled at every scale."""
-    blocks: int = 8
+    blocks: int = bounded(8, "[1, 64]")
     """Residual blocks per s/t network."""
     norm: str = "actnorm"
     """'actnorm' (data-initialised, deterministic) or 'batchnorm' (the paper's)."""
-    alpha: float = 0.05
+    alpha: float = bounded(0.05, "(0, 0.5)")
     """y = logit(alpha + (1 - 2 alpha) x): keeps the logit away from 0 and 1."""
-    weight_decay: float = 5e-5
+    weight_decay: float = bounded(5e-5, "[0, 1]")
     """L2 coefficient on the s/t networks' convolution weights (the paper's 5e-5)."""
-    batchnorm_momentum: float = 0.1
+    batchnorm_momentum: float = bounded(0.1, "(0, 1]")
     """Rate at which batch norm's running averages follow the batch (the reference code's 0.1)."""
-    batchnorm_lag: float = 0.0
+    batchnorm_lag: float = bounded(0.0, "[0, 1)")
     """Appendix E: weight of the running average in the statistics used while training."""
-    init_points: int = 512
+    init_points: int = bounded(512, "[1, 60000]")
     """Training images (a seeded subset) in ``init_from_data``'s one forward pass."""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if min(self.scales, self.width, self.blocks, self.init_points) < 1:
-            raise ValueError("scales, width, blocks and init_points must be >= 1")
-        if not 0 < self.alpha < 0.5:
-            raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha}")
-        if self.weight_decay < 0 or not 0 < self.batchnorm_momentum <= 1 or not 0 <= self.batchnorm_lag < 1:
-            raise ValueError("weight_decay >= 0, batchnorm_momentum in (0, 1], batchnorm_lag in [0, 1)")
 
 
 def max_scales(height: int, width: int) -> int:

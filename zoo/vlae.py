@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import bounded
 from zoo.autoregressive import MADE, MaskedConv2d, causal_reach
 from zoo.layers import diagonal_normal, rsample_gaussian, standard_normal_log_prob
 from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining
@@ -287,28 +288,25 @@ class LocalPixelCNN(nn.Module):
 # --- the model ----------------------------------------------------------------------------------------
 @dataclass
 class VLAEConfig(ObjectiveConfig):
-    latent: int = 32
+    latent: int = bounded(32, "[1, 1024]")
     """Dimensions of the global code z (the paper's MNIST setup: 32)."""
-    flow_steps: int = 2
+    flow_steps: int = bounded(2, "[0, 64]")
     """Autoregressive-flow steps in the prior; the order is reversed between steps."""
-    flow_hidden: int = 640
+    flow_hidden: int = bounded(640, "[1, 8192]")
     """Hidden units of each step's MADE (one hidden layer)."""
-    decoder_layers: int = 6
+    decoder_layers: int = bounded(6, "[1, 64]")
     """Masked convolutions in the PixelCNN decoder: its window reaches layers * (kernel // 2) pixels."""
-    decoder_channels: int = 32
+    decoder_channels: int = bounded(32, "[1, 1024]")
     """Feature maps per decoder layer."""
-    kernel_size: int = 3
+    kernel_size: int = bounded(3, "[3, 15]")
     """Odd kernel size of the masked convolutions."""
-    encoder_hidden: int = 256
+    encoder_hidden: int = bounded(256, "[1, 4096]")
     """Dense units between the encoder's convolutions and the Gaussian heads."""
 
     def __post_init__(self):
         super().__post_init__()
-        if min(self.latent, self.flow_hidden, self.decoder_layers, self.decoder_channels,
-               self.encoder_hidden) < 1 or self.flow_steps < 0:
-            raise ValueError("sizes must be >= 1 (flow_steps >= 0)")
-        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and >= 3, got {self.kernel_size}")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
 
 
 class VLAE(VariationalTraining, nn.Module):

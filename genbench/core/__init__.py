@@ -1,7 +1,10 @@
 """The bottom layer: the model contract and the mechanics every other layer shares.
 
 - ``protocols``: the capabilities a model implements (``Sampler``, ``LatentVariableModel`` ...).
-- ``models``: the one model registry, filled from the ``genbench.zoo`` entry-point group.
+- ``models``: the one model registry, filled from the ``genbench.zoo`` entry-point group; every
+  model is sized on the meta device before it is built.
+- ``hyperparameters``: config fields that declare their valid intervals, and the one check of them.
+- ``state_specs``: a model's state as shapes and dtypes against a weights file's, before loading it.
 - ``errors``, ``registry``: the one user-facing error type and validated name registries.
 - ``weights``: safetensors weights, written atomically, read without unpickling.
 - ``distributed``: rank/world helpers for data-parallel training and sharded evaluation.

@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+import torch
 from torch import nn
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import check_hyperparameters
 from genbench.core.registry import Registry
+
+#: the most bytes of parameters and buffers a model may hold; every model is sized on the meta
+#: device (no memory) before it is built, so a config asking for more is refused, never allocated
+MAX_MODEL_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,34 @@ class ModelEntry:
         hints = typing.get_type_hints(self.config_cls)
         coerced = {k: _coerce(self.name, k, v, hints[k]) for k, v in values.items()}
         try:
+            check_hyperparameters(self.config_cls, coerced)  # before the config's own checks see them
             return self.config_cls(**coerced)
         except (TypeError, ValueError) as exc:
             raise GenbenchError(f"model {self.name!r}: {exc}") from None
 
+    def skeleton(self, config: Any, data_shape: tuple[int, ...]) -> nn.Module:
+        """The model of ``config`` on the meta device: its parameters' and buffers' shapes and dtypes
+        without their memory. Refused where they exceed ``MAX_MODEL_BYTES``."""
+        with torch.device("meta"):
+            model = self.model_cls(config, tuple(data_shape))
+        size = model_bytes(model)
+        if size > MAX_MODEL_BYTES:
+            raise GenbenchError(f"model {self.name!r} with these hyperparameters needs {size / 2**30:.3g} "
+                                f"GiB of parameters and buffers on data {list(data_shape)}, over genbench's "
+                                f"limit of {MAX_MODEL_BYTES / 2**30:g} GiB")
+        return model
+
     def build(self, overrides: dict[str, Any] | None, data_shape: tuple[int, ...]) -> nn.Module:
-        return self.model_cls(self.make_config(overrides), tuple(data_shape))
+        """The model of this entry's defaults plus ``overrides``, sized on the meta device first."""
+        config = self.make_config(overrides)
+        self.skeleton(config, data_shape)
+        return self.model_cls(config, tuple(data_shape))
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes of a model's parameters and buffers (persistent or not); meta tensors count as real ones."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _coerce(model: str, key: str, value: Any, hint: Any) -> Any:

@@ -1,18 +1,20 @@
 """Weights on disk: safetensors written atomically, read without ever unpickling.
 
 ``atomic_write`` is the one way genbench replaces a file (checkpoints, cached feature
-networks, cached features, their JSON records): the new content goes to a temporary file
-beside it, named by the process id so concurrent writers never share one, and replaces the
-old file in one ``os.replace``. A crash leaves the previous file intact.
+networks, cached features, their JSON records, leaderboards): the new content goes to a
+temporary file of a unique name beside it (created exclusively, so concurrent writers, threads
+or processes, never share one), is flushed to disk, and replaces the old file in one
+``os.replace``, whose directory entry is flushed too. A crash leaves the previous file intact;
+a failed write leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -21,14 +23,42 @@ from genbench.core.errors import GenbenchError
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then replace ``path`` with it."""
+    """``write(tmp)`` into a temporary file of a unique name beside ``path``, flush it to disk,
+    then replace ``path`` with it; on any failure the temporary file is removed."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = _new_temporary(path)
     try:
         write(tmp)
+        _fsync(tmp, os.O_RDWR)
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent, getattr(os, "O_DIRECTORY", None))
+
+
+def _new_temporary(path: Path) -> Path:
+    """An empty file beside ``path`` whose random name no other writer holds (created with
+    O_EXCL; unlike ``tempfile.mkstemp``'s 0600, its permissions are what the umask gives)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync(path: Path, flags: int | None) -> None:
+    """Flush a file (or, with O_DIRECTORY, a directory's entries) to disk; a system that cannot
+    open directories (``flags`` None) has no directory to flush."""
+    if flags is None:
+        return
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def state_tensors(model: nn.Module, prefix: str = "") -> dict[str, Tensor]:
@@ -73,18 +103,3 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: 
                                 f"the model expects {list(expected[key].shape)}")
     model.load_state_dict(state)
 
-
-def load_foreign_state_dict(path: Path) -> dict[str, Tensor]:
-    """A plain ``.pt``/``.pth`` state dict via ``torch.load(weights_only=True)`` only."""
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise GenbenchError(f"no file at {path}") from None
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GenbenchError(f"{path}: refused, not a weights-only state dict ({first})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise GenbenchError(f"{path}: refused, expected a dict of tensors (a state dict)")
-    return obj

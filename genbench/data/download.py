@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,17 +61,25 @@ def ensure_files(dataset: str, root: Path, files: list[RemoteFile], download: bo
     if not download:
         raise missing_files_error(dataset, root, [f.relpath for f, _ in missing], "download disabled")
     for spec, path in missing:
+        # a name of its own: two processes fetching the same file never write into one
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp_name = path.name + ".part"
-            download_url(spec.url, str(path.parent), filename=tmp_name)
-            tmp = path.parent / tmp_name
+            _fetch(spec, path, tmp, dataset)
         except Exception as exc:  # offline, HTTP error, read-only root ...
+            if isinstance(exc, GenbenchError):
+                raise
             raise missing_files_error(
                 dataset, root, [f.relpath for f, _ in missing], f"download failed: {exc}"
             ) from None
-        if not verify(tmp, spec):
+        finally:
             tmp.unlink(missing_ok=True)
-            raise GenbenchError(f"data set {dataset!r}: checksum mismatch for {spec.url}; refused")
-        tmp.replace(path)
     return paths
+
+
+def _fetch(spec: RemoteFile, path: Path, tmp: Path, dataset: str) -> None:
+    """Download ``spec`` into ``tmp`` and, if its checksum matches, move it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    download_url(spec.url, str(tmp.parent), filename=tmp.name)
+    if not verify(tmp, spec):
+        raise GenbenchError(f"data set {dataset!r}: checksum mismatch for {spec.url}; refused")
+    tmp.replace(path)

@@ -16,8 +16,14 @@ IS/FID/KID/precision-recall; genbench only picks the network and its layers:
 - ``path/to/net.pt``: a TorchScript module the user brings. It receives floats in [0, 1],
   ``[B, C, H, W]``, and returns features ``[B, D]`` or a pair (features, logits); IS needs
   the logits. ``torch.jit.load`` rebuilds TorchScript code and tensors from the archive with
-  TorchScript's own deserializer, not Python's pickle, so loading it cannot import or run
-  arbitrary Python; the TorchScript program itself runs when called, like any model one scores.
+  TorchScript's own deserializer, not Python's pickle, and TorchScript cannot import or run
+  Python. Its operators can touch files, though (``torch.save`` writes one, ``torch.from_file``
+  reads one, a loaded library's ops such as torchvision's ``image::write_file`` too), and a
+  ``__setstate__`` method runs at load. So before loading, genbench refuses an archive whose
+  compressed members would inflate past ``MAX_INFLATED_BYTES`` or whose code defines a
+  ``__setstate__`` (``_check_load_time_code``), and before calling it, one that exposes a
+  method besides ``forward`` or whose inlined ``forward`` graph calls an operator outside
+  ``TORCHSCRIPT_NAMESPACES``, a refused one (``TORCHSCRIPT_REFUSED``) or a call it cannot inline.
 
 The name appears in every metric key (``fid_lenet``, ``fid_inception``): values from
 different feature networks are not comparable.
@@ -28,7 +34,9 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +47,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from genbench.core.errors import GenbenchError, MetricSkipped
+from genbench.core.errors import GenbenchError, MetricSkipped, log
 from genbench.core.registry import Registry
+from genbench.core.state_specs import check_torch_zip
 from genbench.core.weights import read_weights
 from genbench.data.root import data_root
 from genbench.metrics.lenet import SHIPPED_SOURCE, LeNet, LeNetConfig, file_sha256, lenet_fits, shipped_lenet
@@ -50,6 +59,13 @@ INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
 INCEPTION_ENV = "GENBENCH_INCEPTION_WEIGHTS"
 CACHE_ENV = "GENBENCH_CACHE"
 CACHE_FOLDER = "genbench-cache"
+#: operator namespaces a TorchScript feature network may call: tensor maths and control flow
+TORCHSCRIPT_NAMESPACES = ("aten", "prim")
+#: the operators of those namespaces that take a file name, and the calls inlining leaves (an
+#: interface's or a forked function's), whose code could not be checked
+TORCHSCRIPT_REFUSED = ("aten::save", "aten::from_file", "prim::CallMethod", "prim::CallFunction")
+#: the only method a TorchScript feature network may expose
+TORCHSCRIPT_METHODS = ("forward",)
 
 
 class FeaturesUnavailable(MetricSkipped):
@@ -137,7 +153,7 @@ class TorchScriptExtractor(FeaturesAndLogits):
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
-        self.net = torch.jit.load(str(feature_extractor_weights_path), map_location="cpu").eval()
+        self.net = load_torchscript(Path(feature_extractor_weights_path))
 
     def forward(self, x):
         out = self.net(_uint8_to_unit(x))
@@ -217,15 +233,60 @@ def inception_weights() -> Path:
     return path
 
 
+def load_torchscript(path: Path):
+    """``torch.jit.load`` in eval mode, without its deprecation warning (stderr keeps genbench's lines)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def _check_load_time_code(path: Path) -> None:
+    """Refuse an archive whose code runs while it loads (a ``__setstate__``), before loading it."""
+    members = check_torch_zip(path, "TorchScript file")
+    with zipfile.ZipFile(path) as archive:
+        for member in members:
+            if "/code/" in member.filename and member.filename.endswith(".py"):
+                if b"def __setstate__" in archive.read(member):
+                    raise GenbenchError(f"{path}: refused, a TorchScript file whose code runs as it loads "
+                                        f"(__setstate__ in {member.filename})")
+
+
+def _graph_ops(graph) -> Iterator[str]:
+    """The kind of every node of a TorchScript graph, its nested blocks and subgraphs included."""
+    for node in graph.nodes():
+        yield node.kind()
+        for block in node.blocks():
+            yield from _graph_ops(block)
+        if "Subgraph" in node.attributeNames():
+            yield from _graph_ops(node.g("Subgraph"))
+
+
+def _check_torchscript_program(net, path: Path) -> None:
+    """Refuse a loaded TorchScript network that exposes other methods than ``forward`` or whose
+    ``forward`` calls an operator that is not plain tensor maths (see the module docstring)."""
+    extra = sorted(set(net._c._method_names()) - set(TORCHSCRIPT_METHODS))
+    if extra:
+        raise GenbenchError(f"{path}: refused, a TorchScript feature network may expose only forward, "
+                            f"it has {', '.join(extra)}")
+    refused = sorted({op for op in _graph_ops(net.inlined_graph)
+                      if op.split("::")[0] not in TORCHSCRIPT_NAMESPACES or op in TORCHSCRIPT_REFUSED})
+    if refused:
+        raise GenbenchError(f"{path}: refused, its forward calls {', '.join(refused)} (a TorchScript feature "
+                            f"network may call only {' and '.join(TORCHSCRIPT_NAMESPACES)} operators that "
+                            "touch no file, and nothing genbench cannot inline and check)")
+
+
 def _torchscript(path: Path, dataset) -> FeatureNet:
     if not path.is_file():
         raise GenbenchError(f"--features {path}: no such file (expected {', '.join(FEATURE_NETS)} or a "
                             "TorchScript .pt file)")
+    _check_load_time_code(path)
     try:
-        net = torch.jit.load(str(path), map_location="cpu").eval()
+        net = load_torchscript(path)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise GenbenchError(f"{path}: not a TorchScript module ({first})") from None
+    _check_torchscript_program(net, path)
     try:
         with torch.no_grad():
             out = net(torch.zeros(2, *dataset.shape))
@@ -284,7 +345,7 @@ INCEPTION = FEATURE_NETS.register("inception", FeatureNetSpec(
     lambda: f"torch-fidelity's Inception-v3 (inception-v3-compat) from the local file {INCEPTION_FILE}"))
 
 
-def resolve_feature_net(name: str | None, dataset, cache_root: str | None = None, log=print) -> FeatureNet:
+def resolve_feature_net(name: str | None, dataset, cache_root: str | None = None, log=log) -> FeatureNet:
     """The feature network ``name`` (None: the data set's default) ready for ``dataset``: a name
     in ``FEATURE_NETS``, else the path of a TorchScript file.
 

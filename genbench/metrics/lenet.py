@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from genbench.core.errors import GenbenchError
+from genbench.core.errors import GenbenchError, log
 from genbench.core.weights import atomic_write, read_weights, save_weights
 
 #: image shape the classifier reads
@@ -168,7 +168,7 @@ def train_lenet(x: Tensor, y: Tensor, config: LeNetConfig) -> LeNet:
 
 
 def load_or_train_lenet(dataset, cache_dir: Path, config: LeNetConfig = LeNetConfig(),
-                        log=print) -> TrainedLeNet:
+                        log=log) -> TrainedLeNet:
     """The cached classifier of this config and data, training (and caching) it if absent.
 
     Scoring never calls this (it uses the shipped network); it is for a LeNet of other labelled data.
@@ -225,7 +225,7 @@ def load_shipped_lenet() -> LeNet:
     return model.eval()
 
 
-def retrain(data_root: str | None, out: Path, threads: int = RETRAIN_THREADS, log=print) -> dict:
+def retrain(data_root: str | None, out: Path, threads: int = RETRAIN_THREADS, log=log) -> dict:
     """Train the LeNet of 8-bit MNIST exactly as the shipped one was made; write ``out`` and its
     record (``out`` with ``.json``); return the record, with ``matches_shipped``."""
     from genbench.data import load_dataset

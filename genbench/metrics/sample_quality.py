@@ -82,6 +82,18 @@ class QualitySettings:
     rng_seed: int = 2020
     batch_size: int = 500
 
+    @property
+    def min_samples(self) -> int:
+        """Fewest samples every metric is defined on: IS splits them into ``isc_splits`` parts, and
+        precision takes each sample's ``prc_neighborhood``-th neighbour among the others."""
+        return max(self.isc_splits, self.prc_neighborhood + 1)
+
+    @property
+    def min_reference(self) -> int:
+        """Fewest real images every metric is defined on: the k-NN balls of recall and of density
+        and coverage need ``k`` neighbours besides the image itself (and FID a covariance)."""
+        return max(self.prc_neighborhood, self.dc_neighbours) + 1
+
 
 def extract_features(images: Tensor, net: FeatureNet, device: torch.device | str = "cpu",
                      batch_size: int = 500) -> dict[str, Tensor]:
@@ -169,7 +181,13 @@ def score_images(fake: Tensor, dataset, net: FeatureNet, split: str = "test", n_
     if tuple(fake.shape[1:]) != tuple(dataset.shape):
         raise GenbenchError(f"samples are {'x'.join(map(str, fake.shape[1:]))}, data set "
                             f"{dataset.name} has {'x'.join(map(str, dataset.shape))} images")
+    if len(fake) < settings.min_samples:
+        raise GenbenchError(f"{len(fake)} samples: IS, FID, KID and precision/recall need at least "
+                            f"{settings.min_samples}")
     real_images = reference_images(dataset, split, n_reference, seed)
+    if len(real_images) < settings.min_reference:
+        raise GenbenchError(f"{len(real_images)} real images of {dataset.name} {split}: the sample metrics "
+                            f"need at least {settings.min_reference} (--n-reference)")
     label = f"{dataset.name}-{split}-{len(real_images)}"
     real, _ = reference_features(real_images, net, cache or cache_dir(), label, device)
     return fidelity_metrics(extract_features(fake, net, device), real, net, settings, which)

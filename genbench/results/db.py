@@ -3,22 +3,43 @@
 Writes are transactions on short-lived connections in WAL mode with a generous busy
 timeout, so a crash never leaves a half-written run (a run's metrics and its "done" status
 land together or not at all) and two processes writing at once both get their rows in.
+
+A run is owned by one process at a time: ``claim_run`` writes the process's owner (host:pid:
+token) and a heartbeat into the run's row before it trains, a ``Lease`` thread refreshes the
+heartbeat while it trains and evaluates, and only the owner can move a run from ``running`` to
+``done`` or ``failed``. A run whose owner is gone (heartbeat older than ``STALE_AFTER``, or its
+process no longer exists on this host) is taken over by the next process that reaches it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import secrets
+import socket
 import sqlite3
+import threading
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import genbench
+from genbench.core.errors import GenbenchError
 from genbench.train.identity import RunIdentity
 
 DEFAULT_DB = Path("runs/genbench.sqlite")
+
+#: seconds without a heartbeat after which a running run's owner counts as dead (its run is
+#: taken over by the next process that reaches it)
+STALE_AFTER = 120.0
+#: seconds between heartbeats of a run being trained or evaluated
+HEARTBEAT_EVERY = STALE_AFTER / 8
+#: columns added after the first schema (ownership); older databases gain them on opening
+ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -41,7 +62,9 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT,
     train_seconds REAL,
     eval_seconds REAL,
-    versions TEXT NOT NULL
+    versions TEXT NOT NULL,
+    owner TEXT,
+    heartbeat REAL
 );
 CREATE INDEX IF NOT EXISTS runs_key ON runs (run_key);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -70,6 +93,85 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def new_owner() -> str:
+    """A name for one process's claims: host and pid (to tell whether it still runs) and a
+    random token (a reused pid is another owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _pid_exists(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, as another user's process
+        return True
+    return True
+
+
+def owner_alive(owner: str | None, heartbeat: float | None, at: float) -> bool:
+    """Whether the process that claimed a run may still be at work on it: its heartbeat is
+    fresher than ``STALE_AFTER`` and, where it ran on this host, its process still exists (so a
+    killed run is resumed at once when run again here). A row claimed by a genbench older than
+    ownership has no owner: nobody holds it."""
+    if owner is None or heartbeat is None or at - heartbeat > STALE_AFTER:
+        return False
+    host, _, rest = owner.partition(":")
+    pid = rest.split(":", 1)[0]
+    return host != socket.gethostname() or not pid.isdigit() or _pid_exists(int(pid))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What claiming a run found: ``claimed`` (this process owns row ``run_id`` now; with
+    ``taken_over``, from a dead owner ``holder``), ``busy`` (``holder``, alive, owns it) or ``done``."""
+
+    status: str
+    run_id: int
+    holder: str | None = None
+    heartbeat_age: float | None = None
+    taken_over: bool = False
+
+    def describe_holder(self) -> str:
+        """Who held the run and how long ago it was last heard of, for a message."""
+        if self.holder is None:
+            return "a genbench without run ownership (no heartbeat)"
+        if self.heartbeat_age is None:
+            return f"{self.holder} (no heartbeat)"
+        return f"{self.holder} (heartbeat {self.heartbeat_age:.0f} s ago)"
+
+
+class Lease:
+    """A claimed run's heartbeat: a daemon thread refreshes it every ``HEARTBEAT_EVERY`` seconds
+    while the run trains and evaluates (a thread, so long evaluations beat too). ``lost`` is set
+    once the row is no longer this owner's running run (another process took it over)."""
+
+    def __init__(self, db: ResultsDB, run_id: int):
+        self.db, self.run_id = db, run_id
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"genbench-heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=HEARTBEAT_EVERY)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY):
+            try:
+                if not self.db.heartbeat(self.run_id):
+                    self.lost.set()
+                    return
+            except sqlite3.Error:  # locked or busy for longer than the timeout: try at the next beat
+                continue
+
+
 def package_versions() -> dict[str, str]:
     import numpy
     import torch
@@ -79,12 +181,20 @@ def package_versions() -> dict[str, str]:
 
 
 class ResultsDB:
-    def __init__(self, path: str | Path = DEFAULT_DB):
+    """The database as one owner sees it: the runs it claims are ``owner``'s (default: a new
+    name for this process), and only they can be finished or failed through it."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, owner: str | None = None):
         self.path = Path(path)
+        self.owner = owner or new_owner()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            outdated = bool(_missing_columns(conn))
+        if outdated:
+            with self.transaction() as conn:
+                _add_missing_columns(conn)
 
     @contextmanager
     def _connect(self):
@@ -108,43 +218,86 @@ class ResultsDB:
             conn.execute("COMMIT")
 
     # --- writing -------------------------------------------------------------------------
-    def start_run(self, run: RunIdentity, run_dir: Path | str, device: str) -> int:
-        """Open (or re-open, when resuming an unfinished one) the row of run ``run``."""
+    def claim_run(self, run: RunIdentity, run_dir: Path | str, device: str) -> Claim:
+        """Own the row of ``run`` before training it, unless it is done (maybe just now, by
+        another process) or a live process owns it. A failed run's row, or one whose owner is
+        gone, is re-opened: the run resumes from its checkpoint."""
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT id FROM runs WHERE run_key = ? AND status != 'done' ORDER BY id DESC LIMIT 1",
-                (run.key,),
-            ).fetchone()
+            row = conn.execute("SELECT id FROM runs WHERE run_key = ? AND status = 'done' "
+                               "ORDER BY id DESC LIMIT 1", (run.key,)).fetchone()
             if row is not None:
-                conn.execute("UPDATE runs SET status='running', error=NULL, started_at=? WHERE id=?",
-                             (now(), row["id"]))
-                return int(row["id"])
-            cur = conn.execute(
-                "INSERT INTO runs (run_key, suite, name, model, dataset, config, seed, budget, "
-                "train, eval, status, run_dir, device, started_at, versions) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                (run.key, run.suite, run.name, run.model, run.dataset,
-                 json.dumps(run.config, sort_keys=True), run.seed, run.budget,
-                 json.dumps(run.train, sort_keys=True), json.dumps(run.eval, sort_keys=True),
-                 str(run_dir), device, now(), json.dumps(package_versions())),
-            )
-            return int(cur.lastrowid)
+                return Claim("done", int(row["id"]))
+            return self._claim(conn, run, run_dir, device)
+
+    def start_run(self, run: RunIdentity, run_dir: Path | str, device: str) -> int:
+        """Own a new row of ``run`` or re-open its unfinished one (a done row is left as it is:
+        the run gets a new row). Refused while a live process owns the run."""
+        with self.transaction() as conn:
+            claim = self._claim(conn, run, run_dir, device)
+        if claim.status == "busy":
+            raise GenbenchError(f"run {run.name} seed {run.seed} is being trained by "
+                                f"{claim.describe_holder()}")
+        return claim.run_id
+
+    def _claim(self, conn, run: RunIdentity, run_dir: Path | str, device: str) -> Claim:
+        """Inside a write transaction (so two claims never interleave): take the newest unfinished
+        row of ``run`` unless a live other owner holds it, else insert a new one."""
+        at = time.time()
+        row = conn.execute("SELECT id, status, owner, heartbeat FROM runs "
+                           "WHERE run_key = ? AND status != 'done' ORDER BY id DESC LIMIT 1",
+                           (run.key,)).fetchone()
+        if row is not None:
+            running = row["status"] == "running" and row["owner"] != self.owner
+            age = None if row["heartbeat"] is None else at - row["heartbeat"]
+            if running and owner_alive(row["owner"], row["heartbeat"], at):
+                return Claim("busy", int(row["id"]), row["owner"], age)
+            conn.execute("UPDATE runs SET status='running', error=NULL, finished_at=NULL, started_at=?, "
+                         "owner=?, heartbeat=?, run_dir=?, device=?, eval=? WHERE id=?",
+                         (now(), self.owner, at, str(run_dir), device, json.dumps(run.eval, sort_keys=True),
+                          row["id"]))
+            return Claim("claimed", int(row["id"]), row["owner"], age, taken_over=running)
+        cur = conn.execute(
+            "INSERT INTO runs (run_key, suite, name, model, dataset, config, seed, budget, "
+            "train, eval, status, run_dir, device, started_at, versions, owner, heartbeat) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            (run.key, run.suite, run.name, run.model, run.dataset,
+             json.dumps(run.config, sort_keys=True), run.seed, run.budget,
+             json.dumps(run.train, sort_keys=True), json.dumps(run.eval, sort_keys=True),
+             str(run_dir), device, now(), json.dumps(package_versions()), self.owner, at),
+        )
+        return Claim("claimed", int(cur.lastrowid))
+
+    def heartbeat(self, run_id: int) -> bool:
+        """Refresh the heartbeat of this owner's running run; False where it is not that any more."""
+        with self._connect() as conn:
+            cur = conn.execute("UPDATE runs SET heartbeat=? WHERE id=? AND owner=? AND status='running'",
+                               (time.time(), run_id, self.owner))
+            return cur.rowcount == 1
+
+    def holding(self, run_id: int) -> Lease:
+        """The heartbeat of a claimed run, for ``with`` around its training and evaluation."""
+        return Lease(self, run_id)
 
     def finish_run(self, run_id: int, metrics: dict[str, float], train_seconds: float,
                    eval_seconds: float, skipped: dict[str, str] | None = None,
-                   curve: list[dict[str, float]] | None = None) -> None:
+                   curve: list[dict[str, float]] | None = None) -> bool:
         """Store all metric values (and why any applicable metric was skipped, and the learning
-        curve's rows, each with its ``epoch``) and mark the run done, in one transaction."""
+        curve's rows, each with its ``epoch``) and mark the run done, in one transaction. Only
+        this owner's running run: returns False (and stores nothing) where it is not that."""
         with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status='done', finished_at=?, train_seconds=?, eval_seconds=? "
+                "WHERE id=? AND owner=? AND status='running'",
+                (now(), train_seconds, eval_seconds, run_id, self.owner))
+            if cur.rowcount != 1:
+                return False
             for table in ("metrics", "skipped", "curves"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             self._insert_results(conn, run_id, metrics, skipped or {})
             conn.executemany("INSERT INTO curves (run_id, epoch, name, value) VALUES (?, ?, ?, ?)",
                              [(run_id, row["epoch"], k, v) for row in curve or [] for k, v in row.items()
                               if k != "epoch"])
-            conn.execute(
-                "UPDATE runs SET status='done', finished_at=?, train_seconds=?, eval_seconds=? "
-                "WHERE id=?", (now(), train_seconds, eval_seconds, run_id))
+        return True
 
     def add_results(self, run_id: int, metric: str, values: dict[str, float], skipped: str | None,
                     eval_settings: dict[str, Any], eval_seconds: float) -> None:
@@ -165,10 +318,14 @@ class ResultsDB:
         conn.executemany("INSERT INTO skipped (run_id, metric, reason) VALUES (?, ?, ?)",
                          [(run_id, k, v) for k, v in skipped.items()])
 
-    def fail_run(self, run_id: int, error: str) -> None:
+    def fail_run(self, run_id: int, error: str) -> bool:
+        """Mark this owner's running run failed with ``error``; False (nothing changed) where the
+        run is not that: a done run, or one another process took over, stays as it is."""
         with self.transaction() as conn:
-            conn.execute("UPDATE runs SET status='failed', error=?, finished_at=? WHERE id=?",
-                         (error, now(), run_id))
+            cur = conn.execute("UPDATE runs SET status='failed', error=?, finished_at=? "
+                               "WHERE id=? AND owner=? AND status='running'",
+                               (error, now(), run_id, self.owner))
+            return cur.rowcount == 1
 
     # --- reading -------------------------------------------------------------------------
     def done_run(self, run_key: str) -> dict[str, Any] | None:
@@ -217,3 +374,54 @@ class ResultsDB:
         for r in rows:
             by_epoch.setdefault(r["epoch"], {"epoch": r["epoch"]})[r["name"]] = r["value"]
         return list(by_epoch.values())
+
+
+def _missing_columns(conn) -> list[str]:
+    have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+    return [name for name in ADDED_COLUMNS if name not in have]
+
+
+def _add_missing_columns(conn) -> None:
+    """Bring a database of an older genbench up to the schema, inside a write transaction (two
+    processes opening it at once add each column once): add the columns it lacks. Its rows keep
+    their values; a run it left running has no owner, so nobody holds it."""
+    for name in _missing_columns(conn):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {ADDED_COLUMNS[name]}")
+
+
+def check_database_file(path: str | Path) -> None:
+    """One line where ``path`` cannot be genbench's results database, before anything opens it: a
+    folder, a file that is not SQLite, an SQLite database of another schema (its tables and
+    ``user_version`` said), or a place that cannot be written. An absent or empty file is a new one."""
+    import re
+
+    path = Path(path)
+    folder = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if path.is_dir():
+        raise GenbenchError(f"--db {path}: a directory, not a genbench results database")
+    if folder != path.absolute() and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise GenbenchError(f"--db {path}: cannot write there ({folder} is not a writable folder)")
+    if folder != path.absolute() or path.stat().st_size == 0:
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise GenbenchError(f"--db {path}: cannot write to it")
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise GenbenchError(f"--db {path}: not a genbench results database (not an SQLite file)")
+    conn = None
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise GenbenchError(f"--db {path}: not a genbench results database ({exc})") from None
+    finally:
+        if conn is not None:
+            conn.close()
+    wanted = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+    runs = re.search(r"CREATE TABLE IF NOT EXISTS runs \((.*?)\n\);", SCHEMA, re.S).group(1)
+    needed = {line.split()[0] for line in runs.strip().splitlines()} - set(ADDED_COLUMNS)
+    if tables - {"sqlite_sequence"} and not (wanted <= tables and needed <= columns):
+        raise GenbenchError(f"--db {path}: an SQLite database of another schema, version {version} (tables: "
+                            f"{', '.join(sorted(tables)) or 'none'}), not genbench results")

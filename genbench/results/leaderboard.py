@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from genbench.core.weights import atomic_write
 from genbench.data import DATASETS
 from genbench.metrics.columns import Column, networks
 from genbench.metrics.features import feature_label, feature_net_provenance
@@ -114,7 +115,7 @@ def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path
     frame = leaderboard_frame(db, suite)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{suite.name}.csv", out_dir / f"{suite.name}.md"
-    frame.to_csv(csv_path, index=False)
+    atomic_write(csv_path, lambda tmp: frame.to_csv(tmp, index=False))  # several runners may finish at once
     budgets = sorted(set(frame["budget"]) if len(frame) else [], key=budget_rank)
     lines = [
         f"# Leaderboard: {suite.name}",
@@ -147,5 +148,5 @@ def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path
     skipped = skipped_lines(db, suite)
     if skipped:
         lines += ["", "Metrics that apply to a model but were not computed, and why:", "", *skipped]
-    md_path.write_text("\n".join(lines) + "\n")
+    atomic_write(md_path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return md_path, csv_path
