@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from genbench.core.errors import GenbenchError
+from genbench.core.state_specs import check_state_specs, model_specs, spec_of
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -88,18 +89,11 @@ def read_weights(path: Path) -> dict[str, Tensor]:
 
 
 def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """Load weights strictly; a missing/extra key or wrong shape is one line naming the key."""
-    expected = model.state_dict()
-    for key in expected:
-        if key not in state:
-            raise GenbenchError(f"{source}: missing key {key!r} for {type(model).__name__}")
+    """Load weights strictly; a missing/extra key, a wrong shape or kind of number is one line
+    naming the key (``check_state_specs``, the one comparison)."""
     for key, value in state.items():
-        if key not in expected:
-            raise GenbenchError(f"{source}: unexpected key {key!r} for {type(model).__name__}")
         if not isinstance(value, Tensor):
             raise GenbenchError(f"{source}: key {key!r} is not a tensor")
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise GenbenchError(f"{source}: key {key!r} has shape {list(value.shape)}, "
-                                f"the model expects {list(expected[key].shape)}")
+    check_state_specs(model_specs(model), {key: spec_of(value) for key, value in state.items()}, source,
+                      type(model).__name__)
     model.load_state_dict(state)
-
