@@ -88,13 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="evaluate a checkpoint or a set of samples",
                            description="Evaluate a genbench checkpoint (a run directory or its "
                            "checkpoint.safetensors), a foreign state dict (.pt/.pth/"
-                           ".safetensors) with --model, or samples without a model (a folder of "
-                           "PNGs or an .npz array) with --dataset: IS, FID, KID, precision/recall. "
-                           "Never unpickles code.")
+                           ".safetensors) with --model, your own model's weights with --model-code "
+                           "FILE.py:NAME (which imports and runs that file's code), or samples without a "
+                           "model (a folder of PNGs or an .npz array) with --dataset: IS, FID, KID, "
+                           "precision/recall. Never unpickles weights.")
     score.add_argument("path", type=Path)
     score.add_argument("--model", help="model name, for a foreign state dict")
     score.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="hyperparameters of --model")
+    score.add_argument("--model-code", metavar="FILE.py:NAME",
+                       help="score your own model: import FILE.py (or MODULE:NAME, an installed module) and "
+                       "build NAME, a class or factory, with --init. This RUNS THAT CODE, the one code "
+                       "genbench runs that it did not write; the weights are still never unpickled. "
+                       "Needs --dataset")
+    score.add_argument("--init", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="keyword arguments of --model-code's NAME, each a Python literal")
+    score.add_argument("--state-key", help="the key of the state dict inside a saved .pt dict (default: "
+                       "found: state_dict, model_state_dict, model, net, ...)")
     score.add_argument("--dataset", help="data set (default: the checkpoint's; mnist for foreign)")
     score.add_argument("--budget", help="evaluation budget: smoke | short | paper (k=5000, all). Default: "
                        "the settings a genbench run directory recorded for its results (so its leaderboard "
@@ -193,6 +203,8 @@ def _print_report(report: dict, header: str, args) -> None:
     print(header)
     for name, value in report["metrics"].items():
         print(f"  {name:<16} {value:.4f}")
+    for name, reason in report.get("not_applicable", {}).items():
+        print(f"  {name:<16} n/a: {reason}")
 
 
 def cmd_score_samples(args) -> int:
@@ -316,28 +328,51 @@ def cmd_score(args) -> int:
     from genbench.metrics.registry import evaluate
     from genbench.metrics.subsets import describe
     from genbench.sample_sets import is_sample_set
-    from genbench.scoring import load_for_scoring
     from genbench.train.device import select_device
+    from genbench.user_models import check_contract, not_applicable
 
-    if is_sample_set(args.path):
+    if args.model_code is None and not is_sample_set(args.path):
+        if args.init or args.state_key:
+            raise GenbenchError("--init and --state-key apply only with --model-code")
+    elif args.model_code is None:
         return cmd_score_samples(args)
-    loaded = load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
+    loaded = _load_model(args)
     device = select_device(args.device)
     dataset = load_dataset(loaded.dataset, args.data_root, device)
     settings, source = _settings_for(loaded, args)
     if args.features:  # named explicitly: unusable is an error, not a skipped metric
         resolve_feature_net(args.features, dataset, args.data_root)
+    model, test = loaded.model.to(device), dataset.eval_tensor("test")
+    if args.model_code is not None:  # the user's methods, on a tiny batch before the long run
+        check_contract(model, test, loaded.model_name)
     torch.manual_seed(settings.seed)
-    metrics = evaluate(loaded.model.to(device), dataset.eval_tensor("test"), settings, dataset=dataset)
+    skipped: dict[str, str] = {}
+    metrics = evaluate(model, test, settings, dataset=dataset, skipped=skipped)
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
     report = {"checkpoint": str(args.path), "model": loaded.model_name, "config": loaded.config,
               "dataset": loaded.dataset, "k": settings.k, "n_test": n_used, "settings_from": source,
               "settings": {k: v for k, v in asdict(settings).items() if k != "cache_root"},
               "metrics": metrics}
+    if args.model_code is not None:
+        report["not_applicable"] = not_applicable(model, metrics, skipped)
     subset = describe(settings.n_test, dataset.size("test"), settings.seed)
     _print_report(report, f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; {source} "
                   f"settings: NLL with k={settings.k} on {subset} test points", args)
     return 0
+
+
+def _load_model(args):
+    """The model ``genbench score`` evaluates: the user's (--model-code), else a checkpoint or a zoo
+    model's foreign state dict (--model)."""
+    from genbench.scoring import load_for_scoring
+    from genbench.user_models import load_user_model
+
+    if args.model_code is None:
+        return load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
+    if args.model or args.set:
+        raise GenbenchError("--model-code builds the model from your code: --model and --set do not apply "
+                            "(give its arguments with --init)")
+    return load_user_model(args.path, args.model_code, args.init, args.state_key, args.dataset)
 
 
 #: ``genbench score`` flags that override the budget's EvalSettings field of the same name

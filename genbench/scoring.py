@@ -226,21 +226,48 @@ def _refusal(exc: Exception) -> str:
     return type(exc).__name__ if "weights_only" in first or "can still be loaded" in first else first
 
 
-def read_torch_state_dict(path: Path) -> dict[str, Tensor]:
-    """A plain state dict from a zip-format ``.pt``/``.pth`` file via ``torch.load(weights_only=True)``
-    only, once ``check_torch_zip`` has bounded what it can allocate."""
+#: where training scripts commonly keep the state dict inside a saved dict, in the order looked for
+STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "weights")
+
+
+def read_torch_state_dict(path: Path, state_key: str | None = None) -> dict[str, Tensor]:
+    """A state dict from a zip-format ``.pt``/``.pth`` file via ``torch.load(weights_only=True)``
+    only, once ``check_torch_zip`` has bounded what it can allocate: the file's dict of tensors,
+    the one under ``state_key``, else the one found under a common key (``STATE_KEYS``)."""
     check_torch_zip(path, "torch state dict")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise GenbenchError(f"{path}: refused, not a weights-only state dict ({_refusal(exc)}); genbench "
                             "never unpickles code") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
-                                            for k, v in obj.items()):
-        raise GenbenchError(f"{path}: refused, expected a dict of tensors (a state dict)")
-    return obj
+    return _nested_state(obj, state_key, path)
+
+
+def _is_state(obj: Any) -> bool:
+    return isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+
+
+def _nested_state(obj: Any, state_key: str | None, path: Path) -> dict[str, Tensor]:
+    """The state dict in what ``torch.load`` gave: itself, ``obj[state_key]``, or the first of
+    ``STATE_KEYS`` (then the only value) that is a dict of tensors; anything else is one line."""
+    if state_key is not None:
+        if not isinstance(obj, dict) or state_key not in obj:
+            keys = ", ".join(map(repr, obj)) if isinstance(obj, dict) else "none: not a dict"
+            raise GenbenchError(f"{path}: no {state_key!r} in the file (--state-key); its keys: {keys}")
+        if not _is_state(obj[state_key]):
+            raise GenbenchError(f"{path}: {state_key!r} is not a dict of tensors (a state dict)")
+        return obj[state_key]
+    if _is_state(obj) and obj:
+        return obj
+    if isinstance(obj, dict):
+        found = [obj[key] for key in STATE_KEYS if _is_state(obj.get(key)) and obj[key]]
+        nested = [value for value in obj.values() if _is_state(value) and value]
+        if found or len(nested) == 1:
+            return (found or nested)[0]
+        if nested:
+            raise GenbenchError(f"{path}: several dicts of tensors in the file; name one with --state-key "
+                                f"(its keys: {', '.join(map(repr, obj))})")
+    raise GenbenchError(f"{path}: refused, expected a dict of tensors (a state dict)")
 
 
 def _checked_model(entry: ModelEntry, values: dict[str, Any], shape: tuple[int, ...],
