@@ -17,6 +17,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from genbench.core.errors import GenbenchError
+from genbench.generators import LATENT_DISTS, OUTPUT_RANGES
 from genbench.metrics.registry import EvalSettings
 from genbench.metrics.sample_quality import QualitySettings
 from genbench.sample_sets import DEFAULT_MAX_SAMPLES
@@ -90,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "checkpoint.safetensors), a foreign state dict (.pt/.pth/"
                            ".safetensors) with --model, your own model's weights with --model-code "
                            "FILE.py:NAME (which imports and runs that file's code), or samples without a "
-                           "model (a folder of PNGs or an .npz array) with --dataset: IS, FID, KID, "
-                           "precision/recall. Never unpickles weights.")
+                           "model (a folder of PNGs or an .npz array) with --dataset, or a TorchScript "
+                           "generator z -> x with --generator: IS, FID, KID, precision/recall. Never "
+                           "unpickles weights.")
     score.add_argument("path", type=Path)
     score.add_argument("--model", help="model name, for a foreign state dict")
     score.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -103,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "Needs --dataset")
     score.add_argument("--init", nargs="*", default=[], metavar="KEY=VALUE",
                        help="keyword arguments of --model-code's NAME, each a Python literal")
+    score.add_argument("--generator", action="store_true",
+                       help="PATH is a TorchScript generator (torch.jit.save) mapping latents z [B, D] to "
+                       "images [B, C, H, W]: its samples are scored for IS/FID/KID/PR. Checked as a "
+                       "--features file is (only forward, aten/prim ops, no file access); a torch.export "
+                       "program is refused (its loader unpickles). Needs --dataset and --latent-dim")
+    score.add_argument("--latent-dim", type=count(1), metavar="D",
+                       help="size D of the generator's latent z (required)")
+    score.add_argument("--latent-dist", choices=LATENT_DISTS,
+                       help="the generator's latent distribution: normal N(0, I) (default) or uniform "
+                       "U(-1, 1)")
+    score.add_argument("--output-range", choices=OUTPUT_RANGES, metavar="0,1|-1,1",
+                       help="range of the generator's outputs, mapped to [0, 1]: 0,1 (default) or -1,1 "
+                       "(write --output-range=-1,1); values outside it are an error, never clamped")
     score.add_argument("--state-key", help="the key of the state dict inside a saved .pt dict (default: "
                        "found: state_dict, model_state_dict, model, net, ...)")
     score.add_argument("--dataset", help="data set (default: the checkpoint's; mnist for foreign)")
@@ -207,31 +222,78 @@ def _print_report(report: dict, header: str, args) -> None:
         print(f"  {name:<16} n/a: {reason}")
 
 
-def cmd_score_samples(args) -> int:
-    """IS/FID/KID/PR of a folder of PNGs or an .npz array against a named data set."""
-    from genbench.data import DATASETS, load_dataset
+def _score_sample_images(args, images, device, source: dict, header: str) -> int:
+    """IS/FID/KID/PR of uint8 images against ``args.dataset``: the report of a sample set or a generator
+    (``source``: what the images came from; ``header``: how the report's first line names them)."""
+    from genbench.data import load_dataset
     from genbench.metrics.features import cache_dir, resolve_feature_net
     from genbench.metrics.sample_quality import score_images
-    from genbench.sample_sets import read_samples
-    from genbench.train.device import select_device
 
-    if not args.dataset:
-        raise GenbenchError("scoring samples needs --dataset NAME (the real data they are compared with)")
-    images = read_samples(args.path, DATASETS[args.dataset].shape, args.dataset, args.max_samples)
-    device = select_device(args.device)
     dataset = load_dataset(args.dataset, args.data_root)
     net = resolve_feature_net(args.features, dataset, args.data_root)
     n_reference = EvalSettings.quality_reference if args.quality_reference is None else args.quality_reference
     metrics = score_images(images, dataset, net, args.quality_split, n_reference, cache_dir(args.data_root),
                            device)
     n_real = min(n_reference, dataset.size(args.quality_split))
-    report = {"samples": str(args.path), "n_samples": len(images), "dataset": args.dataset,
+    report = {**source, "n_samples": len(images), "dataset": args.dataset,
               "reference_split": args.quality_split, "n_reference": n_real, "features": net.label,
               "metrics": metrics}
     detail = f" ({net.detail})" if net.detail else ""
-    _print_report(report, f"{args.path}: {len(images)} samples vs {n_real} {args.dataset} "
+    _print_report(report, f"{header}: {len(images)} samples vs {n_real} {args.dataset} "
                   f"{args.quality_split} images; features {net.label}{detail}", args)
     return 0
+
+
+def _need_dataset(args, what: str) -> None:
+    if not args.dataset:
+        raise GenbenchError(f"scoring {what} needs --dataset NAME (the real data they are compared with)")
+
+
+def cmd_score_samples(args) -> int:
+    """IS/FID/KID/PR of a folder of PNGs or an .npz array against a named data set."""
+    from genbench.data import DATASETS
+    from genbench.sample_sets import read_samples
+    from genbench.train.device import select_device
+
+    _need_dataset(args, "samples")
+    images = read_samples(args.path, DATASETS[args.dataset].shape, args.dataset, args.max_samples)
+    return _score_sample_images(args, images, select_device(args.device), {"samples": str(args.path)},
+                                str(args.path))
+
+
+def _generator_sample_count(args) -> int:
+    """--quality-samples, by default the reference count (10,000, capped by --max-samples)."""
+    n = min(EvalSettings.quality_reference, args.max_samples) if args.quality_samples is None \
+        else args.quality_samples
+    if n == 0:
+        raise GenbenchError("a generator is scored on its samples: --quality-samples must be at least "
+                            f"{QualitySettings().min_samples}")
+    if n > args.max_samples:
+        raise GenbenchError(f"{n:,} generator samples asked for, over the limit of {args.max_samples:,} "
+                            "(--max-samples)")
+    return n
+
+
+def cmd_score_generator(args) -> int:
+    """IS/FID/KID/PR of samples of a TorchScript generator z -> x, drawn as a zoo sampler's are."""
+    from genbench.data import DATASETS
+    from genbench.generators import load_generator
+    from genbench.metrics.sample_quality import model_samples
+    from genbench.train.device import select_device
+
+    if args.model or args.set or args.model_code or args.init or args.state_key:
+        raise GenbenchError("--generator scores a TorchScript file alone: --model, --set, --model-code, "
+                            "--init and --state-key do not apply")
+    _need_dataset(args, "a generator")
+    n, device, seed = _generator_sample_count(args), select_device(args.device), EvalSettings.seed
+    dist, output_range = args.latent_dist or "normal", args.output_range or "0,1"
+    generator = load_generator(args.path, DATASETS[args.dataset].shape, args.dataset, args.latent_dim, dist,
+                               output_range, device)
+    images = model_samples(generator, n, seed)
+    source = {"generator": str(args.path), "latent_dim": args.latent_dim, "latent_dist": dist,
+              "output_range": output_range, "seed": seed}
+    return _score_sample_images(args, images, device, source, f"{args.path}: generator, z ~ {dist} "
+                                f"{args.latent_dim}-d, seed {seed}")
 
 
 def _settings_for(loaded, args) -> tuple[EvalSettings, str]:
@@ -331,6 +393,10 @@ def cmd_score(args) -> int:
     from genbench.train.device import select_device
     from genbench.user_models import check_contract, not_applicable
 
+    if args.generator:
+        return cmd_score_generator(args)
+    if args.latent_dim or args.latent_dist or args.output_range:
+        raise GenbenchError("--latent-dim, --latent-dist and --output-range apply only with --generator")
     if args.model_code is None and not is_sample_set(args.path):
         if args.init or args.state_key:
             raise GenbenchError("--init and --state-key apply only with --model-code")

@@ -19,7 +19,8 @@ LAYERS = {"core": 0, "data": 1, "zoo": 1, "metrics": 2, "train": 3, "suites": 4,
 #: genbench modules outside a sub-package: which unit they belong to
 TOP_LEVEL = {"genbench": "core", "genbench.protocols": "core", "genbench.runner": "harness",
              "genbench.scoring": "harness", "genbench.sample_sets": "harness", "genbench.cli": "harness",
-             "genbench.user_models": "harness", "genbench.__main__": "harness"}
+             "genbench.user_models": "harness", "genbench.generators": "harness",
+             "genbench.__main__": "harness"}
 
 
 def unit_of(module: str) -> str | None:

@@ -24,6 +24,8 @@ IS/FID/KID/precision-recall; genbench only picks the network and its layers:
   ``__setstate__`` (``_check_load_time_code``), and before calling it, one that exposes a
   method besides ``forward`` or whose inlined ``forward`` graph calls an operator outside
   ``TORCHSCRIPT_NAMESPACES``, a refused one (``TORCHSCRIPT_REFUSED``) or a call it cannot inline.
+  ``load_checked_torchscript`` applies these checks; a TorchScript generator
+  (``genbench.generators``) passes the same ones.
 
 The name appears in every metric key (``fid_lenet``, ``fid_inception``): values from
 different feature networks are not comparable.
@@ -261,32 +263,39 @@ def _graph_ops(graph) -> Iterator[str]:
             yield from _graph_ops(node.g("Subgraph"))
 
 
-def _check_torchscript_program(net, path: Path) -> None:
-    """Refuse a loaded TorchScript network that exposes other methods than ``forward`` or whose
-    ``forward`` calls an operator that is not plain tensor maths (see the module docstring)."""
+def _check_torchscript_program(net, path: Path, kind: str) -> None:
+    """Refuse a loaded TorchScript ``kind`` (feature network, generator) that exposes other methods than
+    ``forward`` or whose ``forward`` calls an operator that is not plain tensor maths (module docstring)."""
     extra = sorted(set(net._c._method_names()) - set(TORCHSCRIPT_METHODS))
     if extra:
-        raise GenbenchError(f"{path}: refused, a TorchScript feature network may expose only forward, "
+        raise GenbenchError(f"{path}: refused, a TorchScript {kind} may expose only forward, "
                             f"it has {', '.join(extra)}")
     refused = sorted({op for op in _graph_ops(net.inlined_graph)
                       if op.split("::")[0] not in TORCHSCRIPT_NAMESPACES or op in TORCHSCRIPT_REFUSED})
     if refused:
-        raise GenbenchError(f"{path}: refused, its forward calls {', '.join(refused)} (a TorchScript feature "
-                            f"network may call only {' and '.join(TORCHSCRIPT_NAMESPACES)} operators that "
+        raise GenbenchError(f"{path}: refused, its forward calls {', '.join(refused)} (a TorchScript {kind} "
+                            f"may call only {' and '.join(TORCHSCRIPT_NAMESPACES)} operators that "
                             "touch no file, and nothing genbench cannot inline and check)")
 
 
-def _torchscript(path: Path, dataset) -> FeatureNet:
-    if not path.is_file():
-        raise GenbenchError(f"--features {path}: no such file (expected {', '.join(FEATURE_NETS)} or a "
-                            "TorchScript .pt file)")
+def load_checked_torchscript(path: Path, kind: str = "feature network"):
+    """A TorchScript file that passed every check of the module docstring, loaded: the one gate of
+    the TorchScript files genbench calls (a ``kind``: feature network or generator)."""
     _check_load_time_code(path)
     try:
         net = load_torchscript(path)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise GenbenchError(f"{path}: not a TorchScript module ({first})") from None
-    _check_torchscript_program(net, path)
+    _check_torchscript_program(net, path, kind)
+    return net
+
+
+def _torchscript(path: Path, dataset) -> FeatureNet:
+    if not path.is_file():
+        raise GenbenchError(f"--features {path}: no such file (expected {', '.join(FEATURE_NETS)} or a "
+                            "TorchScript .pt file)")
+    net = load_checked_torchscript(path)
     try:
         with torch.no_grad():
             out = net(torch.zeros(2, *dataset.shape))
