@@ -190,7 +190,8 @@ class ResultsDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+            # in one transaction: a concurrent reader (check_database_file) sees all tables or none
+            conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
             outdated = bool(_missing_columns(conn))
         if outdated:
             with self.transaction() as conn:
