@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import statistics
+import time
 
 
 def contention_note(threads: int) -> str | None:
@@ -13,3 +15,18 @@ def contention_note(threads: int) -> str | None:
                 "every parallel op waits for a busy core, which slows many small ops most "
                 "(compare with --threads 1)")
     return None
+
+
+def median_seconds(fn, repeats: int) -> tuple[float, object]:
+    """(median seconds, last value) of ``repeats`` calls of ``fn()`` after an untimed warm-up call;
+    with ``repeats`` 0, the warm-up call alone is timed."""
+    started = time.perf_counter()
+    value = fn()
+    times = [time.perf_counter() - started]
+    if repeats > 0:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            value = fn()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times), value

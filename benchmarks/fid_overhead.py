@@ -20,14 +20,12 @@ Each timing is the median of ``--repeats`` after an untimed warm-up:
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch_fidelity
-from common import contention_note  # benchmarks/common.py (the script folder is on sys.path)
+from common import contention_note, median_seconds  # benchmarks/common.py (the script folder is on sys.path)
 
 from genbench.data import load_dataset
 from genbench.metrics.features import resolve_feature_net
@@ -41,17 +39,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     return p.parse_args()
-
-
-def median_seconds(fn, repeats: int) -> tuple[float, float]:
-    """(median seconds, last value) of ``fn()`` after one untimed call."""
-    value = fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), value
 
 
 def main() -> None:

@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
-from common import contention_note  # benchmarks/common.py (the script folder is on sys.path)
+from common import contention_note, median_seconds  # benchmarks/common.py (the script folder is on sys.path)
 from threadpoolctl import threadpool_limits
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
@@ -50,20 +48,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op and BLAS threads")
     return p.parse_args()
-
-
-def seconds(fn, repeats: int) -> tuple[float, object]:
-    """(median seconds, last value) of ``fn()``: after an untimed call, or that call alone."""
-    started = time.perf_counter()
-    value = fn()
-    times = [time.perf_counter() - started]
-    if repeats > 0:
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            value = fn()
-            times.append(time.perf_counter() - started)
-    return statistics.median(times), value
 
 
 def features(n: int, d: int, seed: int, shift: float) -> torch.Tensor:
@@ -104,7 +88,7 @@ def bench(n: int, d: int, repeats: int) -> None:
             ("density/coverage k=5", lambda: density_coverage(real, fake, k=5)),
             ("precision/recall k=3", lambda: prc_features_to_metric(fake, real, **fidelity_kwargs)),
             ("KID, 100 subsets", lambda: kid_features_to_metric(fake, real, **fidelity_kwargs))]
-    results = [(name, *seconds(fn, repeats)) for name, fn in rows]
+    results = [(name, *median_seconds(fn, repeats)) for name, fn in rows]
     base = results[0][1]
     print(f"\nD = {d}, {n} fake + {n} real features")
     print(f"  {'metric':<22}{'seconds':>9}{'x plain FID':>13}   value")
