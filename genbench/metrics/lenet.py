@@ -277,11 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     except GenbenchError as exc:
         print(f"genbench: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({record['train_seconds']:.0f} s)")
-    print(f"sha256 {record['sha256']}")
-    print(f"test accuracy {record['test_accuracy']:.4f}")
-    print(f"same data as the shipped weights: {record['same_data_as_shipped']}")
-    print(f"identical to the shipped weights: {record['matches_shipped']}")
+    log(f"wrote {args.out} ({record['train_seconds']:.0f} s)")
+    log(f"sha256 {record['sha256']}")
+    log(f"test accuracy {record['test_accuracy']:.4f}")
+    log(f"same data as the shipped weights: {record['same_data_as_shipped']}")
+    log(f"identical to the shipped weights: {record['matches_shipped']}")
     return 0
 
 
