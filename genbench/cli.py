@@ -194,7 +194,7 @@ def cmd_run(args) -> int:
     db = ResultsDB(args.db)
     print(f"suite {suite.name} ({budget.describe()}) on {device}")
     outcomes = run_suite(suite, budget, db, args.runs_dir, device, args.data_root, args.models,
-                         args.seeds, progress=not args.no_progress)
+                         args.seeds, progress=not args.no_progress, log=print)  # its results: stdout
     md, csv = render_leaderboard(db, suite, args.leaderboards)  # also when runs failed
     print(f"leaderboard: {md} and {csv}")
     return report_outcomes(outcomes)

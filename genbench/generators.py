@@ -8,7 +8,7 @@ is called (``load_checked_torchscript``: only ``forward``, aten/prim operators t
 no load-time code), so genbench runs none of the user's Python.
 
 A ``torch.export`` program (``torch.export.save``) is refused unread: torch 2.14's
-``torch.export.load`` unpickles its weights and constants (``torch.load(weights_only=False)``,
+``torch.export.load`` unpickles its weights and constants (torch's loader with weights_only off,
 ``pickle.loads``), and genbench never unpickles.
 """
 

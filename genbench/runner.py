@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from genbench.core.errors import GenbenchError, TrainingDiverged
+from genbench.core.errors import GenbenchError, TrainingDiverged, log
 from genbench.core.models import MODELS, config_dict
 from genbench.data import load_dataset
 from genbench.metrics.registry import METRICS, EvalSettings, evaluate
@@ -54,10 +53,6 @@ class RunTakenOver(GenbenchError):
     """Another process took over the run this process was training (its heartbeat had gone stale)."""
 
 
-def _to_stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def prepare_folder(path: Path, flag: str) -> None:
     """Create the folder a run writes into, or say in one line why it cannot be one (a file is
     there, or above it), before anything trains."""
@@ -70,7 +65,7 @@ def prepare_folder(path: Path, flag: str) -> None:
         raise GenbenchError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc})") from None
 
 
-def report_outcomes(outcomes: list[RunOutcome], warn=_to_stderr) -> int:
+def report_outcomes(outcomes: list[RunOutcome], warn=log) -> int:
     """Say which runs were left to other processes and which failed (with their reasons);
     the exit status of ``genbench run``: 1 where any failed, else 0."""
     elsewhere = [o for o in outcomes if o.status in ("busy", "lost")]
@@ -96,8 +91,8 @@ def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_
 
 def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, device: torch.device,
               data_root: str | None = None, only: list[str] | None = None,
-              seeds: int | None = None, progress: bool = True, log=print,
-              warn=_to_stderr) -> list[RunOutcome]:
+              seeds: int | None = None, progress: bool = True, log=log,
+              warn=log) -> list[RunOutcome]:
     """Every (run, seed) of the suite, in order: one line each through ``log``; skipped, taken-over
     and lost runs, and the tracebacks of unexpected failures, through ``warn`` (stderr)."""
     entries = suite.select(only)
@@ -121,7 +116,7 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, devic
 
 def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, db: ResultsDB,
             runs_dir: Path, device: torch.device, progress: bool = True,
-            data_root: str | None = None, warn=_to_stderr) -> RunOutcome:
+            data_root: str | None = None, warn=log) -> RunOutcome:
     """Train, evaluate and record one (run, seed), unless it is done (then its results are reused,
     with sample quality added where the budget now asks for it) or a live process holds it."""
     run = run_identity(suite, entry, seed, budget, dataset.shape)
@@ -264,7 +259,7 @@ def _needs_sample_quality(done: dict, settings) -> bool:
         stored.get(name) != getattr(settings, name) for name in QUALITY_SETTINGS)
 
 
-def _add_sample_quality(done: dict, settings, dataset, db: ResultsDB, warn=_to_stderr) -> None:
+def _add_sample_quality(done: dict, settings, dataset, db: ResultsDB, warn=log) -> None:
     """Evaluate the sample-quality metric of a finished run from its final checkpoint (the
     weights its other metrics were computed with) and add it to the run's results; where that
     fails, the reason is recorded instead (the run stays done)."""
