@@ -66,7 +66,8 @@ def test_score_a_checkpoint_prints_the_metrics_that_apply(smoke_run, capsys):
     report = json.loads(out)
     assert code == 0 and report["model"] == "vae" and report["k"] == 10 and report["n_test"] == 50
     surgery = {"surgery_avg_kl", "surgery_mutual_info", "surgery_marginal_kl", "surgery_train_elbo"}
-    errors = {"nll_se", "bits_per_dim_se", "elbo_se"}
+    errors = {"nll_se", "bits_per_dim_se", "elbo_se", "active_units_std", "surgery_avg_kl_se",
+              "surgery_mutual_info_se", "surgery_marginal_kl_se"}
     assert set(report["metrics"]) == {"nll", "bits_per_dim", "elbo", "active_units", *surgery, *errors}
     code, out, _ = run_cli(capsys, "score", os.path.join(run_dir, "checkpoint.safetensors"),
                            "--budget", "smoke")

@@ -13,6 +13,7 @@ from genbench.metrics.disentanglement import (
     DisentanglementSettings,
     beta_vae_pairs,
     beta_vae_score,
+    binomial_se,
     discrete_entropy,
     discrete_mutual_info,
     factor_vae_score,
@@ -85,7 +86,7 @@ def test_true_factors_score_100_percent_and_noise_scores_chance():
 def test_factor_vae_score_of_true_factors_and_of_noise():
     data = Stripes()
     exact = factor_vae_score(data, true_factors, rng(), SETTINGS)
-    assert exact == {"train_accuracy": 1.0, "eval_accuracy": 1.0, "active_dims": 4.0}
+    assert exact == {"train_accuracy": 1.0, "eval_accuracy": 1.0, "eval_accuracy_se": 0.0, "active_dims": 4.0}
     noise = factor_vae_score(data, Noise(), rng(), replace(SETTINGS, n_eval=2000))
     assert noise["eval_accuracy"] == pytest.approx(1 / 4, abs=0.05)
 
@@ -96,7 +97,7 @@ def test_factor_vae_drops_collapsed_latents():
 
     assert factor_vae_score(Stripes(), with_a_dead_latent, rng(), SETTINGS)["active_dims"] == 4.0
     assert factor_vae_score(Stripes(), lambda x: torch.zeros(len(x), 3), rng(), SETTINGS) == {
-        "train_accuracy": 0.0, "eval_accuracy": 0.0, "active_dims": 0.0}
+        "train_accuracy": 0.0, "eval_accuracy": 0.0, "eval_accuracy_se": 0.0, "active_dims": 0.0}
 
 
 def test_mig_is_one_for_true_factors_lower_when_rotated_and_zero_for_noise():
@@ -107,6 +108,25 @@ def test_mig_is_one_for_true_factors_lower_when_rotated_and_zero_for_noise():
     assert exact == pytest.approx(1.0, abs=0.01)
     assert rotated < exact - 0.3
     assert noise < 0.02
+
+
+def test_classifier_scores_carry_the_binomial_standard_error_of_their_eval_accuracy():
+    assert binomial_se(0.9, 100) == pytest.approx(0.03)
+    settings = replace(SETTINGS, n_eval=2000)
+    for score in (beta_vae_score, factor_vae_score):
+        noise = score(Stripes(), Noise(), rng(), settings)
+        p = noise["eval_accuracy"]
+        assert noise["eval_accuracy_se"] == pytest.approx((p * (1 - p) / 2000) ** 0.5), score.__name__
+
+
+def test_mig_bootstrap_std_is_zero_for_true_factors_and_near_the_spread_over_fresh_draws():
+    data = Stripes()
+    assert mig(data, true_factors, rng(), SETTINGS)["mig_std"] < 1e-3
+    small = replace(SETTINGS, n_mig=500)
+    draws = [mig(data, rotated_factors(), rng(seed), small) for seed in range(12)]
+    spread = np.std([d["mig"] for d in draws], ddof=1)
+    bootstrap = np.mean([d["mig_std"] for d in draws])
+    assert 0.5 * spread < bootstrap < 2.0 * spread  # the bootstrap estimates the sampling spread
 
 
 def test_same_seed_same_numbers_whatever_the_batch_size():
@@ -174,7 +194,8 @@ def test_the_registry_scores_models_on_ground_truth_data_only():
     exact = evaluate(FactorEncoder(), test, settings, only=only, dataset=Stripes())
     assert exact["beta_vae_score"] == 1.0 and exact["factor_vae_score"] == 1.0
     assert exact["mig"] == pytest.approx(1.0, abs=0.01)
-    assert {"beta_vae_score_train_accuracy", "factor_vae_score_active_dims"} <= set(exact)
+    assert {"beta_vae_score_train_accuracy", "factor_vae_score_active_dims", "beta_vae_score_se",
+            "factor_vae_score_se", "mig_std"} <= set(exact)
     model = RotatedRepresentation()
     assert isinstance(model, Representation)
     rotated = evaluate(model, test, settings, only=only, dataset=Stripes())

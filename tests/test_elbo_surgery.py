@@ -164,6 +164,10 @@ def test_the_registry_runs_surgery_on_a_seeded_subset_of_the_training_split(toy)
     assert avg_kl == pytest.approx(mi + marginal, rel=1e-9) and 0 < mi <= math.log(150)
     x = toy.eval_tensor("train")[subset_index(toy.size("train"), 150, seed=4)]
     assert elbo == pytest.approx(model.log_prob(x).mean().item(), abs=1e-6)  # exact posterior
+    terms = elbo_surgery(model, x, samples=2, seed=4).terms
+    for key, se in (("avg_kl", terms.avg_kl_stderr), ("mutual_info", terms.mutual_info_stderr),
+                    ("marginal_kl", terms.marginal_kl_stderr)):
+        assert from_dataset[f"surgery_{key}_se"] == pytest.approx(se, rel=1e-9) and se > 0, key
     assert "surgery_avg_kl" not in evaluate(model, toy.eval_tensor("test"), settings)  # no train data
 
 

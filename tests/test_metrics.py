@@ -111,6 +111,21 @@ def test_active_units_count_units_above_the_threshold():
     assert metrics.active_units(model, x, threshold=0.1) == 2
 
 
+def test_active_units_bootstrap_std_equals_a_loop_over_resamples_and_vanishes_far_from_the_threshold():
+    from genbench.metrics.latent import active_units_bootstrap_std
+
+    gen = torch.Generator().manual_seed(3)
+    means = [torch.randn(300, 5, generator=gen, dtype=torch.float64) * torch.tensor(
+        [1.0, 0.1, 0.1, 0.01, 3.0], dtype=torch.float64)]
+    std = active_units_bootstrap_std(means, threshold=0.01, resamples=50,
+                                     generator=torch.Generator().manual_seed(9))
+    index = torch.randint(300, (50, 300), generator=torch.Generator().manual_seed(9))
+    counts = [float((means[0][rows].var(0, unbiased=False) > 0.01).sum()) for rows in index]
+    assert std == pytest.approx(float(np.std(counts, ddof=1)), rel=1e-12)
+    assert std > 0  # units 1 and 2 (variance 0.01) sit on the threshold
+    assert active_units_bootstrap_std(means, threshold=1e-6, resamples=50) == 0.0  # every unit far above
+
+
 def test_active_units_per_layer_for_a_hierarchical_model(toy):
     from zoo import MODELS
 

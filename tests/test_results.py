@@ -84,13 +84,14 @@ def test_paper_table_puts_measured_cells_beside_the_papers(tmp_path):
         cells = [c.strip() for c in line.strip("|").split("|")]
         if cells[0].isdigit():
             rows[(int(cells[0]), int(cells[1]))] = cells[2:]
-    assert rows[(1, 1)][:2] == ["86.76 / 96.00 ± 1.41", "19 / 12"]
-    assert rows[(2, 5)][2:4] == ["83.89 / 93.00", "21+5 / 20+5"]
+    assert rows[(1, 1)][:2] == ["86.76 / 96.00 ± 1.41", "19 / 12 ± 0"]  # two seeds: their spread
+    assert rows[(2, 5)][2:4] == ["83.89 / 93.00", "21+5 / 25 (20+5)"]  # the total with its layers' parts
     assert rows[(2, 5)][0] == "85.01 / –"  # the VAE cell of that row was not run
     assert rows[(2, 50)][2] == "82.90 / –"
     assert "budget `short`: 2 epoch(s)" in table and "1 to 2 seed(s) per cell" in table
     assert "(mean ± std over seeds; with one seed, the value ± its own uncertainty (MNIST VAE NLL," in table
-    assert "NLL: s.e. over test points)" in table
+    assert "NLL: s.e. over test points; MNIST VAE active" in table
+    assert "active: std over 200 bootstrap resamples of the test points)" in table
     assert "no conclusion about whether the paper reproduces can be drawn" in table
 
 

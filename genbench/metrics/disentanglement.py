@@ -29,6 +29,14 @@ from genbench.data.ground_truth import GroundTruthData
 
 RepresentationFn = Callable[[Tensor], Tensor]
 
+#: bootstrap resamples of the observations behind MIG's uncertainty
+MIG_RESAMPLES = 100
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on ``n`` independent points (the classifier fixed)."""
+    return float(np.sqrt(accuracy * (1.0 - accuracy) / n))
+
 
 @dataclass(frozen=True)
 class DisentanglementSettings:
@@ -101,8 +109,9 @@ def linear_classifier_accuracies(train_x: np.ndarray, train_y: np.ndarray, eval_
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(max_iter=1000).fit(train_x, train_y)
-    return {"train_accuracy": float(model.score(train_x, train_y)),
-            "eval_accuracy": float(model.score(eval_x, eval_y))}
+    accuracy = float(model.score(eval_x, eval_y))
+    return {"train_accuracy": float(model.score(train_x, train_y)), "eval_accuracy": accuracy,
+            "eval_accuracy_se": binomial_se(accuracy, len(eval_y))}
 
 
 def beta_vae_score(data: GroundTruthData, represent: RepresentationFn, rng: np.random.Generator,
@@ -143,13 +152,14 @@ def factor_vae_score(data: GroundTruthData, represent: RepresentationFn, rng: np
     scale = codes.std(0, ddof=1)
     active = scale >= settings.prune_threshold
     if not active.any():
-        return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "active_dims": 0.0}
+        return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "eval_accuracy_se": 0.0, "active_dims": 0.0}
     train_votes = _factor_vae_votes(data, represent, settings.n_train, rng, settings, scale, active)
     classifier = train_votes.argmax(0)  # each latent predicts the factor it voted for most
     latents = np.arange(train_votes.shape[1])
     eval_votes = _factor_vae_votes(data, represent, settings.n_eval, rng, settings, scale, active)
+    accuracy = float(eval_votes[classifier, latents].sum() / eval_votes.sum())
     return {"train_accuracy": float(train_votes[classifier, latents].sum() / train_votes.sum()),
-            "eval_accuracy": float(eval_votes[classifier, latents].sum() / eval_votes.sum()),
+            "eval_accuracy": accuracy, "eval_accuracy_se": binomial_se(accuracy, int(eval_votes.sum())),
             "active_dims": float(active.sum())}
 
 
@@ -187,14 +197,26 @@ def discrete_entropy(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def mig(data: GroundTruthData, represent: RepresentationFn, rng: np.random.Generator,
-        settings: DisentanglementSettings = DisentanglementSettings()) -> dict[str, float]:
-    """Chen et al.'s mutual information gap: {mig}, over factors that vary (entropy > 0)."""
-    factors = data.sample_factors(settings.n_mig, rng)
-    codes = represent_factors(data, represent, factors, rng, settings.batch_size)
-    info = discrete_mutual_info(histogram_bins(codes, settings.n_bins), factors)  # [d, F]
+def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, n_bins: int) -> float:
+    """MIG of ``[n, d]`` representations against their ``[n, F]`` int factors."""
+    info = discrete_mutual_info(histogram_bins(codes, n_bins), factors)  # [d, F]
     entropy = discrete_entropy(factors)
     top = -np.sort(-info, axis=0)
     second = top[1] if len(top) > 1 else np.zeros(info.shape[1])
     varies = entropy > 0
-    return {"mig": float(((top[0] - second)[varies] / entropy[varies]).mean())}
+    return float(((top[0] - second)[varies] / entropy[varies]).mean())
+
+
+def mig(data: GroundTruthData, represent: RepresentationFn, rng: np.random.Generator,
+        settings: DisentanglementSettings = DisentanglementSettings()) -> dict[str, float]:
+    """Chen et al.'s mutual information gap over factors that vary (entropy > 0): {mig, mig_std}.
+
+    ``mig_std`` is the std of the same estimator on MIG_RESAMPLES bootstrap resamples of the
+    observations, drawn after the observations so that ``mig`` itself does not depend on them.
+    """
+    factors = data.sample_factors(settings.n_mig, rng)
+    codes = represent_factors(data, represent, factors, rng, settings.batch_size)
+    value = mutual_information_gap(codes, factors, settings.n_bins)
+    resampled = [mutual_information_gap(codes[rows], factors[rows], settings.n_bins)
+                 for rows in rng.integers(len(codes), size=(MIG_RESAMPLES, len(codes)))]
+    return {"mig": value, "mig_std": float(np.std(resampled, ddof=1))}

@@ -34,7 +34,7 @@ from genbench.metrics import disentanglement
 from genbench.metrics.columns import Column, with_errors
 from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
-from genbench.metrics.latent import active_units_per_layer
+from genbench.metrics.latent import BOOTSTRAP_RESAMPLES, active_units_with_std
 from genbench.metrics.likelihood import bits_per_dim, nll_and_se
 from genbench.metrics.sample_quality import sample_quality_applies, sample_quality_metrics
 from genbench.metrics.subsets import representative, subset_index
@@ -178,8 +178,8 @@ def _elbo(model, ctx: EvalContext) -> dict[str, float]:
 
 
 def _active_units(model, ctx: EvalContext) -> dict[str, float]:
-    per_layer = active_units_per_layer(model, ctx.data, ctx.settings.active_threshold)
-    out = {"active_units": float(sum(per_layer))}
+    per_layer, std = active_units_with_std(model, ctx.data, ctx.settings.active_threshold)
+    out = {"active_units": float(sum(per_layer)), "active_units_std": std}
     if len(per_layer) > 1:
         out |= {f"active_units_l{i + 1}": float(n) for i, n in enumerate(per_layer)}
     return out
@@ -210,8 +210,11 @@ def _elbo_surgery(model, ctx: EvalContext) -> dict[str, float]:
     s = ctx.settings
     x = ctx.training_points(s.surgery_points)
     result = elbo_surgery(model, x, samples=s.surgery_samples, seed=s.seed)
-    return {"surgery_avg_kl": result.terms.avg_kl, "surgery_mutual_info": result.terms.mutual_info,
-            "surgery_marginal_kl": result.terms.marginal_kl, "surgery_train_elbo": result.elbo}
+    terms = result.terms
+    return {"surgery_avg_kl": terms.avg_kl, "surgery_avg_kl_se": terms.avg_kl_stderr,
+            "surgery_mutual_info": terms.mutual_info, "surgery_mutual_info_se": terms.mutual_info_stderr,
+            "surgery_marginal_kl": terms.marginal_kl, "surgery_marginal_kl_se": terms.marginal_kl_stderr,
+            "surgery_train_elbo": result.elbo}
 
 
 def representation_function(model, device: torch.device) -> Callable[[Tensor], Tensor]:
@@ -234,7 +237,7 @@ def _disentanglement_metric(score, prefix: str):
         values = score(ctx.dataset, representation_function(model, device), rng,
                        ctx.settings.disentanglement(device))
         if "eval_accuracy" in values:
-            return {prefix: values.pop("eval_accuracy"),
+            return {prefix: values.pop("eval_accuracy"), f"{prefix}_se": values.pop("eval_accuracy_se"),
                     **{f"{prefix}_{key}": value for key, value in values.items()}}
         return values
 
@@ -250,6 +253,8 @@ def _test_points_text(values: dict[str, str]) -> str:
 
 #: the uncertainty of a mean over test points
 SE_TEST = "s.e. over test points"
+_SE_SURGERY = "s.e. over the training points' posterior samples"
+_SE_ACCURACY = "binomial s.e. of the evaluation accuracy"
 _SE_FIXED_SET = "s.e. over the scored points, the other set's neighbourhoods fixed"
 
 
@@ -275,7 +280,8 @@ _DISENTANGLEMENT_TABLE = ("classifiers on {disentanglement_train} training and {
 
 def _accuracy_columns(key: str, label: str) -> tuple[Column, ...]:
     """A classifier score (shown in %) and its training accuracy (stored only)."""
-    return (Column(key, label, "%", 1, "higher", 100),
+    return (*with_errors(Column(key, label, "%", 1, "higher", 100, error=f"{key}_se",
+                                error_kind=_SE_ACCURACY)),
             Column(f"{key}_train_accuracy", f"{label} train accuracy", "%", 1, "higher", 100, shown=False))
 
 
@@ -295,13 +301,19 @@ for _spec in (
                ("n_test",)),
     MetricSpec("active_units", "units with Cov_x(E_q[z_u]) > 0.01 (Burda et al.), per layer",
                (LatentVariableModel,), _active_units,
-               (Column("active_units", "active units", "units", 0, None, layers="active_units_l"),),
+               with_errors(Column("active_units", "active units", "units", 0, None, layers="active_units_l",
+                                  error="active_units_std",
+                                  error_kind=f"std over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the "
+                                             "test points")),
                ("n_test", "active_threshold")),
     MetricSpec("elbo_surgery", "training avg KL = index-code mutual information + marginal KL "
                "(Hoffman & Johnson), with the training ELBO", (LatentVariableModel,), _elbo_surgery,
-               (Column("surgery_avg_kl", "avg KL (train)", "nats", 2),
-                Column("surgery_mutual_info", "mutual info", "nats", 2),
-                Column("surgery_marginal_kl", "marginal KL", "nats", 2, "lower"),
+               (*with_errors(Column("surgery_avg_kl", "avg KL (train)", "nats", 2, error="surgery_avg_kl_se",
+                                    error_kind=_SE_SURGERY),
+                             Column("surgery_mutual_info", "mutual info", "nats", 2,
+                                    error="surgery_mutual_info_se", error_kind=_SE_SURGERY),
+                             Column("surgery_marginal_kl", "marginal KL", "nats", 2, "lower",
+                                    error="surgery_marginal_kl_se", error_kind=_SE_SURGERY)),
                 Column("surgery_train_elbo", "train ELBO (nats)", "nats", 2, "higher", shown=False)),
                ("seed", "surgery_points", "surgery_samples"), _surgery_applies,
                lambda s: f"ELBO surgery over {s.surgery_points} training points",
@@ -320,7 +332,9 @@ for _spec in (
                _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
     MetricSpec("mig", "mutual information gap (Chen et al.), 20 bins per latent",
                (Representation, LatentVariableModel), _disentanglement_metric(disentanglement.mig, "mig"),
-               (Column("mig", "MIG", "", 3, "higher"),), _DISENTANGLEMENT_SETTINGS,
+               with_errors(Column("mig", "MIG", "", 3, "higher", error="mig_std",
+                                  error_kind=f"std over {disentanglement.MIG_RESAMPLES} bootstrap resamples "
+                                             "of the observations")), _DISENTANGLEMENT_SETTINGS,
                _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
     MetricSpec("sample_quality", "IS, FID, KID, precision/recall of samples (torch-fidelity), FD-infinity "
                "(Chong & Forsyth) and density/coverage (Naeem et al.) on a named feature net: LeNet for "

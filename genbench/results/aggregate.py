@@ -41,6 +41,14 @@ def summarize(values: list[float]) -> Summary | None:
     return Summary(statistics.fmean(values), std, len(values))
 
 
+def layered_cell(runs: list[dict], key: str, layers: str, error: str | None = None, digits: int = 0) -> str:
+    """A per-layer metric's cell (active units): the total as :func:`cell` gives it, followed by
+    the mean of each layer's part as ``(a+b)`` where there are several layers."""
+    total = cell(runs, key, error, 1.0, digits)
+    by_layer = active_units_by_layer(runs, layers) if total else None
+    return f"{total} ({by_layer})" if by_layer else total
+
+
 def active_units_by_layer(runs: list[dict], prefix: str) -> str | None:
     """Mean of a per-layer metric (keys ``prefix1``, ``prefix2`` ...) as ``a+b`` (None for one layer)."""
     layers = sorted(m for m in runs[0]["metrics"] if m.startswith(prefix) and m[len(prefix):].isdigit())

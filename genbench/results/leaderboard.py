@@ -16,7 +16,7 @@ from genbench.data import DATASETS
 from genbench.metrics.columns import Column, networks
 from genbench.metrics.features import feature_label, feature_net_provenance
 from genbench.metrics.registry import METRICS
-from genbench.results.aggregate import active_units_by_layer, budget_rank, cell, summarize
+from genbench.results.aggregate import budget_rank, cell, layered_cell, summarize
 from genbench.results.db import ResultsDB
 from genbench.suites import Suite
 from genbench.train.loop import EPOCHS_TRAINED
@@ -72,10 +72,9 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
             row["data"] = dataset
         row["budget"] = budget_name
         for column in columns:
-            row[column.label] = cell(group, column.key, column.error, column.scale, column.digits)
-            by_layer = active_units_by_layer(group, column.layers) if column.layers else None
-            if by_layer:
-                row[column.label] += f" ({by_layer})"
+            row[column.label] = (layered_cell(group, column.key, column.layers, column.error, column.digits)
+                                 if column.layers else
+                                 cell(group, column.key, column.error, column.scale, column.digits))
         row["seeds"] = len(group)
         row["epochs"] = f"{group[0]['train']['epochs']:g}"
         stopped = summarize([r["metrics"][EPOCHS_TRAINED] for r in group if EPOCHS_TRAINED in r["metrics"]])

@@ -19,7 +19,7 @@ from tabulate import tabulate
 from genbench.core.errors import GenbenchError
 from genbench.metrics.columns import Column
 from genbench.metrics.registry import METRICS, MetricSpec
-from genbench.results.aggregate import active_units_by_layer, budget_rank, cell, summarize
+from genbench.results.aggregate import budget_rank, cell, layered_cell
 from genbench.results.db import ResultsDB
 
 PAPERS_DIR = Path(str(files("genbench") / "papers"))
@@ -74,9 +74,8 @@ def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | N
     chosen = [r for r in chosen if r["budget"] == budget]
     scale = column.get("scale", 1)
     declared = declared_column(metric)[1]
-    if declared.layers:  # per-layer counts (active units: "a+b"), or the mean of a one-layer model
-        mean = summarize([scale * r["metrics"][metric] for r in chosen]).mean
-        return active_units_by_layer(chosen, declared.layers) or f"{mean:.{declared.digits}f}", budget, chosen
+    if declared.layers:  # a count with its parts per layer (active units: "99 ± 4 (97+2)")
+        return layered_cell(chosen, metric, declared.layers, declared.error, declared.digits), budget, chosen
     return cell(chosen, metric, declared.error, scale, column.get("digits", 2)), budget, chosen
 
 
