@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "Needs --dataset")
     score.add_argument("--init", nargs="*", default=[], metavar="KEY=VALUE",
                        help="keyword arguments of --model-code's NAME, each a Python literal")
+    score.add_argument("--from", dest="from_library", choices=("pythae",),
+                       help="PATH is a folder another library saved: pythae (model.save's folder of a VAE "
+                       "with its default networks; custom networks are pickles, refused). Needs --dataset")
     score.add_argument("--generator", action="store_true",
                        help="PATH is a TorchScript generator (torch.jit.save) mapping latents z [B, D] to "
                        "images [B, C, H, W]: its samples are scored for IS/FID/KID/PR. Checked as a "
@@ -143,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
                        default=EvalSettings.quality_split,
                        help=f"split of the real images (default {EvalSettings.quality_split})")
     score.add_argument("--json", action="store_true", help="machine-readable output")
+    score.add_argument("--name", help="record the result in --db under NAME, marked external, once per suite "
+                       "and data set (a second is refused)")
+    score.add_argument("--db", help="results database the result is recorded in (with --name)")
+    score.add_argument("--suite", help="the suite whose leaderboard shows the result, re-rendered now and "
+                       "by every genbench run (default: suite external, on no leaderboard; paper tables "
+                       "list it)")
+    score.add_argument("--leaderboards", type=Path, default=DEFAULT_LEADERBOARDS,
+                       help="where --suite's leaderboard is written")
     score.add_argument("--data-root", help="data folder (default $GENBENCH_DATA or ~/.cache/genbench)")
     _device_arg(score)
 
@@ -211,7 +222,10 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def _print_report(report: dict, header: str, args) -> None:
-    """The report as JSON (``--json``: on the real stdout, ``args.stdout``) or as a header and lines."""
+    """The report as JSON (``--json``: on the real stdout, ``args.stdout``) or as a header and lines;
+    first recorded in the results database where ``--name`` asked for it (``args.record``)."""
+    if getattr(args, "record", None) is not None:
+        args.record(report)
     if args.json:
         print(json.dumps(report, indent=2), file=args.stdout)
         return
@@ -281,9 +295,9 @@ def cmd_score_generator(args) -> int:
     from genbench.metrics.sample_quality import model_samples
     from genbench.train.device import select_device
 
-    if args.model or args.set or args.model_code or args.init or args.state_key:
+    if args.model or args.set or args.model_code or args.init or args.state_key or args.from_library:
         raise GenbenchError("--generator scores a TorchScript file alone: --model, --set, --model-code, "
-                            "--init and --state-key do not apply")
+                            "--init, --state-key and --from do not apply")
     _need_dataset(args, "a generator")
     n, device, seed = _generator_sample_count(args), select_device(args.device), EvalSettings.seed
     dist, output_range = args.latent_dist or "normal", args.output_range or "0,1"
@@ -389,18 +403,21 @@ def cmd_score(args) -> int:
     from genbench.metrics.features import resolve_feature_net
     from genbench.metrics.registry import evaluate
     from genbench.metrics.subsets import describe
+    from genbench.results.external import prepare_recording
     from genbench.sample_sets import is_sample_set
     from genbench.train.device import select_device
-    from genbench.user_models import check_contract, not_applicable
+    from genbench.user_models import check_contract, not_applicable, user_code_errors, user_code_file
 
+    args.record = prepare_recording(args, user_code_file)  # --db/--name/--suite checked before evaluating
     if args.generator:
         return cmd_score_generator(args)
     if args.latent_dim or args.latent_dist or args.output_range:
         raise GenbenchError("--latent-dim, --latent-dist and --output-range apply only with --generator")
-    if args.model_code is None and not is_sample_set(args.path):
+    foreign_code = args.model_code is not None or args.from_library is not None  # not genbench's code
+    if not foreign_code and not is_sample_set(args.path):
         if args.init or args.state_key:
             raise GenbenchError("--init and --state-key apply only with --model-code")
-    elif args.model_code is None:
+    elif not foreign_code:
         return cmd_score_samples(args)
     loaded = _load_model(args)
     device = select_device(args.device)
@@ -409,17 +426,18 @@ def cmd_score(args) -> int:
     if args.features:  # named explicitly: unusable is an error, not a skipped metric
         resolve_feature_net(args.features, dataset, args.data_root)
     model, test = loaded.model.to(device), dataset.eval_tensor("test")
-    if args.model_code is not None:  # the user's methods, on a tiny batch before the long run
+    if foreign_code:  # its methods, on a tiny batch before the long run
         check_contract(model, test, loaded.model_name)
     torch.manual_seed(settings.seed)
     skipped: dict[str, str] = {}
-    metrics = evaluate(model, test, settings, dataset=dataset, skipped=skipped)
+    with user_code_errors(args.model_code, loaded.model_name):  # its exception: one line, file:line
+        metrics = evaluate(model, test, settings, dataset=dataset, skipped=skipped)
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
     report = {"checkpoint": str(args.path), "model": loaded.model_name, "config": loaded.config,
               "dataset": loaded.dataset, "k": settings.k, "n_test": n_used, "settings_from": source,
               "settings": {k: v for k, v in asdict(settings).items() if k != "cache_root"},
               "metrics": metrics}
-    if args.model_code is not None:
+    if foreign_code:
         report["not_applicable"] = not_applicable(model, metrics, skipped)
     subset = describe(settings.n_test, dataset.size("test"), settings.seed)
     _print_report(report, f"{args.path}: model {loaded.model_name}, data set {loaded.dataset}; {source} "
@@ -428,11 +446,17 @@ def cmd_score(args) -> int:
 
 
 def _load_model(args):
-    """The model ``genbench score`` evaluates: the user's (--model-code), else a checkpoint or a zoo
-    model's foreign state dict (--model)."""
+    """The model ``genbench score`` evaluates: another library's folder (--from), the user's (--model-code),
+    else a checkpoint or a zoo model's foreign state dict (--model)."""
     from genbench.scoring import load_for_scoring
     from genbench.user_models import load_user_model
 
+    if args.from_library is not None:
+        if args.model or args.set or args.model_code or args.init or args.state_key:
+            raise GenbenchError(f"--from {args.from_library} builds the model from its folder: --model, "
+                                "--set, --model-code, --init and --state-key do not apply")
+        from genbench.adapters.pythae import load_pythae_folder
+        return load_pythae_folder(args.path, args.dataset)
     if args.model_code is None:
         return load_for_scoring(args.path, args.model, _parse_sets(args.set), args.dataset)
     if args.model or args.set:

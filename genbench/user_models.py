@@ -19,6 +19,8 @@ import importlib
 import importlib.util
 import json
 import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +289,37 @@ def _check_tensor(value: Any, expected: tuple[int, ...], what: str, convention: 
         raise GenbenchError(f"{what} gave NaN or infinite values")
     return value
 
+
+def user_code_file(model_code: str) -> Path | None:
+    """The file of ``--model-code``'s code: FILE.py itself, or an imported module's file (None where
+    it has none)."""
+    source, _ = parse_model_code(model_code)
+    if source.endswith(".py") or "/" in source:
+        return Path(source)
+    module = sys.modules.get(source)
+    return Path(module.__file__) if getattr(module, "__file__", None) else None
+
+
+def raised_at(exc: BaseException, path: Path) -> str | None:
+    """``file:line`` of the deepest frame of ``exc``'s traceback inside ``path`` (None: none is)."""
+    wanted = path.resolve()
+    inside = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == wanted]
+    return f"{path}:{inside[-1].lineno}" if inside else None
+
+
+@contextmanager
+def user_code_errors(model_code: str | None, name: str):
+    """Around the evaluation of the user's model: an exception raised in the user's code (after its
+    contract check passed) is one line naming it and where in the user's file it was raised, as
+    ``check_contract`` reports one; genbench's own errors, and any other code's, pass unchanged."""
+    path = user_code_file(model_code) if model_code is not None else None
+    try:
+        yield
+    except GenbenchError:
+        raise
+    except Exception as exc:
+        where = raised_at(exc, path) if path is not None else None
+        if where is None:
+            raise
+        raise GenbenchError(f"{name} raised {_described(exc)} at {where}, during the evaluation (its "
+                            f"contract check on {CONTRACT_POINTS} test points had passed)") from None

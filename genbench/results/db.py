@@ -38,8 +38,9 @@ DEFAULT_DB = Path("runs/genbench.sqlite")
 STALE_AFTER = 120.0
 #: seconds between heartbeats of a run being trained or evaluated
 HEARTBEAT_EVERY = STALE_AFTER / 8
-#: columns added after the first schema (ownership); older databases gain them on opening
-ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL"}
+#: columns added after the first schema (ownership; the provenance of an external result, JSON,
+#: NULL for a zoo run); older databases gain them on opening
+ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "external": "TEXT"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -64,7 +65,8 @@ CREATE TABLE IF NOT EXISTS runs (
     eval_seconds REAL,
     versions TEXT NOT NULL,
     owner TEXT,
-    heartbeat REAL
+    heartbeat REAL,
+    external TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_key ON runs (run_key);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -319,6 +321,27 @@ class ResultsDB:
         conn.executemany("INSERT INTO skipped (run_id, metric, reason) VALUES (?, ?, ?)",
                          [(run_id, k, v) for k, v in skipped.items()])
 
+    def record_external(self, key: str, run: RunIdentity, external: dict[str, Any], metrics: dict[str, float],
+                        skipped: dict[str, str], device: str, eval_seconds: float) -> int:
+        """A result scored outside genbench's training (``genbench score --name``): its row, done, with
+        its provenance ``external``, metrics and skipped reasons, in one transaction under run key
+        ``key``; a key that has a row already is refused (a finished result is never changed)."""
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE run_key = ?", (key,)).fetchone() is not None:
+                raise GenbenchError(f"{run.name!r} is recorded already for suite {run.suite} on "
+                                    f"{run.dataset} in {self.path}: pick another --name")
+            at = now()
+            cur = conn.execute(
+                "INSERT INTO runs (run_key, suite, name, model, dataset, config, seed, budget, train, eval, "
+                "status, device, started_at, finished_at, eval_seconds, versions, external) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?)",
+                (key, run.suite, run.name, run.model, run.dataset, json.dumps(run.config, sort_keys=True),
+                 run.seed, run.budget, json.dumps(run.train, sort_keys=True),
+                 json.dumps(run.eval, sort_keys=True), device, at, at, eval_seconds,
+                 json.dumps(package_versions()), json.dumps(external, sort_keys=True)))
+            self._insert_results(conn, int(cur.lastrowid), metrics, skipped)
+        return int(cur.lastrowid)
+
     def fail_run(self, run_id: int, error: str) -> bool:
         """Mark this owner's running run failed with ``error``; False (nothing changed) where the
         run is not that: a done run, or one another process took over, stays as it is."""
@@ -362,6 +385,7 @@ class ResultsDB:
         for r in rows:
             for key in ("config", "train", "eval", "versions"):
                 r[key] = json.loads(r[key])
+            r["external"] = json.loads(r["external"]) if r.get("external") else None
             r["metrics"] = by_run.get(r["id"], {})
             r["skipped"] = reasons.get(r["id"], {})
         return rows
@@ -375,6 +399,21 @@ class ResultsDB:
         for r in rows:
             by_epoch.setdefault(r["epoch"], {"epoch": r["epoch"]})[r["name"]] = r["value"]
         return list(by_epoch.values())
+
+
+def run_key_taken(path: str | Path, key: str) -> bool:
+    """Whether the database at ``path`` has a row of ``key``, read without writing (an absent or
+    empty file, or one of an older schema, has none yet)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=60)
+    try:
+        return conn.execute("SELECT 1 FROM runs WHERE run_key = ?", (key,)).fetchone() is not None
+    except sqlite3.OperationalError:  # no runs table yet
+        return False
+    finally:
+        conn.close()
 
 
 def _missing_columns(conn) -> list[str]:

@@ -18,6 +18,7 @@ from genbench.metrics.features import feature_label, feature_net_provenance
 from genbench.metrics.registry import METRICS
 from genbench.results.aggregate import budget_rank, cell, layered_cell, summarize
 from genbench.results.db import ResultsDB
+from genbench.results.external import is_external, model_label, run_label
 from genbench.suites import Suite
 from genbench.train.loop import EPOCHS_TRAINED
 
@@ -64,10 +65,10 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
     several_datasets = len({key[1] for key in groups}) > 1
     columns = metric_columns(runs)
     rows = []
-    for (name, dataset, budget_name), group in sorted(
+    for (_, dataset, budget_name), group in sorted(
         groups.items(), key=lambda kv: (budget_rank(kv[0][2]), order.get(kv[0][0], 1e9), kv[0][0], kv[0][1])
     ):
-        row = {"run": name, "model": group[0]["model"]}
+        row = {"run": run_label(group[0]), "model": model_label(group[0])}
         if several_datasets:
             row["data"] = dataset
         row["budget"] = budget_name
@@ -76,21 +77,47 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
                                  if column.layers else
                                  cell(group, column.key, column.error, column.scale, column.digits))
         row["seeds"] = len(group)
-        row["epochs"] = f"{group[0]['train']['epochs']:g}"
-        stopped = summarize([r["metrics"][EPOCHS_TRAINED] for r in group if EPOCHS_TRAINED in r["metrics"]])
-        if stopped and stopped.mean < group[0]["train"]["epochs"]:  # early stopping ended them sooner
-            row["epochs"] = f"{stopped.mean:.3g} of {row['epochs']}"
+        row["epochs"] = "" if is_external(group[0]) else _epochs(group)
         evaluation = group[0]["eval"]
         row["NLL k / test pts"] = (f"{evaluation['k']} / {evaluation['n_test'] or 'all'}"
                                    if _emits("nll", group) else "")
         row[SAMPLES] = str(evaluation.get("quality_samples", "")) if _emits("sample_quality", group) else ""
-        row["train (s)"] = f"{sum(r['train_seconds'] or 0 for r in group) / len(group):.0f}"
+        row["train (s)"] = ("" if is_external(group[0])
+                            else f"{sum(r['train_seconds'] or 0 for r in group) / len(group):.0f}")
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
         rows.append(row)
     frame = pd.DataFrame(rows)
     unused = [label for label in [c.label for c in columns] + [SAMPLES]
               if label in frame and not frame[label].any()]
     return frame.drop(columns=unused)
+
+
+def _epochs(group: list[dict]) -> str:
+    """The epochs the row's runs trained: their budget's, or fewer where early stopping ended them."""
+    epochs = f"{group[0]['train']['epochs']:g}"
+    stopped = summarize([r["metrics"][EPOCHS_TRAINED] for r in group if EPOCHS_TRAINED in r["metrics"]])
+    if stopped and stopped.mean < group[0]["train"]["epochs"]:  # early stopping ended them sooner
+        return f"{stopped.mean:.3g} of {epochs}"
+    return epochs
+
+
+def external_lines(runs: list[dict]) -> list[str]:
+    """The footer of a leaderboard with external rows: what they are, and each one's provenance."""
+    external = [r for r in runs if is_external(r)]
+    if not external:
+        return []
+    lines = ["", "Rows marked `(external)` were scored by `genbench score` (their model and weights came "
+             "from outside genbench), not trained by genbench: their `model` is the code reference, "
+             "their budget `external`; no epochs or training time.", ""]
+    for run in sorted(external, key=lambda r: (r["name"], r["dataset"])):
+        meta = run["external"]
+        code_sha = f" (sha256 {meta['code_sha256'][:12]})" if "code_sha256" in meta else ""
+        code = f"`{meta['code']}`{code_sha}"
+        init = f", --init {' '.join(meta['init'])}" if meta.get("init") else ""
+        lines.append(f"- `{run['name']}` on {run['dataset']}: weights `{Path(meta['weights']).name}` "
+                     f"sha256 {meta['weights_sha256'][:12]}, code {code}{init}; "
+                     f"scored {(run['finished_at'] or '')[:10]}")
+    return lines
 
 
 def skipped_lines(db: ResultsDB, suite: Suite) -> list[str]:
@@ -144,6 +171,7 @@ def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path
     keys = {key for run in db.runs(suite=suite.name) for key in run["metrics"]}
     nets = sorted({net for spec in METRICS.in_order() for net in networks(spec.columns, keys)})
     lines += [f"- Feature network {feature_net_provenance(net)}." for net in nets]
+    lines += external_lines(db.runs(suite=suite.name))
     skipped = skipped_lines(db, suite)
     if skipped:
         lines += ["", "Metrics that apply to a model but were not computed, and why:", "", *skipped]

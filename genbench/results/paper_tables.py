@@ -21,6 +21,7 @@ from genbench.metrics.columns import Column
 from genbench.metrics.registry import METRICS, MetricSpec
 from genbench.results.aggregate import budget_rank, cell, layered_cell
 from genbench.results.db import ResultsDB
+from genbench.results.external import is_external, model_label, run_label
 
 PAPERS_DIR = Path(str(files("genbench") / "papers"))
 
@@ -72,11 +73,52 @@ def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | N
         return "", None, []
     budget = min((r["budget"] for r in chosen), key=budget_rank)
     chosen = [r for r in chosen if r["budget"] == budget]
-    scale = column.get("scale", 1)
+    return _cell_text(chosen, column), budget, chosen
+
+
+def _cell_text(runs: list[dict], column: dict) -> str:
+    """The measured text of a paper column's metric over ``runs``, as the column scales and rounds it."""
+    metric = column["metric"]
     declared = declared_column(metric)[1]
     if declared.layers:  # a count with its parts per layer (active units: "99 ± 4 (97+2)")
-        return layered_cell(chosen, metric, declared.layers, declared.error, declared.digits), budget, chosen
-    return cell(chosen, metric, declared.error, scale, column.get("digits", 2)), budget, chosen
+        return layered_cell(runs, metric, declared.layers, declared.error, declared.digits)
+    return cell(runs, metric, declared.error, column.get("scale", 1), column.get("digits", 2))
+
+
+def _table_datasets(paper: dict) -> list[str]:
+    """The data sets a paper's cells are measured on: its columns' and its rows' ``match``."""
+    named = {c.get("dataset") for c in paper["columns"]} | {r.get("match", {}).get("dataset")
+                                                           for r in paper["rows"]}
+    return sorted(named - {None})
+
+
+def external_section(paper: dict, runs: list[dict]) -> list[str]:
+    """After the table: each external run on one of its data sets, with the table's metrics it has
+    (the cells match zoo runs by model and config, so these have none)."""
+    out = []
+    for dataset in _table_datasets(paper):
+        columns = [c for c in paper["columns"] if c.get("dataset") == dataset] or paper["columns"]
+        unique: dict[tuple[str, float], dict] = {}  # one per metric as the table scales it
+        for column in columns:
+            unique.setdefault((column["metric"], column.get("scale", 1)), column)
+        lines = []
+        for run in sorted((r for r in runs if is_external(r) and r["dataset"] == dataset),
+                          key=lambda r: r["name"]):
+            values = [f"{_metric_label(c)} {_cell_text([run], c)}" for c in unique.values()
+                      if c["metric"] in run["metrics"]]
+            if values:
+                lines.append(f"- `{run_label(run)}` ({model_label(run)}, suite {run['suite']}): "
+                             f"{'; '.join(values)}")
+        if lines:
+            out += [f"External models on {dataset} (scored by `genbench score`, not trained by genbench; "
+                    "not in the cells above):", "", *lines, ""]
+    return out
+
+
+def _metric_label(column: dict) -> str:
+    """How the external section names a column's metric: the metric's own label, or, where the
+    column rescales it (-1: a log-likelihood), the column's."""
+    return declared_column(column["metric"])[1].label if column.get("scale", 1) == 1 else column["label"]
 
 
 def _values(done: list[dict], key: str) -> str:
@@ -119,7 +161,8 @@ def _spread_text(paper: dict, seed_counts: list[int]) -> str:
 def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -> str:
     """The paper's table, each cell ``paper / measured`` (measured blank until run)."""
     paper = load_paper(key, papers_dir)
-    runs = db.runs()
+    everything = db.runs()
+    runs = [r for r in everything if not is_external(r)]  # external ones: their own section
     measured = [[_measured(runs, col, row["match"]) if row.get("match") else ("", None, [])
                  for col in paper["columns"]] for row in paper["rows"]]
     used = {r["id"]: r for row in measured for _, _, chosen in row for r in chosen}
@@ -139,7 +182,8 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
             line.append(f"{published} / {text or '–'}")
         rows.append(line)
     out = [f"# {paper['title']}", "", f"Source: {paper['citation']}", "", paper["protocol"], "",
-           tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+           tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
+           *external_section(paper, everything)]
     if not budgets_used:
         suites = " or ".join(f"`genbench run --suite {name}`" for name in paper["suites"])
         return "\n".join([*out, f"No measured cells yet (–): run {suites}.", ""])
