@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from genbench.core.errors import GenbenchError
+from genbench.core.errors import GenbenchError, log
 from genbench.data import DATASETS
 from genbench.results.db import ResultsDB, run_key_taken
 from genbench.train.identity import RunIdentity
@@ -168,4 +168,4 @@ def record(args, report: dict, suite, external: dict[str, Any], seconds: float) 
         md, _ = render_leaderboard(db, suite, args.leaderboards)
         report["recorded"]["leaderboard"] = str(md)
         where = f"leaderboard {md}"
-    print(f"recorded as {args.name} (external) in {args.db}, suite {suite_name}; {where}")
+    log(f"recorded as {args.name} (external) in {args.db}, suite {suite_name}; {where}")
