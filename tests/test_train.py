@@ -84,3 +84,46 @@ def test_iwae_schedule_is_the_papers_stages():
     assert iwae(1.0) == pytest.approx(10 ** (-1 / 7)) and iwae(3.99) == pytest.approx(10 ** (-1 / 7))
     assert iwae(4.0) == pytest.approx(10 ** (-2 / 7))
     assert iwae(1093.5) == pytest.approx(0.1) and iwae(3279.9) == pytest.approx(0.1)
+
+
+def test_a_nan_is_named_at_its_step_though_losses_are_read_every_few_steps(toy, tmp_path):
+    # read every 5 steps, checkpoint every 3: the NaN of step 7 is seen at step 10, and the
+    # checkpoint of step 9 (after the NaN) is never written: the last one is step 6's
+    model = diverging_at(_model(toy), 7)
+    with pytest.raises(TrainingDiverged, match="nan at step 7 "):
+        train(model, toy, TrainConfig(epochs=1, check_every=5, checkpoint_every=3), tmp_path, META,
+              progress=False)
+    saved, _, _ = ckpt.read_checkpoint(tmp_path)
+    assert saved["step"] == 6
+
+
+def test_losses_are_read_once_per_window_not_per_step(toy, tmp_path, monkeypatch):
+    from genbench.train import loop
+
+    reads = []
+    original = loop.LossWindow.check
+
+    def counting(self):
+        reads.append(len(self.losses))
+        return original(self)
+
+    monkeypatch.setattr(loop.LossWindow, "check", counting)
+    config = TrainConfig(epochs=2, batch_size=10, check_every=8)
+    per_epoch = -(-toy.size("train") // 10)
+    train(_model(toy), toy, config, tmp_path, META, progress=False)
+    nonempty = [n for n in reads if n]
+    assert sum(nonempty) == 2 * per_epoch  # every step's loss is checked once
+    windows = [s for s in range(1, 2 * per_epoch + 1) if s % 8 == 0 or s % per_epoch == 0]
+    assert len(nonempty) == len(windows)  # read every 8 steps and at each epoch's end only
+
+
+def test_the_check_window_changes_no_number(toy, tmp_path):
+    results, params = [], []
+    for name, every in (("a", 1), ("b", 1000)):
+        model = _model(toy)
+        results.append(train(model, toy, TrainConfig(epochs=2, batch_size=10, check_every=every),
+                             tmp_path / name, META, progress=False))
+        params.append(_params(model))
+    assert results[0].curve == results[1].curve and results[0].final_loss == results[1].final_loss
+    for key, value in params[0].items():
+        assert torch.equal(params[1][key], value)

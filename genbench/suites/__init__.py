@@ -1,7 +1,7 @@
 """Suites: TOML files of data set x models x hyperparameters x budgets x seeds.
 
 A budget sets both training (epochs) and evaluation (an ``EvalSettings``: importance samples
-``k``, test points ``n_test`` ...). Every suite may use the three named budgets: ``BUDGET_DEFAULTS``
+``k``, test points ``n_test`` ...). Every suite may use the four named budgets: ``BUDGET_DEFAULTS``
 holds them, built on ``EvalSettings``' defaults (the one table of evaluation defaults), and a
 suite's ``[budgets.NAME]`` section overrides their fields by the same names.
 """
@@ -67,6 +67,8 @@ BUDGET_DEFAULTS = {
     "smoke": Budget("smoke", epochs=1, eval=EvalSettings(k=10, n_test=200, surgery_points=500,
                                                          disentanglement_train=100, disentanglement_eval=50)),
     "short": Budget("short", epochs=2, eval=EvalSettings(k=1000, n_test=1000)),
+    # the paper's schedule stopped early: Burda et al.'s first six stages (1 + 3 + ... + 243 epochs)
+    "long": Budget("long", epochs=364, eval=EvalSettings(k=5000, n_test=None)),
     "paper": Budget("paper", epochs=3280, eval=EvalSettings(k=5000, n_test=None)),
 }
 #: a budget a suite names that is none of the built-in ones starts from this

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.utils import save_image
 
-from genbench.core.distributed import global_mean, rank_and_world
+from genbench.core.distributed import all_reduce_sum, global_mean, rank_and_world
 from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Sampler
 from genbench.core.weights import load_state_dict_checked, read_weights, save_weights
 from genbench.metrics.importance import importance_bounds
@@ -55,8 +55,9 @@ class Callback:
     #: key of this callback's state in the checkpoint
     name = "callback"
 
-    def on_step_end(self, state: TrainState, losses: list[tuple[str, float]]) -> None:
-        """After every step, with the (optimizer name, loss) pairs it stepped."""
+    def on_step_end(self, state: TrainState, losses: list[tuple[str, Tensor]]) -> None:
+        """After every step, with the (optimizer name, loss) pairs it stepped; each loss is a
+        detached 0-d tensor on the device (reading it, ``float(loss)``, waits for the device)."""
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         """At every epoch end (and the end of a run that stops mid-epoch): values for the curve."""
@@ -98,13 +99,15 @@ class LearningCurve(Callback):
     updates: dict[str, int] = field(default_factory=dict)
 
     def on_step_end(self, state, losses):
-        for name, loss in losses:
-            self.sums[name] = self.sums.get(name, 0.0) + loss
+        for name, loss in losses:  # summed on the device, in float64, read at the epoch's end
+            self.sums[name] = self.sums[name] + loss.double() if name in self.sums else loss.double()
             self.counts[name] = self.counts.get(name, 0) + 1
             self.updates[name] = self.updates.get(name, 0) + 1
 
     def on_epoch_end(self, state):
-        means = {name: self.sums[name] / self.counts[name] for name in self.sums}
+        world = rank_and_world()[1]  # the mean over every rank's losses
+        means = {name: float(all_reduce_sum(total)) / world / self.counts[name]
+                 for name, total in self.sums.items()}
         self.sums, self.counts = {}, {}
         return {**means, **{f"{name}_steps": float(n) for name, n in self.updates.items()}}
 
@@ -112,10 +115,12 @@ class LearningCurve(Callback):
         self.rows.append({"epoch": epoch, **values})
 
     def state_dict(self):
-        return {"rows": self.rows, "sums": self.sums, "counts": self.counts, "updates": self.updates}
+        sums = {name: float(total) for name, total in self.sums.items()}
+        return {"rows": self.rows, "sums": sums, "counts": self.counts, "updates": self.updates}
 
     def load_state_dict(self, state):
-        self.rows, self.sums = list(state["rows"]), dict(state["sums"])
+        self.rows = list(state["rows"])
+        self.sums = {name: torch.tensor(total, dtype=torch.float64) for name, total in state["sums"].items()}
         self.counts, self.updates = dict(state["counts"]), dict(state["updates"])
 
 

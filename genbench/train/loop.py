@@ -6,6 +6,11 @@ every step, so step s sees the same batch and the same noise whether or not the 
 interrupted before it. A checkpoint (weights, optimizer state and every callback's state) is
 written every ``checkpoint_every`` steps and at the end; running again resumes from it.
 
+No host synchronisation per step: each loss stays on the device in a ``LossWindow`` and is
+read (one transfer) every ``check_every`` steps, at every epoch end and before every
+checkpoint; a non-finite loss then stops the run naming the exact step it appeared at, and no
+checkpoint is ever written after it.
+
 Everything beside the updates (the learning curve, early stopping, sample grids, quality
 measures) is a callback of ``genbench.train.callbacks``.
 
@@ -53,6 +58,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 2000
     """Steps between checkpoints (a killed run loses at most this many)."""
+    check_every: int = 100
+    """Steps between reads of the losses (finiteness checks): the only host synchronisation."""
     kl_warmup_epochs: float = 0.0
     """KL warm-up: the KL weight of ProgressAware models rises linearly from 0 to 1 over
     these epochs (0: no warm-up)."""
@@ -63,7 +70,7 @@ class TrainConfig:
     def __post_init__(self):
         SCHEDULES[self.schedule]  # validates the name
         if (self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.kl_warmup_epochs < 0
-                or self.early_stopping_epochs < 0):
+                or self.early_stopping_epochs < 0 or self.check_every < 1):
             raise GenbenchError(f"invalid training config {self}")
 
     def kl_weight(self, epoch: float) -> float:
@@ -154,10 +161,14 @@ class Optimizers:
         self.initial = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.named.items()}
         self.schedule = SCHEDULES[config.schedule]
 
+        self.scales: dict[str, float] = {}
+
     def step(self, name: str, loss: torch.Tensor, epoch: float) -> None:
         opt, scale = self.named[name], self.schedule(epoch)
-        for group, initial in zip(opt.param_groups, self.initial[name], strict=True):
-            group["lr"] = initial * scale
+        if self.scales.get(name) != scale:  # the rate changes at a few stage boundaries only
+            for group, initial in zip(opt.param_groups, self.initial[name], strict=True):
+                group["lr"] = initial * scale
+            self.scales[name] = scale
         opt.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(p for group in opt.param_groups for p in group["params"])
@@ -210,28 +221,37 @@ def train(
     state = TrainState(model, run_dir, config.seed, rank_and_world()[0], per_epoch, start_step)
     bar = tqdm(total=(end_step - start_step) * config.batch_size, unit="img", unit_scale=True,
                disable=not progress, desc=meta.get("name", "train"), leave=False)
-    loss_value = None
+    window = LossWindow(per_epoch)
     model.train()
     for step in range(start_step, end_step):
-        torch.manual_seed(step_seed(config.seed, step) + state.rank)  # before the batch: binarization draws
-        x = batches(step)
-        losses = _step(model, optimizers, x, step, config, per_epoch)
-        loss_value = losses[-1][1] if losses else loss_value
+        seed_step(step_seed(config.seed, step) + state.rank, dataset.device)  # before the batch: binarization
+        try:
+            x = batches(step)
+            losses = _step(model, optimizers, x, step, config, per_epoch)
+        except Exception:
+            window.check()  # a loss that went non-finite before is the real cause
+            raise
+        window.add(step, losses)
         state.step = step + 1
         for cb in callbacks:
             cb.on_step_end(state, losses)
         bar.update(config.batch_size)
-        if step % 50 == 0 and loss_value is not None:
-            bar.set_postfix(loss=f"{loss_value:.3f}")
-        if state.step % per_epoch == 0 or state.step == total_steps:  # an epoch (or the run) ends
+        epoch_ends = state.step % per_epoch == 0 or state.step == total_steps
+        checkpoints = state.step % config.checkpoint_every == 0 and state.step < end_step
+        if epoch_ends or checkpoints or state.step % config.check_every == 0:
+            if (last := window.check()) is not None:
+                bar.set_postfix(loss=f"{last:.3f}")
+        if epoch_ends:  # an epoch (or the run) ends
             row = {}
             for cb in callbacks:
                 row |= cb.on_epoch_end(state)
             curve.record(state.epoch, row)
             if state.stop:
                 break
-        if state.step % config.checkpoint_every == 0 and state.step < end_step:
+        if checkpoints:
             _save(run_dir, model, optimizers, callbacks, meta, state.step, total_steps)
+    window.check()
+    loss_value = window.last
     bar.close()
     end_step = max(state.step, start_step)
     model.eval()
@@ -244,22 +264,60 @@ def train(
                        best_epoch=stopping.best_epoch if stopping else None, curve=curve.rows)
 
 
+def seed_step(seed: int, device: torch.device) -> None:
+    """Seed the generators a step draws from: the CPU's and, on an accelerator, that device's.
+
+    ``torch.manual_seed`` would do both but also queues seeding of every lazily initialised
+    backend with a formatted stack trace each call, a millisecond per step on a CPU."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+    elif device.type != "cpu":
+        torch.manual_seed(seed)
+
+
 def _step(model, optimizers: Optimizers, x, step: int, config: TrainConfig, per_epoch: int):
-    """One training step: every (optimizer, loss) pair the model yields, each checked finite
-    and stepped before the next is asked for. Returns the pairs' values (averaged over ranks)."""
+    """One training step: every (optimizer, loss) pair the model yields, each stepped before
+    the next is asked for. Returns the pairs with their losses detached, still on the device."""
     epoch = step / per_epoch
     if isinstance(model, ProgressAware):
         model.set_training_progress(epoch, config.kl_weight(epoch))
     values = []
     for name, loss in model.training_losses(x):
-        # summed over ranks: a NaN on any rank stops every rank at the same step
-        value = all_reduce_sum(loss.detach()).item() / rank_and_world()[1]
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"loss became {value} at step {step} (epoch {step // per_epoch}); "
-                                   "run stopped")
         optimizers.step(name, loss, epoch)
-        values.append((name, value))
+        values.append((name, loss.detach()))
     return values
+
+
+class LossWindow:
+    """The losses of the steps since the last check, on the device: read in one transfer.
+
+    ``check`` averages them over ranks (a NaN on any rank stops every rank at the same step)
+    and raises ``TrainingDiverged`` naming the first step whose loss is not finite."""
+
+    def __init__(self, steps_per_epoch: int):
+        self.steps_per_epoch = steps_per_epoch
+        self.steps: list[int] = []
+        self.losses: list[torch.Tensor] = []
+        self.last: float | None = None
+        """The last checked loss (the last optimizer's, of the last step)."""
+
+    def add(self, step: int, losses: list[tuple[str, torch.Tensor]]) -> None:
+        for _, loss in losses:
+            self.steps.append(step)
+            self.losses.append(loss)
+
+    def check(self) -> float | None:
+        if not self.losses:
+            return None
+        values = (all_reduce_sum(torch.stack(self.losses).float()) / rank_and_world()[1]).tolist()
+        steps, self.steps, self.losses = self.steps, [], []
+        for step, value in zip(steps, values, strict=True):
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"loss became {value} at step {step} "
+                                       f"(epoch {step // self.steps_per_epoch}); run stopped")
+        self.last = values[-1]
+        return self.last
 
 
 def _validation_split(dataset: ImageDataset) -> torch.Tensor:
