@@ -193,11 +193,16 @@ def test_wgan_critic_is_warmed_up_with_more_steps_early_and_periodically():
     model = MODELS["wgan"].build({**SMALL, "warm_critic_steps": 7}, (1, 8, 8))
     names = _names_over_batches(model, 15)
     assert names.index("generator") == 7 and names.count("generator") == 2
-    model.generator_steps.fill_(30)  # past the first 25: the usual 5
-    model.critic_steps.zero_()
+    _load_step_counts(model, critic=0, generator=30)  # past the first 25: the usual 5
     assert _names_over_batches(model, 5)[-1] == "generator"
-    model.generator_steps.fill_(500)
+    _load_step_counts(model, critic=0, generator=500)
     assert model.critic_steps_due() == 7
+
+
+def _load_step_counts(model, critic: int, generator: int) -> None:
+    """Set the step counters as a checkpoint does (the model keeps Python mirrors of them)."""
+    model.load_state_dict({**model.state_dict(), "critic_steps": torch.tensor(critic),
+                           "generator_steps": torch.tensor(generator)})
 
 
 # --- runs through the training loop ---------------------------------------------------------

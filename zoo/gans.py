@@ -36,7 +36,7 @@ from genbench.core.hyperparameters import Hyperparameters, bounded
 from genbench.core.registry import Registry
 from zoo.gan_layers import NORMS, dcgan_init, discriminator, generator, stages
 from zoo.gan_objectives import OBJECTIVES
-from zoo.layers import fused_supported
+from zoo.layers import diagonal_normal, fused_supported
 
 #: Arjovsky et al.'s reference code: warm critic steps for these first generator steps and every Nth
 WARM_FIRST, WARM_EVERY = 25, 500
@@ -102,6 +102,11 @@ def check_image_shape(name: str, data_shape: tuple[int, ...]) -> None:
         raise GenbenchError(f"{name}: {exc}") from None
 
 
+def _read_step_counts(module: GAN, incompatible_keys) -> None:
+    """After a checkpoint is loaded: its step counters, read once into the Python mirrors."""
+    module._counts = [int(module.critic_steps), int(module.generator_steps)]
+
+
 class GAN(nn.Module):
     def __init__(self, config: GANConfig, data_shape: tuple[int, ...]):
         super().__init__()
@@ -113,14 +118,23 @@ class GAN(nn.Module):
         dcgan_init(self)
         self.objective = OBJECTIVES[config.objective].from_config(config)
         self.objective.prepare(self.discriminator)
-        # critic steps since the last generator step, and generator steps so far
+        # critic steps since the last generator step, and generator steps so far: buffers for the
+        # checkpoint, mirrored in Python ints so that choosing the next step never reads the device
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        self._counts = [0, 0]
+        self.register_load_state_dict_post_hook(_read_step_counts)
 
     # --- Sampler ------------------------------------------------------------------------------
     def generate(self, z: Tensor) -> Tensor:
         """Images in [0, 1] for latent codes z."""
         return (self.generator(z) + 1) / 2
+
+    def latent_prior(self) -> torch.distributions.Distribution:
+        """p(z) = N(0, I), the generator's input (DeterministicDecoder: AIS evaluates g under a
+        Gaussian observation model, ``genbench.metrics.ais``)."""
+        zeros = torch.zeros(self.config.latent, device=self.critic_steps.device)
+        return diagonal_normal(zeros, zeros)
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
@@ -137,7 +151,7 @@ class GAN(nn.Module):
 
     def critic_steps_due(self) -> int:
         """Critic steps the next generator step waits for."""
-        g = int(self.generator_steps)
+        g = self._counts[1]
         if self.config.warm_critic_steps and (g < WARM_FIRST or g % WARM_EVERY == 0):
             return self.config.warm_critic_steps
         return self.config.n_critic
@@ -157,9 +171,11 @@ class GAN(nn.Module):
         loss = self.discriminator_loss(2 * x.float() - 1)
         yield "discriminator", loss
         self.objective.after_critic_step(self.discriminator)
-        self.critic_steps += 1
-        if int(self.critic_steps) >= self.critic_steps_due():
+        self._counts[0] += 1
+        self.critic_steps.fill_(self._counts[0])
+        if self._counts[0] >= self.critic_steps_due():
             loss = self.generator_loss(x.shape[0])
             yield "generator", loss
+            self._counts = [0, self._counts[1] + 1]
             self.critic_steps.zero_()
-            self.generator_steps += 1
+            self.generator_steps.fill_(self._counts[1])

@@ -27,6 +27,10 @@ from zoo.layers import LOG_2PI, diagonal_normal, standard_normal_log_prob
 MIN_VARIANCE = 1e-6
 
 
+def _read_fitted(module, incompatible_keys) -> None:
+    module._fitted = bool(module.fitted)
+
+
 @dataclass
 class PPCAConfig(Hyperparameters):
     latent: int = bounded(50, "[1, 4096]")
@@ -51,6 +55,8 @@ class PPCA(nn.Module):
         self.register_buffer("eigenvalues", torch.ones(q, dtype=f64))  # L_q
         self.register_buffer("noise_variance", torch.ones((), dtype=f64))  # sigma^2
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self._fitted = False  # the buffer's value, read once where it is set or loaded, never per call
+        self.register_load_state_dict_post_hook(_read_fitted)
 
     # --- DataInitialized: the closed-form fit ---------------------------------------------
     @torch.no_grad()
@@ -68,9 +74,10 @@ class PPCA(nn.Module):
         self.eigenvalues.copy_(torch.maximum(evals[:q], sigma2))
         self.noise_variance.copy_(sigma2)
         self.fitted.fill_(True)
+        self._fitted = True
 
     def _check_fitted(self) -> None:
-        if not bool(self.fitted):
+        if not self._fitted:
             raise GenbenchError("ppca: the model has not been fitted (init_from_data)")
 
     @property
@@ -113,6 +120,17 @@ class PPCA(nn.Module):
         dims = resid.shape[-1]
         sigma2 = self.noise_variance
         return -0.5 * (resid.square().sum(-1) / sigma2 + dims * (LOG_2PI + sigma2.log()))
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) ``[k, B]`` for z ``[k, B, q]`` (DecoderModel): a density, in float64."""
+        return self.log_likelihood_given_z(x, z)
+
+    @torch.no_grad()
+    def sample_given_z(self, z: Tensor) -> Tensor:
+        """x ~ N(W z + mu, sigma^2 I) for z ``[n, q]``, in float64 (BDMC's simulated data)."""
+        mean = z.to(torch.float64) @ self.loading.T + self.mean
+        x = mean + self.noise_variance.sqrt() * torch.randn_like(mean)
+        return x.view(-1, *self.data_shape)
 
     def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
         mean, log_std = self._posterior(x)

@@ -70,8 +70,8 @@ class MixturePrior(nn.Module):
 
     def distribution(self) -> Distribution:
         means, log_stds = self.components()
-        weights = Categorical(logits=torch.zeros(means.shape[0], device=means.device))
-        return MixtureSameFamily(weights, diagonal_normal(means, log_stds))
+        weights = Categorical(logits=torch.zeros(means.shape[0], device=means.device), validate_args=False)
+        return MixtureSameFamily(weights, diagonal_normal(means, log_stds), validate_args=False)
 
 
 class MoGPrior(MixturePrior):

@@ -46,6 +46,7 @@ from genbench.train.callbacks import (
     _step_seed,
     watches_samples,
 )
+from genbench.train.identity import TRAIN_BOOKKEEPING
 from genbench.train.schedule import SCHEDULES
 
 
@@ -340,6 +341,14 @@ def _save(run_dir, model, optimizers: Optimizers, callbacks, meta, step, total_s
 _IDENTITY = ("model", "config", "dataset", "data_shape", "seed", "train")
 
 
+def _identity_value(meta: dict[str, Any], key: str):
+    """A checkpoint field as resuming compares it: the training config without its bookkeeping."""
+    value = meta.get(key)
+    if key == "train" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in TRAIN_BOOKKEEPING}
+    return value
+
+
 def _resume(model, optimizers: Optimizers, callbacks, run_dir: Path, meta: dict[str, Any]) -> int | None:
     """The step to continue from (None: a fresh run), with weights, optimizers and callbacks restored."""
     path = run_dir / ckpt.FILENAME
@@ -347,7 +356,7 @@ def _resume(model, optimizers: Optimizers, callbacks, run_dir: Path, meta: dict[
         return None
     saved, tensors, optim = ckpt.read_checkpoint(path)
     for key in _IDENTITY:
-        if saved.get(key) != meta.get(key):
+        if _identity_value(saved, key) != _identity_value(meta, key):
             raise GenbenchError(
                 f"{path} was written by a different run ({key}: {saved.get(key)!r} vs "
                 f"{meta.get(key)!r}); use another run directory or delete it"
