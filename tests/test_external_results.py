@@ -48,11 +48,18 @@ def cells(line: str) -> list[str]:
 
 
 def row_of(markdown: str, name: str) -> dict[str, str]:
-    """The leaderboard row of run ``name``, by column header."""
+    """The leaderboard row of run ``name``, by column header: its cells of every table it is in."""
     lines = markdown.splitlines()
-    [header] = [line for line in lines if line.startswith("| run ")]
-    [row] = [line for line in lines if line.startswith(f"| {name} ")]
-    return dict(zip(cells(header), cells(row), strict=True))
+    out: dict[str, str] = {}
+    header = None
+    for line in lines:
+        if line.startswith("| run "):
+            header = cells(line)
+        elif header and line.startswith(f"| {name} "):
+            out |= dict(zip(header, cells(line), strict=True))
+        elif not line.startswith("|"):
+            header = None
+    return out
 
 
 def test_a_user_model_on_a_suite_leaderboard_once(foreign, capsys, tmp_path):
@@ -68,7 +75,7 @@ def test_a_user_model_on_a_suite_leaderboard_once(foreign, capsys, tmp_path):
     text = md.read_text()
     row = row_of(text, "my-vae (external)")
     assert row["model"] == f"{code}:ForeignVAE" and row["budget"] == "external"
-    assert row["NLL (nats)"].startswith(f"{report['metrics']['nll']:.2f} ± ")
+    assert row["NLL (nats) ↓"].startswith(f"{report['metrics']['nll']:.2f} ± ")
     assert row["epochs"] == row["train (s)"] == "" and row["NLL k / test pts"] == "4 / 40"
     assert "scored by `genbench score`" in text and "not trained by genbench" in text
     assert f"sha256 {sha256_of(weights)[:12]}" in text and f"(sha256 {sha256_of(code)[:12]})" in text
@@ -105,7 +112,8 @@ def test_a_sample_set_shows_its_fid_columns(capsys, tmp_path, monkeypatch, tiny_
     text = (tmp_path / "lb" / "smoke.md").read_text()
     row = row_of(text, "my-samples (external)")
     assert row["model"] == "samples samples.npz" and row["IS/FID samples"] == "30"
-    assert row["FID-ts_tiny"].startswith(f"{fid:.2f} ± ") and row["NLL k / test pts"] == ""
+    assert row["FID-ts_tiny ↓"].startswith(f"{fid:.2f} ± ") and row["feature net"] == "ts_tiny"
+    assert "NLL k / test pts" not in row  # no likelihood: the row is not in that table
     assert f"sha256 {sha256_of(samples)[:12]}" in text
 
 

@@ -20,7 +20,8 @@ LAYERS = {"core": 0, "data": 1, "zoo": 1, "metrics": 2, "train": 3, "suites": 4,
 TOP_LEVEL = {"genbench": "core", "genbench.protocols": "core", "genbench.runner": "harness",
              "genbench.scoring": "harness", "genbench.sample_sets": "harness", "genbench.cli": "harness",
              "genbench.user_models": "harness", "genbench.generators": "harness",
-             "genbench.__main__": "harness", "genbench.adapters": "harness"}
+             "genbench.__main__": "harness", "genbench.adapters": "harness", "genbench.launch": "harness",
+             "genbench.report": "harness"}
 
 
 def unit_of(module: str) -> str | None:

@@ -95,6 +95,26 @@ def test_paper_table_puts_measured_cells_beside_the_papers(tmp_path):
     assert "no conclusion about whether the paper reproduces can be drawn" in table
 
 
+def tables_of(markdown: str) -> dict[str, list[dict[str, str]]]:
+    """The tables of a markdown file by the title of the section they are in: a list of rows, each
+    a dict by column header."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    title, header = None, None
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            title, header = line[3:], None
+        elif line.startswith("|") and title is not None:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if header is None:
+                header = cells
+                tables[title] = []
+            elif not set(line) <= set("|-: "):
+                tables[title].append(dict(zip(header, cells, strict=True)))
+        else:
+            header = None
+    return tables
+
+
 def test_leaderboard_states_budget_and_seeds(tmp_path):
     db = ResultsDB(tmp_path / "db.sqlite")
     _fill(db)
@@ -104,6 +124,57 @@ def test_leaderboard_states_budget_and_seeds(tmp_path):
     assert "96.00 ± 1.41" in text and "25 (20+5)" in text
     assert "No row here was trained with the paper's budget" in text
     assert "vae-L1-k1" in csv.read_text()
+
+
+def test_leaderboard_splits_rows_by_what_they_compare_on(tmp_path):
+    """One table per metric group, each holding the rows with numbers there; headers with unit and
+    direction; a bookkeeping table of every row; the CSV keeps every column."""
+    db = ResultsDB(tmp_path / "db.sqlite")
+    vae = db.start_run(spec("v"), "/tmp/x", "cpu")
+    values = {"nll": 95.0, "nll_se": 0.1, "elbo": -99.0, "active_units": 12.0, "surgery_avg_kl": 20.0,
+              "surgery_mutual_info": 8.0, "surgery_marginal_kl": 12.0}
+    db.finish_run(vae, values, 30.0, 4.0)
+    gan = spec("g", name="gan", model="gan")
+    db.finish_run(db.start_run(replace(gan, eval={**gan.eval, "quality_samples": 500}), "/tmp/x", "cpu"),
+                  {"fid_lenet": 40.0, "is_lenet": 6.0}, 10.0, 2.0)
+    md, csv = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
+    text = md.read_text()
+    tables = tables_of(text)
+    assert list(tables) == ["Likelihood", "Sample quality", "Latent diagnostics", "Bookkeeping"]
+    [likelihood] = tables["Likelihood"]
+    assert likelihood["run"] == "vae-L1-k1" and likelihood["NLL (nats) ↓"] == "95.00 ± 0.10"
+    assert likelihood["test ELBO (nats) ↑"] == "-99.00" and likelihood["active units"] == "12"
+    assert likelihood["NLL k / test pts"] == "1000 / 1000" and "bits/dim ↓" not in likelihood  # no values
+    [quality] = tables["Sample quality"]
+    assert quality["run"] == "gan" and quality["FID-LeNet ↓"] == "40.00" and quality["IS-LeNet ↑"] == "6.00"
+    assert quality["feature net"] == "LeNet" and quality["IS/FID samples"] == "500"
+    [latent] = tables["Latent diagnostics"]
+    assert latent["run"] == "vae-L1-k1" and latent["marginal KL (nats) ↓"] == "12.00"
+    assert latent["avg KL (train) (nats)"] == "20.00"  # a diagnostic: no direction
+    books = {row["run"]: row for row in tables["Bookkeeping"]}
+    assert set(books) == {"vae-L1-k1", "gan"}
+    assert books["vae-L1-k1"]["train (s)"] == "30" and books["vae-L1-k1"]["eval (s)"] == "4"
+    assert books["gan"]["run keys"] == db.runs(suite="mnist")[0]["run_key"][:8]
+    assert not any("NLL" in header for header in books["gan"])
+    columns = csv.read_text().splitlines()[0].split(",")
+    assert {"NLL (nats)", "test ELBO (nats)", "FID-LeNet", "IS-LeNet", "marginal KL", "NLL k / test pts",
+            "IS/FID samples", "feature net", "seeds", "epochs", "train (s)", "eval (s)", "run keys"} \
+        <= set(columns)
+
+
+def test_a_metric_declares_its_group_and_an_unknown_one_is_refused():
+    from genbench.metrics.columns import GROUP_NAMES
+    from genbench.metrics.registry import METRICS, MetricSpec
+
+    groups = {spec.name: spec.group for spec in METRICS.in_order()}
+    assert groups.items() >= {
+        "nll": "likelihood", "elbo": "likelihood", "active_units": "likelihood", "elbo_surgery": "latent",
+        "beta_vae_score": "latent", "factor_vae_score": "latent", "mig": "latent",
+        "sample_quality": "sample_quality"}.items()
+    assert set(groups.values()) <= set(GROUP_NAMES)
+    assert set(GROUP_NAMES) == {"likelihood", "sample_quality", "latent", "other"}
+    with pytest.raises(ValueError, match="group must be one of likelihood, sample_quality, latent, other"):
+        MetricSpec("x", "x", (), lambda m, c: {}, (), group="quality")
 
 
 def _vamp_runs(db: ResultsDB) -> None:
@@ -147,10 +218,12 @@ def test_leaderboard_names_the_feature_net_of_sample_quality_and_says_why_a_metr
     db.finish_run(run_id, {"nll": -198.0}, 1.0, 1.0,
                   skipped={"sample_quality": "PPCA samples must lie in [0, 1]"})
     text = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")[0].read_text()
-    header = next(line for line in text.splitlines() if line.startswith("| run"))
-    assert "IS-LeNet" in header and "FID-LeNet" in header and "KID-LeNet" in header
-    assert "Inception" not in header and "| 10000 " in text
-    assert "11.00 ± 1.41" in text and "0.002 ± 0.000" in text
+    tables = tables_of(text)
+    [gan] = tables["Sample quality"]  # ppca has no sample-quality numbers: not in that table
+    assert {"IS-LeNet ↑", "FID-LeNet ↓", "KID-LeNet ↓"} <= set(gan) and not any("Inception" in h for h in gan)
+    assert gan["IS/FID samples"] == "10000" and gan["feature net"] == "LeNet"
+    assert gan["FID-LeNet ↓"] == "11.00 ± 1.41" and gan["KID-LeNet ↓"] == "0.002 ± 0.000"
+    assert [row["run"] for row in tables["Likelihood"]] == ["ppca"]
     assert "- `ppca`: sample_quality left out: PPCA samples must lie in [0, 1]" in text
     shipped = json.loads(SHIPPED_RECORD.read_text())["sha256"]
     assert f"Feature network LeNet: the LeNet shipped with genbench, trained on mnist8 (sha256 {shipped}" \
@@ -188,9 +261,13 @@ def test_a_newly_registered_metric_reaches_leaderboards_and_paper_tables_from_it
     db = ResultsDB(tmp_path / "db.sqlite")
     db.finish_run(db.start_run(_identity("s"), "/tmp/x", "cpu"), values, 1.0, 1.0)
     md, csv = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
-    header, _, row = [line for line in md.read_text().splitlines() if line.startswith("|")][:3]
-    assert "sharpness" in header and "0.250" in row
+    [row] = tables_of(md.read_text())["Other metrics"]  # declared without a group
+    assert row["sharpness ↑"] == "0.250"
     assert "sharpness" in csv.read_text().splitlines()[0]
+    monkeypatch.setitem(METRICS._entries, "sharpness", replace(METRICS["sharpness"], group="sample_quality"))
+    md, _ = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
+    [row] = tables_of(md.read_text())["Sample quality"]  # its declaration alone decides the table
+    assert row["sharpness ↑"] == "0.250" and "Other metrics" not in md.read_text()
     text = (paper_tables.PAPERS_DIR / "vampprior.toml").read_text()
     text = text.replace('metric = "nll"', 'metric = "sharpness"')
     (tmp_path / "sharp.toml").write_text(text.replace("scale = -1\n", ""))

@@ -13,6 +13,33 @@ from dataclasses import dataclass, replace
 
 NET = "{net}"
 
+#: how a table header marks which direction of a column is better
+ARROWS = {"lower": "↓", "higher": "↑", None: ""}
+
+
+@dataclass(frozen=True)
+class Group:
+    """What a leaderboard table compares rows on: each metric declares its group (``MetricSpec.group``),
+    and a leaderboard has one table per group, holding the rows that have numbers there."""
+
+    name: str
+    title: str
+    summary: str
+
+
+#: the groups in table order; a metric that names none is in ``other``
+GROUPS = (
+    Group("likelihood", "Likelihood", "how well each model explains held-out test points: NLL (exact, or "
+          "-L_k with k importance samples), bits/dim, the test ELBO, active units"),
+    Group("sample_quality", "Sample quality", "the model's samples against real images, in the features of "
+          "one network (values of different networks are not comparable)"),
+    Group("latent", "Latent diagnostics", "what the latent code holds: ELBO surgery on training points "
+          "(average KL = mutual information + marginal KL) and, on data with known factors, the "
+          "disentanglement scores"),
+    Group("other", "Other metrics", "metrics declared without a group"),
+)
+GROUP_NAMES = tuple(group.name for group in GROUPS)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -39,6 +66,13 @@ class Column:
     def __post_init__(self):
         if self.better not in (None, "lower", "higher"):
             raise ValueError(f"column {self.key!r}: better must be 'lower', 'higher' or None")
+
+    def heading(self) -> str:
+        """The table header: the label, its unit where the label does not say it, and the
+        direction that is better (``FID-LeNet ↓``, ``avg KL (train) (nats)``)."""
+        unit = f" ({self.unit})" if self.unit and self.unit not in self.label else ""
+        arrow = f" {ARROWS[self.better]}" if self.better else ""
+        return f"{self.label}{unit}{arrow}"
 
     @property
     def per_network(self) -> bool:

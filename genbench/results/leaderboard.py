@@ -1,21 +1,30 @@
-"""Suite leaderboards rendered from the database: ``leaderboards/<suite>.md`` and ``.csv``.
+"""Suite leaderboards rendered from the database: ``leaderboards/<suite>.md`` and ``.csv``, and their
+figures in ``leaderboards/figures/<suite>/``.
 
-One row per run name and budget: mean ± std over seeds, the number of seeds, the budget and
-the date, so a table never hides how little training produced a number.
+One row per run name, data set and budget: mean ± std over seeds, the number of seeds, the budget
+and the date, so a table never hides how little training produced a number. The markdown splits the
+rows by what they can be compared on: one table per metric group (``genbench.metrics.columns.GROUPS``;
+each metric's declaration names its group), holding the rows that have numbers there, then a
+bookkeeping table of every row and the figures (sample grids, learning curves). The CSV keeps every
+column in one table.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
+from genbench.core.errors import log
 from genbench.core.weights import atomic_write
 from genbench.data import DATASETS
-from genbench.metrics.columns import Column, networks
+from genbench.metrics.columns import ARROWS, GROUPS, Column, Group, networks
 from genbench.metrics.features import feature_label, feature_net_provenance
-from genbench.metrics.registry import METRICS
+from genbench.metrics.registry import METRICS, MetricSpec
+from genbench.results import figures
 from genbench.results.aggregate import budget_rank, cell, layered_cell, summarize
 from genbench.results.db import ResultsDB
 from genbench.results.external import is_external, model_label, run_label
@@ -24,19 +33,40 @@ from genbench.train.loop import EPOCHS_TRAINED
 
 #: the column of how many samples a row's sample-quality values had (FID depends on it)
 SAMPLES = "IS/FID samples"
+#: the column of the importance samples and test points of a row's NLL
+K_TEST = "NLL k / test pts"
+#: the column of the feature networks a row's sample-quality values were computed in
+FEATURES = "feature net"
+#: beside a group's metric columns, the columns saying what its numbers were measured on
+CONTEXT = {"likelihood": (K_TEST,), "sample_quality": (FEATURES, SAMPLES)}
+#: the columns naming a row in every table (``data`` only where the suite's rows mix data sets)
+IDENTITY = ("run", "data", "budget")
+BOOKKEEPING = Group("bookkeeping", "Bookkeeping", "what produced each row: its model, budget, seeds, "
+                    "epochs, mean training and evaluation seconds per seed, the date it finished and its "
+                    "runs' keys (the first 8 characters name each run directory)")
+BOOKKEEPING_COLUMNS = ("run", "model", "data", "budget", "seeds", "epochs", "train (s)", "eval (s)", "date",
+                       "run keys")
+#: the folder (under the leaderboards folder) the figures are written in
+FIGURES_DIR = "figures"
+
+
+def spec_columns(runs: list[dict]) -> list[tuple[MetricSpec, Column]]:
+    """The shown columns every metric declares, with their metric, in registry order; a per-network
+    column once for each feature network the runs were scored with (FID-LeNet and FID-Inception are
+    not comparable)."""
+    keys = {key for run in runs for key in run["metrics"]}
+    columns: list[tuple[MetricSpec, Column]] = []
+    for spec in METRICS.in_order():
+        columns += [(spec, c) for c in spec.columns if c.shown and not c.per_network]
+        per_network = [c for c in spec.columns if c.shown and c.per_network]
+        for net in networks(spec.columns, keys):
+            columns += [(spec, c.for_network(net, feature_label(net))) for c in per_network]
+    return columns
 
 
 def metric_columns(runs: list[dict]) -> list[Column]:
-    """The shown columns every metric declares, in registry order; a per-network column once for
-    each feature network the runs were scored with (FID-LeNet and FID-Inception are not comparable)."""
-    keys = {key for run in runs for key in run["metrics"]}
-    columns: list[Column] = []
-    for spec in METRICS.in_order():
-        columns += [c for c in spec.columns if c.shown and not c.per_network]
-        per_network = [c for c in spec.columns if c.shown and c.per_network]
-        for net in networks(spec.columns, keys):
-            columns += [c.for_network(net, feature_label(net)) for c in per_network]
-    return columns
+    """The shown columns of ``spec_columns``, without their metrics."""
+    return [column for _, column in spec_columns(runs)]
 
 
 def error_legend(columns: list[Column]) -> str:
@@ -56,40 +86,69 @@ def _emits(spec_name: str, group: list[dict]) -> bool:
     return any(spec.column_of(key) for run in group for key in run["metrics"])
 
 
-def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
-    runs = db.runs(suite=suite.name)
+def row_groups(runs: list[dict], suite: Suite) -> list[list[dict]]:
+    """The runs of each leaderboard row (one run name, data set and budget), in table order: budgets
+    from the largest, then the suite's order of runs."""
     order = {entry.name: i for i, entry in enumerate(suite.runs)}
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for run in runs:
         groups.setdefault((run["name"], run["dataset"], run["budget"]), []).append(run)
-    several_datasets = len({key[1] for key in groups}) > 1
+    ordered = sorted(groups.items(), key=lambda kv: (budget_rank(kv[0][2]), order.get(kv[0][0], 1e9),
+                                                     kv[0][0], kv[0][1]))
+    return [group for _, group in ordered]
+
+
+def _feature_nets(group: list[dict]) -> str:
+    """The feature networks the row's values were computed in, by their table labels."""
+    keys = {key for run in group for key in run["metrics"]}
+    nets = sorted({net for spec in METRICS.in_order() for net in networks(spec.columns, keys)})
+    return ", ".join(feature_label(net) for net in nets)
+
+
+def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
+    """Every row with every column (the CSV): metric columns by their labels, then the bookkeeping."""
+    runs = db.runs(suite=suite.name)
+    groups = row_groups(runs, suite)
+    several_datasets = len({group[0]["dataset"] for group in groups}) > 1
     columns = metric_columns(runs)
     rows = []
-    for (_, dataset, budget_name), group in sorted(
-        groups.items(), key=lambda kv: (budget_rank(kv[0][2]), order.get(kv[0][0], 1e9), kv[0][0], kv[0][1])
-    ):
-        row = {"run": run_label(group[0]), "model": model_label(group[0])}
+    for group in groups:
+        first = group[0]
+        row = {"run": run_label(first), "model": model_label(first)}
         if several_datasets:
-            row["data"] = dataset
-        row["budget"] = budget_name
+            row["data"] = first["dataset"]
+        row["budget"] = first["budget"]
         for column in columns:
             row[column.label] = (layered_cell(group, column.key, column.layers, column.error, column.digits)
                                  if column.layers else
                                  cell(group, column.key, column.error, column.scale, column.digits))
         row["seeds"] = len(group)
-        row["epochs"] = "" if is_external(group[0]) else _epochs(group)
-        evaluation = group[0]["eval"]
-        row["NLL k / test pts"] = (f"{evaluation['k']} / {evaluation['n_test'] or 'all'}"
-                                   if _emits("nll", group) else "")
-        row[SAMPLES] = str(evaluation.get("quality_samples", "")) if _emits("sample_quality", group) else ""
-        row["train (s)"] = ("" if is_external(group[0])
-                            else f"{sum(r['train_seconds'] or 0 for r in group) / len(group):.0f}")
+        row["epochs"] = "" if is_external(first) else _epochs(group)
+        evaluation = first["eval"]
+        row[K_TEST] = f"{evaluation['k']} / {evaluation['n_test'] or 'all'}" if _emits("nll", group) else ""
+        quality = _emits("sample_quality", group)
+        row[SAMPLES] = str(evaluation.get("quality_samples", "")) if quality else ""
+        row[FEATURES] = _feature_nets(group) if quality else ""
+        row["train (s)"] = "" if is_external(first) else _mean_seconds(group, "train_seconds")
+        row["eval (s)"] = _mean_seconds(group, "eval_seconds")
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
+        row["run keys"] = ", ".join(sorted(_short_key(r) for r in group))
         rows.append(row)
     frame = pd.DataFrame(rows)
-    unused = [label for label in [c.label for c in columns] + [SAMPLES]
+    unused = [label for label in [c.label for c in columns] + [SAMPLES, FEATURES]
               if label in frame and not frame[label].any()]
     return frame.drop(columns=unused)
+
+
+def _mean_seconds(group: list[dict], field: str) -> str:
+    values = [r[field] for r in group if r[field] is not None]
+    return f"{sum(values) / len(values):.0f}" if values else ""
+
+
+def _short_key(run: dict) -> str:
+    """How the bookkeeping table names a run: its key's first 8 characters (its run directory's
+    suffix); an external result's key is its suite, data set and name, shown whole."""
+    return run["run_key"] if is_external(run) else run["run_key"][:8]
 
 
 def _epochs(group: list[dict]) -> str:
@@ -99,6 +158,45 @@ def _epochs(group: list[dict]) -> str:
     if stopped and stopped.mean < group[0]["train"]["epochs"]:  # early stopping ended them sooner
         return f"{stopped.mean:.3g} of {epochs}"
     return epochs
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a leaderboard: its group and its rows, headers as shown (unit, direction)."""
+
+    group: Group
+    frame: pd.DataFrame
+
+
+def leaderboard_tables(frame: pd.DataFrame, runs: list[dict]) -> list[Table]:
+    """The wide frame split by what the rows compare on: one table per metric group with the rows
+    that have a number there (and the columns that have one), then the bookkeeping of every row."""
+    if not len(frame):
+        return []
+    identity = [c for c in IDENTITY if c in frame]
+    by_group: dict[str, list[Column]] = {}
+    for spec, column in spec_columns(runs):
+        if column.label in frame:
+            by_group.setdefault(spec.group, []).append(column)
+    tables = []
+    for group in GROUPS:
+        columns = by_group.get(group.name, [])
+        labels = [c.label for c in columns]
+        if not labels:
+            continue
+        has_numbers = (frame[labels] != "").any(axis=1)
+        if not has_numbers.any():
+            continue
+        context = [c for c in CONTEXT.get(group.name, ()) if c in frame]
+        rows = frame.loc[has_numbers, identity + labels + context]
+        rows = rows.drop(columns=[c for c in labels + context if not rows[c].any()])
+        tables.append(Table(group, rows.rename(columns={c.label: c.heading() for c in columns})))
+    tables.append(Table(BOOKKEEPING, frame[[c for c in BOOKKEEPING_COLUMNS if c in frame]]))
+    return tables
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    return tabulate(frame, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
 
 
 def external_lines(runs: list[dict]) -> list[str]:
@@ -137,21 +235,81 @@ def _dataset_lines(runs: list[dict], suite: Suite) -> list[str]:
     return [f"- `{n}`: {DATASETS[n].summary}" for n in names]
 
 
-def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path, Path]:
+def _figure_name(group: list[dict], kind: str) -> str:
+    first = group[0]
+    parts = (first["name"], first["dataset"], first["budget"], kind)
+    return "-".join(re.sub(r"[^\w.+-]", "_", part) for part in parts) + ".png"
+
+
+def _draw_row_figures(db: ResultsDB, group: list[dict], folder: Path) -> dict[str, Path]:
+    """One row's figures: ``samples``, the grid of its first seed's checkpoint, and ``curve``, the
+    learning curves of its seeds (none for an external row: no checkpoint, no training)."""
+    if is_external(group[0]):
+        return {}
+    first = min(group, key=lambda r: r["seed"])
+    curves = {run["id"]: db.curve(run["id"]) for run in group}
+    draws = {"samples": lambda path: figures.run_sample_grid(first, path),
+             "curve": lambda path: figures.run_curve(group, curves, path)}
+    found = {}
+    for kind, draw in draws.items():
+        path = folder / _figure_name(group, kind)
+        try:
+            if draw(path):
+                found[kind] = path
+        except Exception as exc:  # a figure that cannot be drawn never costs the table
+            log(f"no {kind} figure for {group[0]['name']}: {type(exc).__name__}: {exc}")
+    return found
+
+
+def row_figures(db: ResultsDB, groups: list[list[dict]], folder: Path) -> list[dict[str, Path]]:
+    """Each row's figures in ``folder``, drawn where their sources changed; a figure that cannot be
+    drawn is left out with a line on stderr."""
+    return [_draw_row_figures(db, group, folder) for group in groups]
+
+
+def figure_lines(groups: list[list[dict]], found: list[dict[str, Path]], base: Path) -> list[str]:
+    """The figures section: a table of each row's sample grid and learning curve, linked relative
+    to ``base`` (the markdown file's folder)."""
+    rows = []
+    for group, figs in zip(groups, found, strict=True):
+        if figs:
+            name = run_label(group[0])
+            rows.append([name] + [f"![{name}: {kind}]({figs[kind].relative_to(base).as_posix()})"
+                                  if kind in figs else "" for kind in ("samples", "curve")])
+    if not rows:
+        return []
+    text = ("Samples: 64 draws of each row's `sample` from its first seed's final checkpoint (seeded by "
+            "that seed, drawn on the CPU; binary models draw binary pixels). Learning curves: each "
+            "optimizer's mean training loss per epoch, and what was measured at each epoch end (a "
+            "validation ELBO, the FID and IS of a GAN's samples on fewer samples than the final "
+            "columns), one line per seed. `genbench run` redraws them from the database and the "
+            "checkpoints where their sources changed; a row whose checkpoint is not on this machine "
+            "keeps its figure.")
+    return ["", "## Figures", "", text, "",
+            tabulate(rows, headers=["run", "samples", "learning curve"], tablefmt="github",
+                     disable_numparse=True), ""]
+
+
+def leaderboard_markdown(db: ResultsDB, suite: Suite, out_dir: Path,
+                         with_figures: bool = True) -> tuple[str, pd.DataFrame]:
+    """The leaderboard's markdown (its figures written under ``out_dir/figures/<suite>`` and linked
+    relative to ``out_dir``) and the wide frame of its CSV."""
+    runs = db.runs(suite=suite.name)
     frame = leaderboard_frame(db, suite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = out_dir / f"{suite.name}.csv", out_dir / f"{suite.name}.md"
-    atomic_write(csv_path, lambda tmp: frame.to_csv(tmp, index=False))  # several runners may finish at once
     budgets = sorted(set(frame["budget"]) if len(frame) else [], key=budget_rank)
+    arrows = f"{ARROWS['lower']} lower is better, {ARROWS['higher']} higher is better, no arrow: a diagnostic"
     lines = [
         f"# Leaderboard: {suite.name}",
         "",
         suite.description,
         "",
-        f"Generated by `genbench run --suite {suite.name}` from the results database. "
-        + error_legend(metric_columns(db.runs(suite=suite.name))) + " Data sets:",
+        f"Generated by `genbench run --suite {suite.name}` from the results database. The rows are split "
+        "by what they can be compared on: a table per kind of metric holds the rows that have numbers "
+        "there, and the bookkeeping table says what produced every row. Headers give the unit and "
+        f"which direction is better ({arrows}). The CSV beside this file has every column in one "
+        "table. " + error_legend(metric_columns(runs)) + " Data sets:",
         "",
-        *_dataset_lines(db.runs(suite=suite.name), suite),
+        *_dataset_lines(runs, suite),
         "",
         "Budgets in this table:",
         "",
@@ -159,21 +317,39 @@ def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path
     lines += [f"- {suite.budgets[b].describe()}" for b in budgets if b in suite.budgets]
     if any(entry.budgets for entry in suite.runs):
         lines += ["", "Some runs override their budget's epochs or k (their papers train longer or their "
-                  "evaluation costs more): each row's `epochs` and `NLL k / test pts` are what it had."]
+                  "evaluation costs more): each row's `epochs` (bookkeeping) and `NLL k / test pts` "
+                  "(likelihood) are what it had."]
     if "paper" not in budgets:
         lines += ["", "**No row here was trained with the paper's budget.** Short CPU budgets "
                   "stop far from the published numbers, and no conclusion about whether a paper "
                   "reproduces can be drawn from them; `genbench tables` sets them side by side."]
-    lines += ["", tabulate(frame, headers="keys", tablefmt="github", showindex=False,
-                             disable_numparse=True)
-              if len(frame) else "(no finished runs yet)", ""]
+    tables = leaderboard_tables(frame, runs)
+    if not tables:
+        lines += ["", "(no finished runs yet)"]
+    for table in tables:
+        summary = table.group.summary
+        lines += ["", f"## {table.group.title}", "", f"{summary[0].upper()}{summary[1:]}.", "",
+                  markdown_table(table.frame)]
+    lines += [""]
     lines += [f"- {note}" for note in suite.notes]
-    keys = {key for run in db.runs(suite=suite.name) for key in run["metrics"]}
+    keys = {key for run in runs for key in run["metrics"]}
     nets = sorted({net for spec in METRICS.in_order() for net in networks(spec.columns, keys)})
     lines += [f"- Feature network {feature_net_provenance(net)}." for net in nets]
-    lines += external_lines(db.runs(suite=suite.name))
+    lines += external_lines(runs)
     skipped = skipped_lines(db, suite)
     if skipped:
         lines += ["", "Metrics that apply to a model but were not computed, and why:", "", *skipped]
-    atomic_write(md_path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+    if with_figures and len(frame):
+        groups = row_groups(runs, suite)
+        lines += figure_lines(groups, row_figures(db, groups, out_dir / FIGURES_DIR / suite.name), out_dir)
+    return "\n".join(lines) + "\n", frame
+
+
+def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``<suite>.md``, ``<suite>.csv`` and the figures they show into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text, frame = leaderboard_markdown(db, suite, out_dir)
+    csv_path, md_path = out_dir / f"{suite.name}.csv", out_dir / f"{suite.name}.md"
+    atomic_write(csv_path, lambda tmp: frame.to_csv(tmp, index=False))  # several runners may finish at once
+    atomic_write(md_path, lambda tmp: tmp.write_text(text))
     return md_path, csv_path

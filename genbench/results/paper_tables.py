@@ -158,21 +158,43 @@ def _spread_text(paper: dict, seed_counts: list[int]) -> str:
     return single if seed_counts[-1] == 1 else f"{several}; {single}"
 
 
-def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -> str:
-    """The paper's table, each cell ``paper / measured`` (measured blank until run)."""
+def measured_cells(paper: dict, runs: list[dict]) -> list[list[tuple[str, str | None, list[dict]]]]:
+    """Per row and column of the paper: the measured cell's text, its budget and the runs it averages
+    (zoo runs only: external ones have their own section)."""
+    runs = [r for r in runs if not is_external(r)]
+    return [[_measured(runs, col, row["match"]) if row.get("match") else ("", None, [])
+             for col in paper["columns"]] for row in paper["rows"]]
+
+
+def row_label(paper: dict, row: dict) -> list[str]:
+    """A row's label cells: its own, or the values of its ``row_keys``."""
+    return list(row["label"]) if "label" in row else [row["match"][k] for k in paper["row_keys"]]
+
+
+def chart_lines(paper: dict, chart: str | None) -> list[str]:
+    """The embedded paper-vs-measured chart and what it shows (nothing without one)."""
+    if chart is None:
+        return []
+    return [f"![{paper['title']}: published beside measured]({chart})", "",
+            "The chart: in each column with a measured cell, each row's published number (×) beside the "
+            "measured mean (•) with its interval (± the std over seeds, or with one seed the run's own "
+            "uncertainty); a count per layer a+b is drawn as its total.", ""]
+
+
+def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR,
+                       chart: str | None = None) -> str:
+    """The paper's table, each cell ``paper / measured`` (measured blank until run); ``chart``, a
+    relative link to its paper-vs-measured chart (``genbench.results.figures``), is shown below it."""
     paper = load_paper(key, papers_dir)
     everything = db.runs()
-    runs = [r for r in everything if not is_external(r)]  # external ones: their own section
-    measured = [[_measured(runs, col, row["match"]) if row.get("match") else ("", None, [])
-                 for col in paper["columns"]] for row in paper["rows"]]
+    measured = measured_cells(paper, everything)
     used = {r["id"]: r for row in measured for _, _, chosen in row for r in chosen}
     budgets_used = sorted({r["budget"] for r in used.values()}, key=budget_rank)
     tag_cells = len(budgets_used) > 1
     headers = [*paper["row_labels"], *(f"{col['label']} (paper / measured)" for col in paper["columns"])]
     rows = []
     for row, cells in zip(paper["rows"], measured, strict=True):
-        line: list[Any] = (list(row["label"]) if "label" in row
-                           else [row["match"][k] for k in paper["row_keys"]])
+        line: list[Any] = row_label(paper, row)
         for col, (text, budget, _) in zip(paper["columns"], cells, strict=True):
             if text and tag_cells:
                 text = f"{text} [{budget}]"
@@ -183,7 +205,7 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR) -
         rows.append(line)
     out = [f"# {paper['title']}", "", f"Source: {paper['citation']}", "", paper["protocol"], "",
            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
-           *external_section(paper, everything)]
+           *chart_lines(paper, chart), *external_section(paper, everything)]
     if not budgets_used:
         suites = " or ".join(f"`genbench run --suite {name}`" for name in paper["suites"])
         return "\n".join([*out, f"No measured cells yet (–): run {suites}.", ""])

@@ -1,4 +1,10 @@
-"""PNG grids a user can look at beside the numbers: samples and test reconstructions."""
+"""PNG grids a user can look at beside the numbers: samples and test reconstructions of a run.
+
+Written into the run directory when a run finishes, by the grid writer of the leaderboards'
+figures (``genbench.results.figures``: reproducible bytes). The reconstructed test images are a
+seeded random subset (``genbench.metrics.subsets``), never a prefix: the statically binarized
+MNIST test set is sorted by class, so its first 32 images are all zeros.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +12,40 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchvision.utils import save_image
 
-from genbench.core.protocols import Reconstructor, Sampler
+from genbench.core.protocols import Reconstructor
+from genbench.core.weights import atomic_write
+from genbench.metrics.subsets import subset_index
+from genbench.results.figures import grid_png, model_samples
+
+
+def reconstruction_points(test: Tensor, n: int, seed: int) -> Tensor:
+    """The ``n`` test images a reconstruction grid shows: a random subset seeded by ``seed``."""
+    return test[subset_index(len(test), n, seed).to(test.device)]
+
+
+@torch.no_grad()
+def reconstruction_pairs(model: nn.Module, test: Tensor, n: int = 64, seed: int = 0) -> Tensor | None:
+    """``n // 2`` test images each followed by its reconstruction (None where the model has none)."""
+    if not isinstance(model, Reconstructor):
+        return None
+    x = reconstruction_points(test, n // 2, seed)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        recon = model.reconstruct(x).float().clamp(0, 1)
+    return torch.stack([x.float(), recon], dim=1).flatten(0, 1)
 
 
 @torch.no_grad()
 def save_pictures(model: nn.Module, test: Tensor, run_dir: Path, n: int = 64, seed: int = 0) -> list[Path]:
-    """``samples.png`` (if the model samples) and ``reconstructions.png`` (originals on the
-    left half, reconstructions on the right) in ``run_dir``."""
+    """``samples.png`` (if the model samples) and ``reconstructions.png`` (each test image
+    followed by its reconstruction, 8 to a row) in ``run_dir``."""
     written = []
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        if isinstance(model, Sampler):
-            path = run_dir / "samples.png"
-            save_image(model.sample(n).float().clamp(0, 1).cpu(), path, nrow=8)
+    for name, images in (("samples.png", model_samples(model, seed, n)),
+                         ("reconstructions.png", reconstruction_pairs(model, test, n, seed))):
+        if images is not None:
+            path = Path(run_dir) / name
+            data = grid_png(images)
+            atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
             written.append(path)
-        if isinstance(model, Reconstructor):
-            x = test[: n // 2]
-            recon = model.reconstruct(x).float().clamp(0, 1)
-            pairs = torch.stack([x.float(), recon], dim=1).flatten(0, 1).cpu()
-            path = run_dir / "reconstructions.png"
-            save_image(pairs, path, nrow=8)
-            written.append(path)
-    finally:
-        torch.random.set_rng_state(state)
     return written
