@@ -5,9 +5,15 @@ rank takes its share of every batch and gradients are averaged before each optim
 (which fits alternating updates, unlike a DDP wrapper that needs ``forward``). Without
 ``torch.distributed`` initialised this is a single rank and every function is an identity,
 so the same code runs in one process unchanged.
+
+Coordination (``genbench run`` and ``genbench score`` under ``torchrun``): rank 0 alone decides
+(claims a run, reads the database) and ``broadcast`` hands its decision to the others; it alone
+writes files, and ``barrier``/``main_first`` make the others wait for it.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -62,3 +68,62 @@ def global_mean(per_example: Tensor) -> float:
                                                          dtype=per_example.dtype)])
     total, count = all_reduce_sum(stats).tolist()
     return total / count
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0, the one that writes files, the database and the log."""
+    return rank_and_world()[0] == 0
+
+
+def backend() -> str:
+    """The process group's backend (nccl, gloo), or 'none' in a single process."""
+    return dist.get_backend() if rank_and_world()[1] > 1 else "none"
+
+
+def describe_world() -> str:
+    """How the log says where a run trains: '2 ranks (gloo)' under torchrun, else '1 process'."""
+    world = rank_and_world()[1]
+    return f"{world} ranks ({backend()})" if world > 1 else "1 process"
+
+
+def broadcast(obj):
+    """Rank 0's ``obj`` (any picklable value it decided alone: a claim, a plan) on every rank."""
+    if rank_and_world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """Whether ``flag`` is set on any rank (a collective: every rank must call it at the same point)."""
+    if rank_and_world()[1] == 1:
+        return bool(flag)
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def same_on_every_rank(value) -> bool:
+    """Whether every rank holds an equal ``value`` (a small picklable one: a run's outcome)."""
+    world = rank_and_world()[1]
+    if world == 1:
+        return True
+    values = [None] * world
+    dist.all_gather_object(values, value)
+    return all(v == values[0] for v in values)
+
+
+@contextmanager
+def main_first():
+    """Rank 0 runs the body first (a download, a cache it writes), the other ranks after it."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()

@@ -9,6 +9,14 @@ token) and a heartbeat into the run's row before it trains, a ``Lease`` thread r
 heartbeat while it trains and evaluates, and only the owner can move a run from ``running`` to
 ``done`` or ``failed``. A run whose owner is gone (heartbeat older than ``STALE_AFTER``, or its
 process no longer exists on this host) is taken over by the next process that reaches it.
+
+Runs trained away from the database (sweep jobs on a cluster, which never open it: SQLite's WAL
+does not work over a network file system) leave a result file in their run directory; ``ingest``
+records one in one transaction, exactly once: a run that is done already gains nothing, so
+collecting twice, or from two launchers at once, adds no row.
+
+Each run records the world it trained in: ``world_size`` (ranks under torchrun, else 1) and
+``backend`` (nccl, gloo, or none for one process).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,8 +47,9 @@ STALE_AFTER = 120.0
 #: seconds between heartbeats of a run being trained or evaluated
 HEARTBEAT_EVERY = STALE_AFTER / 8
 #: columns added after the first schema (ownership; the provenance of an external result, JSON,
-#: NULL for a zoo run); older databases gain them on opening
-ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "external": "TEXT"}
+#: NULL for a zoo run; the world a run trained in); older databases gain them on opening
+ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "external": "TEXT", "world_size": "INTEGER",
+                 "backend": "TEXT"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -66,7 +75,9 @@ CREATE TABLE IF NOT EXISTS runs (
     versions TEXT NOT NULL,
     owner TEXT,
     heartbeat REAL,
-    external TEXT
+    external TEXT,
+    world_size INTEGER,
+    backend TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_key ON runs (run_key);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -123,6 +134,29 @@ def owner_alive(owner: str | None, heartbeat: float | None, at: float) -> bool:
     host, _, rest = owner.partition(":")
     pid = rest.split(":", 1)[0]
     return host != socket.gethostname() or not pid.isdigit() or _pid_exists(int(pid))
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run's outcome produced away from the database (a sweep job's result file), to ``ingest``."""
+
+    status: str
+    """done | failed"""
+    run_dir: str
+    device: str
+    producer: str
+    """Who trained it (``job 4242_3 on node12``): the row's owner once ingested."""
+    world_size: int = 1
+    backend: str = "none"
+    metrics: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+    error: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,28 +255,32 @@ class ResultsDB:
             conn.execute("COMMIT")
 
     # --- writing -------------------------------------------------------------------------
-    def claim_run(self, run: RunIdentity, run_dir: Path | str, device: str) -> Claim:
+    def claim_run(self, run: RunIdentity, run_dir: Path | str, device: str,
+                  world: tuple[int, str] = (1, "none")) -> Claim:
         """Own the row of ``run`` before training it, unless it is done (maybe just now, by
         another process) or a live process owns it. A failed run's row, or one whose owner is
-        gone, is re-opened: the run resumes from its checkpoint."""
+        gone, is re-opened: the run resumes from its checkpoint. ``world``: (world size, backend)
+        it trains in."""
         with self.transaction() as conn:
             row = conn.execute("SELECT id FROM runs WHERE run_key = ? AND status = 'done' "
                                "ORDER BY id DESC LIMIT 1", (run.key,)).fetchone()
             if row is not None:
                 return Claim("done", int(row["id"]))
-            return self._claim(conn, run, run_dir, device)
+            return self._claim(conn, run, run_dir, device, world)
 
-    def start_run(self, run: RunIdentity, run_dir: Path | str, device: str) -> int:
+    def start_run(self, run: RunIdentity, run_dir: Path | str, device: str,
+                  world: tuple[int, str] = (1, "none")) -> int:
         """Own a new row of ``run`` or re-open its unfinished one (a done row is left as it is:
         the run gets a new row). Refused while a live process owns the run."""
         with self.transaction() as conn:
-            claim = self._claim(conn, run, run_dir, device)
+            claim = self._claim(conn, run, run_dir, device, world)
         if claim.status == "busy":
             raise GenbenchError(f"run {run.name} seed {run.seed} is being trained by "
                                 f"{claim.describe_holder()}")
         return claim.run_id
 
-    def _claim(self, conn, run: RunIdentity, run_dir: Path | str, device: str) -> Claim:
+    def _claim(self, conn, run: RunIdentity, run_dir: Path | str, device: str,
+               world: tuple[int, str]) -> Claim:
         """Inside a write transaction (so two claims never interleave): take the newest unfinished
         row of ``run`` unless a live other owner holds it, else insert a new one."""
         at = time.time()
@@ -255,20 +293,68 @@ class ResultsDB:
             if running and owner_alive(row["owner"], row["heartbeat"], at):
                 return Claim("busy", int(row["id"]), row["owner"], age)
             conn.execute("UPDATE runs SET status='running', error=NULL, finished_at=NULL, started_at=?, "
-                         "owner=?, heartbeat=?, run_dir=?, device=?, eval=? WHERE id=?",
+                         "owner=?, heartbeat=?, run_dir=?, device=?, eval=?, world_size=?, backend=? "
+                         "WHERE id=?",
                          (now(), self.owner, at, str(run_dir), device, json.dumps(run.eval, sort_keys=True),
-                          row["id"]))
+                          *world, row["id"]))
             return Claim("claimed", int(row["id"]), row["owner"], age, taken_over=running)
         cur = conn.execute(
             "INSERT INTO runs (run_key, suite, name, model, dataset, config, seed, budget, "
-            "train, eval, status, run_dir, device, started_at, versions, owner, heartbeat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-            (run.key, run.suite, run.name, run.model, run.dataset,
-             json.dumps(run.config, sort_keys=True), run.seed, run.budget,
-             json.dumps(run.train, sort_keys=True), json.dumps(run.eval, sort_keys=True),
-             str(run_dir), device, now(), json.dumps(package_versions()), self.owner, at),
+            "train, eval, status, run_dir, device, started_at, versions, owner, heartbeat, world_size, "
+            "backend) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*_identity_values(run), str(run_dir), device, now(), json.dumps(package_versions()), self.owner,
+             at, *world),
         )
         return Claim("claimed", int(cur.lastrowid))
+
+    def ingest(self, run: RunIdentity, finished: FinishedRun) -> bool:
+        """Record a run trained away from the database, in one transaction, exactly once: nothing
+        where the run is done already (collected before, or trained here) or where ``finished`` is a
+        failure already recorded, or one of a run a live process is retrying now. Returns whether
+        anything was recorded. The run's newest unfinished row becomes this outcome, else a new row."""
+        if finished.status not in ("done", "failed"):
+            raise GenbenchError(f"a run's result has status {finished.status!r}, not done or failed")
+        with self.transaction() as conn:
+            done = conn.execute("SELECT 1 FROM runs WHERE run_key = ? AND status = 'done'", (run.key,))
+            if done.fetchone() is not None:
+                return False
+            row = conn.execute("SELECT id, status, owner, heartbeat, error, finished_at FROM runs "
+                               "WHERE run_key = ? AND status != 'done' ORDER BY id DESC LIMIT 1",
+                               (run.key,)).fetchone()
+            if finished.status == "failed" and row is not None:
+                retried = row["status"] == "running" and owner_alive(row["owner"], row["heartbeat"],
+                                                                     time.time())
+                recorded = (row["status"], row["error"], row["finished_at"]) == (
+                    "failed", finished.error, finished.finished_at)
+                if retried or recorded:
+                    return False
+            values = (finished.status, finished.error, finished.run_dir, finished.device,
+                      finished.started_at or now(), finished.finished_at or now(), finished.train_seconds,
+                      finished.eval_seconds, json.dumps(finished.versions), finished.producer,
+                      json.dumps(run.eval, sort_keys=True), finished.world_size, finished.backend)
+            if row is not None:
+                run_id = int(row["id"])
+                conn.execute("UPDATE runs SET status=?, error=?, run_dir=?, device=?, started_at=?, "
+                             "finished_at=?, train_seconds=?, eval_seconds=?, versions=?, owner=?, "
+                             "heartbeat=NULL, eval=?, "
+                             "world_size=?, backend=? WHERE id=?", (*values, run_id))
+                for table in ("metrics", "skipped", "curves"):
+                    conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            else:
+                cur = conn.execute(
+                    "INSERT INTO runs (run_key, suite, name, model, dataset, config, seed, budget, train, "
+                    "status, error, run_dir, device, started_at, finished_at, train_seconds, eval_seconds, "
+                    "versions, owner, eval, world_size, backend) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*_identity_values(run)[:-1], *values))
+                run_id = int(cur.lastrowid)
+            if finished.status == "done":
+                self._insert_results(conn, run_id, finished.metrics, finished.skipped)
+                conn.executemany("INSERT INTO curves (run_id, epoch, name, value) VALUES (?, ?, ?, ?)",
+                                 [(run_id, r["epoch"], k, v) for r in finished.curve for k, v in r.items()
+                                  if k != "epoch"])
+        return True
 
     def heartbeat(self, run_id: int) -> bool:
         """Refresh the heartbeat of this owner's running run; False where it is not that any more."""
@@ -352,6 +438,17 @@ class ResultsDB:
             return cur.rowcount == 1
 
     # --- reading -------------------------------------------------------------------------
+    def live_holder(self, run_key: str) -> Claim | None:
+        """The run's running row where a live process other than this owner holds it (else None)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT id, owner, heartbeat FROM runs WHERE run_key = ? "
+                               "AND status = 'running' ORDER BY id DESC LIMIT 1", (run_key,)).fetchone()
+        at = time.time()
+        if row is None or row["owner"] == self.owner or not owner_alive(row["owner"], row["heartbeat"], at):
+            return None
+        age = None if row["heartbeat"] is None else at - row["heartbeat"]
+        return Claim("busy", int(row["id"]), row["owner"], age)
+
     def done_run(self, run_key: str) -> dict[str, Any] | None:
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM runs WHERE run_key=? AND status='done' "
@@ -399,6 +496,12 @@ class ResultsDB:
         for r in rows:
             by_epoch.setdefault(r["epoch"], {"epoch": r["epoch"]})[r["name"]] = r["value"]
         return list(by_epoch.values())
+
+
+def _identity_values(run: RunIdentity) -> tuple:
+    """The identity columns of a new row, in SCHEMA's order: run_key ... train, eval."""
+    return (run.key, run.suite, run.name, run.model, run.dataset, json.dumps(run.config, sort_keys=True),
+            run.seed, run.budget, json.dumps(run.train, sort_keys=True), json.dumps(run.eval, sort_keys=True))
 
 
 def run_key_taken(path: str | Path, key: str) -> bool:
