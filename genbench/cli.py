@@ -1,4 +1,4 @@
-"""The ``genbench`` command: run, score, tables, list.
+"""The ``genbench`` command: run, score, compare, tables, report, collect, status, list.
 
 Bad input raises :class:`GenbenchError`; ``main`` prints it as one line and exits 2. A bad
 argument is one too (``Parser.error``), and every numeric flag is checked by its argparse type
@@ -53,7 +53,14 @@ SETTING_TYPES = {
     "n_test": count(1),
     "quality_samples": count(QualitySettings().min_samples, zero=True),
     "quality_reference": count(QualitySettings().min_reference),
+    "ais_steps": count(1, zero=True),
+    "ais_chains": count(1),
+    "ais_points": count(1),
+    "ais_sigma_points": count(1),
+    "ais_bdmc_points": count(1, zero=True),
 }
+#: the simulated points of ``genbench score --bdmc`` without a number
+DEFAULT_BDMC_POINTS = 100
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -65,6 +72,27 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda ...")
 
 
+def _launch_args(p: argparse.ArgumentParser) -> None:
+    """``genbench run``'s flags for a sweep of jobs (``genbench.launch``)."""
+    p.add_argument("--launcher", choices=("local", "slurm"),
+                   help="run the suite's runs as jobs through submitit: local (--workers processes of this "
+                   "machine) or slurm (one job-array task per run); results come back through result files "
+                   "and are collected into --db. Default: every run in this process (or under torchrun)")
+    p.add_argument("--workers", type=count(1),
+                   help="--launcher local: processes sharing the runs (default 1)")
+    p.add_argument("--partition", help="--launcher slurm: the partition")
+    p.add_argument("--gpus-per-run", type=count(1, zero=True), metavar="G",
+                   help="GPUs of each run; more than one runs torchrun inside its job (gloo ranks on a CPU "
+                   "machine). Default 1 where there are GPUs (always on slurm), else 0")
+    p.add_argument("--time", help="time limit of each job, Slurm's syntax (MINUTES, HH:MM:SS, D-HH:MM:SS; "
+                   "default 24:00:00 on slurm); a job that reaches it is requeued and resumes")
+    p.add_argument("--array-parallelism", type=count(1), metavar="M",
+                   help="--launcher slurm: at most M runs of the array at once (default: submitit's 256)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="submit and return: `genbench status` follows the sweep, `genbench collect` "
+                   "ingests its results")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="genbench", description="Train, evaluate and compare deep generative models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Train every run of a suite (resuming unfinished ones), "
                          "evaluate the metrics that apply, record them in the results "
                          "database and write leaderboards/<suite>.md and .csv.")
-    run.add_argument("--suite", default="mnist", help="suite name (see genbench list)")
-    run.add_argument("--budget", default="short", help="smoke | short (default) | paper")
+    run.add_argument("--suite", default="mnist",
+                     help="suite name (see genbench list) or a suite file PATH.toml")
+    run.add_argument("--budget", default="short", help="smoke | short (default) | long | paper")
     run.add_argument("--models", nargs="+", help="only these run names or model names")
     run.add_argument("--seeds", type=count(1), help="number of seeds, >= 1 (default: the suite's)")
     run.add_argument("--dataset", help="run every model of the suite on this data set instead "
@@ -85,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     _common(run)
     _device_arg(run)
+    _launch_args(run)
 
     score = sub.add_parser("score", help="evaluate a checkpoint or a set of samples",
                            description="Evaluate a genbench checkpoint (a run directory or its "
@@ -129,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "row is reproduced), else short. The flags below override fields of the same names")
     score.add_argument("--k", type=SETTING_TYPES["k"], help="importance samples per test point (>= 1)")
     score.add_argument("--n-test", type=SETTING_TYPES["n_test"], help="test points (>= 1)")
+    score.add_argument("--ais-steps", type=SETTING_TYPES["ais_steps"], metavar="T",
+                       help="AIS annealing steps for every model with a decoder (0: no AIS; the built-in "
+                       "budgets have none)")
+    score.add_argument("--ais-chains", type=SETTING_TYPES["ais_chains"], help="AIS chains per point (>= 1)")
+    score.add_argument("--ais-points", type=SETTING_TYPES["ais_points"],
+                       help="test points AIS scores, a seeded random subset (>= 1)")
+    score.add_argument("--bdmc", dest="ais_bdmc_points", nargs="?", const=DEFAULT_BDMC_POINTS,
+                       type=SETTING_TYPES["ais_bdmc_points"], metavar="N",
+                       help=f"also BDMC: forward and reverse AIS on N points simulated from the model "
+                       f"(default {DEFAULT_BDMC_POINTS}), at AIS's steps and chains; their gap bounds "
+                       "AIS's error")
     score.add_argument("--features", help="feature net of IS/FID/KID/PR: lenet (default for MNIST-like "
                        "data), inception, or a TorchScript file path.pt")
     score.add_argument("--quality-samples", "--n-samples", dest="quality_samples",
@@ -180,7 +221,35 @@ def build_parser() -> argparse.ArgumentParser:
                             "the measured ones from the results database.")
     tables.add_argument("--paper", required=True, help="paper key (see genbench list)")
     tables.add_argument("--db", default="runs/genbench.sqlite", help="results database")
-    tables.add_argument("--out", type=Path, help="also write the table to this file")
+    tables.add_argument("--out", type=Path, help="also write the table to this file, and its "
+                        "paper-vs-measured chart to figures/paper-<key>.png beside it (embedded in it)")
+
+    report = sub.add_parser("report", help="a static HTML report of the results database",
+                            description="Write DIR/index.html: every suite's leaderboard (sortable tables), "
+                            "each run's samples, reconstructions and learning curves, the paper tables with "
+                            "their charts, and the provenance of every number. One self-contained file "
+                            "(images inlined, no network) that opens from the file system; its figures are "
+                            "kept in DIR/figures.")
+    report.add_argument("--out", type=Path, default=DEFAULT_RUNS_DIR / "report",
+                        help="folder of the report (default runs/report)")
+    report.add_argument("--db", default="runs/genbench.sqlite", help="results database")
+
+    collect = sub.add_parser("collect", help="ingest the results sweep jobs wrote into the database",
+                             description="Read every result.json under RUNS_DIR (what sweep jobs wrote into "
+                             "their run directories) and record each in the results database exactly once: a "
+                             "result recorded before adds nothing. Re-renders the leaderboards of the suites "
+                             "that gained results.")
+    collect.add_argument("runs_dir", type=Path, metavar="RUNS_DIR")
+    _common(collect)
+    collect.add_argument("--leaderboards", type=Path, default=DEFAULT_LEADERBOARDS,
+                         help="where leaderboard tables are written")
+
+    status = sub.add_parser("status", help="where each run of a sweep is: queued, running, done, failed",
+                            description="Each run of a sweep (the newest under --runs-dir, or --sweep ID) "
+                            "with its state, its job id and its log.")
+    status.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="run directories")
+    status.add_argument("--sweep", metavar="ID", help="the sweep (default: the newest)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
 
     sub.add_parser("list", help="suites, models, datasets, metrics, budgets, papers",
                    description="Everything genbench knows by name.")
@@ -188,27 +257,130 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    from genbench.core.distributed import describe_world, is_main, rank_and_world
+    from genbench.core.errors import log
     from genbench.results.db import ResultsDB
     from genbench.results.leaderboard import render_leaderboard
-    from genbench.runner import prepare_folder, report_outcomes, run_suite
-    from genbench.suites import SUITES
+    from genbench.runner import load_suite, prepare_folder, report_outcomes, run_suite
     from genbench.train.device import select_device
 
-    suite = SUITES[args.suite]
+    suite = load_suite(args.suite)
     if args.dataset:
         suite = suite.with_dataset(args.dataset)
     budget = suite.budget(args.budget)
-    device = select_device(args.device)
     suite.select(args.models)  # validate names before loading data
-    prepare_folder(args.runs_dir, "--runs-dir")  # a file in the way fails now, not after training
-    prepare_folder(args.leaderboards, "--leaderboards")
-    db = ResultsDB(args.db)
-    print(f"suite {suite.name} ({budget.describe()}) on {device}")
+    _check_launch_flags(args)
+    if args.launcher:
+        return _run_sweep(args, suite, budget)
+    device = select_device(args.device)
+    main = is_main()  # under torchrun only rank 0 writes the database, the leaderboards and the log
+    if main:
+        prepare_folder(args.runs_dir, "--runs-dir")  # a file in the way fails now, not after training
+        prepare_folder(args.leaderboards, "--leaderboards")
+    db = ResultsDB(args.db) if main else None
+    world = f", {describe_world()}" if rank_and_world()[1] > 1 else ""
+    print(f"suite {suite.name} ({budget.describe()}) on {device}{world}")
     outcomes = run_suite(suite, budget, db, args.runs_dir, device, args.data_root, args.models,
                          args.seeds, progress=not args.no_progress, log=print)  # its results: stdout
-    md, csv = render_leaderboard(db, suite, args.leaderboards)  # also when runs failed
+    if main:
+        md, csv = render_leaderboard(db, suite, args.leaderboards)  # also when runs failed
+        print(f"leaderboard: {md} and {csv}")
+    return report_outcomes(outcomes, warn=log if main else lambda *_: None)
+
+
+#: flags of ``genbench run`` and the launcher each belongs to (None: any launcher)
+LAUNCH_FLAGS = {"workers": "local", "partition": "slurm", "array_parallelism": "slurm", "gpus_per_run": None,
+                "time": None, "no_wait": None}
+
+
+def _check_launch_flags(args) -> None:
+    """A sweep's flags only with the launcher they belong to, and no launcher under torchrun."""
+    from genbench.launch.torchrun import launched_world
+
+    for name, launcher in LAUNCH_FLAGS.items():
+        if getattr(args, name) in (None, False):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if args.launcher is None:
+            raise GenbenchError(f"{flag} applies to a sweep: give --launcher local or slurm")
+        if launcher is not None and args.launcher != launcher:
+            raise GenbenchError(f"{flag} applies to --launcher {launcher}, not {args.launcher}")
+    if args.launcher and launched_world() > 1:
+        raise GenbenchError("--launcher starts its own processes (torchrun inside the jobs where "
+                            "--gpus-per-run > 1): run it without torchrun")
+
+
+def _run_sweep(args, suite, budget) -> int:
+    """``genbench run --launcher``: the suite's runs as submitit jobs, their results collected here."""
+    from genbench.launch.executors import LaunchOptions
+    from genbench.launch.sweep import run_sweep
+    from genbench.results.db import ResultsDB
+    from genbench.results.leaderboard import render_leaderboard
+    from genbench.runner import prepare_folder, report_outcomes
+
+    prepare_folder(args.runs_dir, "--runs-dir")
+    prepare_folder(args.leaderboards, "--leaderboards")
+    db = ResultsDB(args.db)
+    options = LaunchOptions(args.launcher, args.workers or 1, args.partition, args.gpus_per_run, args.time,
+                            args.array_parallelism, args.device)
+    source = str(Path(args.suite).absolute()) if args.suite.endswith(".toml") else args.suite
+    how = f"{options.workers} local worker(s)" if args.launcher == "local" else "a Slurm job array"
+    print(f"suite {suite.name} ({budget.describe()}) as a sweep: {how}")
+    outcomes, _ = run_sweep(suite, source, budget, db, args.runs_dir, options, args.data_root, args.models,
+                            args.seeds, args.dataset, wait=not args.no_wait, log=print)
+    md, csv = render_leaderboard(db, suite, args.leaderboards)
     print(f"leaderboard: {md} and {csv}")
     return report_outcomes(outcomes)
+
+
+def cmd_collect(args) -> int:
+    from genbench.launch.collect import collect
+    from genbench.results.db import ResultsDB
+    from genbench.results.leaderboard import render_leaderboard
+    from genbench.runner import load_suite, prepare_folder
+
+    db = ResultsDB(args.db)
+    report = collect(args.runs_dir, db)
+    done = sum(1 for _, r in report.added if r["status"] == "done")
+    print(f"collected {len(report.added)} new result(s) from {args.runs_dir} into {args.db} ({done} done, "
+          f"{len(report.added) - done} failed); {report.known} recorded before")
+    sources = sorted({source for source, r in report.added if r["status"] == "done"})
+    if sources:
+        prepare_folder(args.leaderboards, "--leaderboards")
+    for source in sources:
+        try:
+            suite = load_suite(source)
+        except GenbenchError as exc:
+            print(f"no leaderboard for suite {source}: {exc}", file=sys.stderr)
+            continue
+        md, _ = render_leaderboard(db, suite, args.leaderboards)
+        print(f"leaderboard: {md}")
+    return 1 if report.unreadable else 0
+
+
+def cmd_status(args) -> int:
+    from genbench.launch.status import find_sweep, sweep_status
+
+    manifest = find_sweep(args.runs_dir, args.sweep)
+    rows = sweep_status(manifest)
+    if args.json:
+        print(json.dumps({"sweep": manifest["id"], "launcher": manifest["launcher"], "runs": rows}, indent=2),
+              file=args.stdout)
+        return 0
+    counts = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    print(f"sweep {manifest['id']}: suite {manifest['suite']}, budget {manifest['budget']}, "
+          f"{manifest['launcher']} launcher, {len(rows)} run(s): "
+          + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    width = max([len(f"{r['name']} seed {r['seed']}") for r in rows] + [3])
+    print(f"  {'run':<{width}}  {'state':<8} {'job':<14} log")
+    for row in rows:
+        name = f"{row['name']} seed {row['seed']}"
+        print(f"  {name:<{width}}  {row['state']:<8} {row['job_id'] or '-':<14} {row['log'] or '-'}")
+        if row["error"] and row["state"] == "failed":
+            print(f"  {'':<{width}}  {row['error']}")
+    return 0
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -336,6 +508,9 @@ def _settings_for(loaded, args) -> tuple[EvalSettings, str]:
     if settings.quality_samples > limit:
         raise GenbenchError(f"{settings.quality_samples:,} model samples asked for, over the limit of "
                             f"{limit:,} (--max-samples)")
+    if settings.ais_bdmc_points and not settings.ais_steps:
+        raise GenbenchError("BDMC runs at AIS's steps and chains, and these settings have no AIS: give "
+                            "--ais-steps T too")
     return settings, source
 
 
@@ -466,18 +641,40 @@ def _load_model(args):
 
 
 #: ``genbench score`` flags that override the budget's EvalSettings field of the same name
-SETTINGS_FLAGS = ("k", "n_test", "features", "quality_samples", "quality_reference", "quality_split")
+SETTINGS_FLAGS = ("k", "n_test", "features", "quality_samples", "quality_reference", "quality_split",
+                  "ais_steps", "ais_chains", "ais_points", "ais_bdmc_points")
 
 
 def cmd_tables(args) -> int:
     from genbench.results.db import ResultsDB
     from genbench.results.paper_tables import render_paper_table
 
-    text = render_paper_table(args.paper, ResultsDB(args.db))
+    db = ResultsDB(args.db)
+    chart = None
+    if args.out:  # the chart beside the file, linked relative to it
+        from genbench.results.figures import paper_chart
+        from genbench.results.leaderboard import FIGURES_DIR
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        name = paper_chart(args.paper, db, args.out.parent / FIGURES_DIR)
+        chart = f"{FIGURES_DIR}/{name}" if name else None
+    text = render_paper_table(args.paper, db, chart=chart)
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from genbench.report import write_report
+    from genbench.results.db import ResultsDB
+    from genbench.runner import prepare_folder
+
+    if not Path(args.db).is_file():
+        raise GenbenchError(f"--db {args.db}: no results database there (genbench run writes one)")
+    prepare_folder(args.out, "--out")
+    path = write_report(ResultsDB(args.db), args.out)
+    print(f"report: {path} (open it in a browser: {path.resolve().as_uri()})")
     return 0
 
 
@@ -519,7 +716,10 @@ def cmd_list(args) -> int:
 ARROWS = {"lower": " ↓", "higher": " ↑", None: ""}
 
 COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "tables": cmd_tables,
-            "list": cmd_list}
+            "report": cmd_report, "list": cmd_list}
+COMMANDS |= {"collect": cmd_collect, "status": cmd_status}
+#: commands that run data-parallel under torchrun (each rank trains and evaluates its shard)
+DISTRIBUTED = ("run", "score")
 
 
 def one_line(message: str) -> str:
@@ -533,10 +733,29 @@ def _run(args) -> int:
 
     if getattr(args, "db", None) is not None:
         check_database_file(args.db)
-    args.stdout = sys.stdout
-    as_json = getattr(args, "json", False)
-    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
-        return COMMANDS[args.command](args)
+    with _torchrun_rank(args):
+        args.stdout = sys.stdout
+        as_json = getattr(args, "json", False)
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            return COMMANDS[args.command](args)
+
+
+@contextlib.contextmanager
+def _torchrun_rank(args):
+    """Under torchrun, for ``DISTRIBUTED`` commands: this rank in the process group (its device in
+    ``args.device``); a rank other than 0 prints nothing and records nothing (``score --name``)."""
+    from genbench.core.distributed import is_main
+    from genbench.launch.torchrun import process_group
+
+    if args.command not in DISTRIBUTED or getattr(args, "launcher", None):
+        yield
+        return
+    with process_group(args.device) as device:
+        if device is not None:
+            args.device = str(device)
+            if not is_main() and args.command == "score":
+                args.name = args.db = args.suite = None
+        yield
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,9 +6,17 @@ from the checkpoint in its run directory.
 
 Each run is claimed in the database before it trains (``ResultsDB.claim_run``): a run a live
 process holds is skipped, one whose owner died is taken over, so several ``genbench run`` of
-one suite share its runs. Whatever goes wrong in one run (an exception of any kind, weights or
-a metric that are not finite) fails that run with its reason and the suite goes on; an
-interrupt fails the run it was in and stops the suite.
+one suite share its runs. The run directory's lock (``genbench.launch.rundir``) keeps out the
+processes that do not use the database (sweep jobs); a run such a job finished is ingested from
+its ``result.json``, not trained again, and every run finished here writes one too. Whatever goes
+wrong in one run (an exception of any kind, weights or a metric that are not finite) fails that
+run with its reason and the suite goes on; an interrupt fails the run it was in and stops the suite.
+
+Under ``torchrun`` every rank trains and evaluates its shard of each run; rank 0 alone claims,
+locks and records (its decisions are broadcast), writes checkpoints, pictures and result files,
+and the others wait for it. A failure every rank sees at the same step (a loss that is not finite:
+the loop all-reduces it; non-finite weights or metrics, identical on every rank) fails the run on
+every rank; any other exception ends the process, and torchrun then stops every rank.
 """
 
 from __future__ import annotations
@@ -17,24 +25,43 @@ import json
 import math
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from genbench.core.distributed import (
+    any_rank,
+    backend,
+    broadcast,
+    is_main,
+    main_first,
+    rank_and_world,
+    same_on_every_rank,
+)
 from genbench.core.errors import GenbenchError, TrainingDiverged, log
 from genbench.core.models import MODELS, config_dict
 from genbench.data import load_dataset
+from genbench.launch.rundir import (
+    RunDirLock,
+    describe_owner,
+    finished_run,
+    holding,
+    read_owner,
+    read_result,
+    write_result,
+)
 from genbench.metrics.registry import METRICS, EvalSettings, evaluate
 from genbench.metrics.sample_quality import curve_monitor
 from genbench.results.db import Claim, Lease, ResultsDB
 from genbench.results.pictures import save_pictures
 from genbench.scoring import load_for_scoring, write_evaluation
-from genbench.suites import Budget, RunEntry, Suite
+from genbench.suites import SUITES, Budget, RunEntry, Suite, parse_suite
 from genbench.train.callbacks import Callback, QualityMonitor, watches_samples
 from genbench.train.checkpoint import FILENAME as CHECKPOINT
 from genbench.train.identity import LOCATIONS, RunIdentity
-from genbench.train.loop import TrainConfig, train
+from genbench.train.loop import TrainConfig, TrainResult, train
 
 
 @dataclass
@@ -80,6 +107,21 @@ def report_outcomes(outcomes: list[RunOutcome], warn=log) -> int:
     return 1 if failed else 0
 
 
+def load_suite(name: str) -> Suite:
+    """A built-in suite by name, or a suite file of one's own (``--suite path/to/suite.toml``)."""
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise GenbenchError(f"--suite {name}: no such suite file")
+        return parse_suite(path.read_text(), str(path))
+    return SUITES[name]
+
+
+def world() -> tuple[int, str]:
+    """(world size, backend) of this process: what a run's row, checkpoint and result record."""
+    return rank_and_world()[1], backend()
+
+
 def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_shape) -> RunIdentity:
     """The identity of one (run, seed) of a suite under a budget (the run's own overrides applied)."""
     config = config_dict(MODELS[entry.model].make_config(entry.config))
@@ -89,12 +131,13 @@ def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_
                        tuple(data_shape), budget.name, asdict(train_cfg), asdict(settings))
 
 
-def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, device: torch.device,
+def run_suite(suite: Suite, budget: Budget, db: ResultsDB | None, runs_dir: Path, device: torch.device,
               data_root: str | None = None, only: list[str] | None = None,
               seeds: int | None = None, progress: bool = True, log=log,
               warn=log) -> list[RunOutcome]:
     """Every (run, seed) of the suite, in order: one line each through ``log``; skipped, taken-over
-    and lost runs, and the tracebacks of unexpected failures, through ``warn`` (stderr)."""
+    and lost runs, and the tracebacks of unexpected failures, through ``warn`` (stderr). Under
+    torchrun every rank calls it, ``db`` None on the ranks other than 0 (only rank 0 logs)."""
     entries = suite.select(only)
     datasets = {}
     outcomes = []
@@ -102,19 +145,37 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB, runs_dir: Path, devic
         name = suite.dataset_of(entry)
         if name not in datasets:
             datasets.clear()  # one data set in memory at a time (dSprites is 3 GB)
-            datasets[name] = load_dataset(name, data_root, device)
+            with main_first():  # rank 0 downloads it; the others read what it wrote
+                datasets[name] = load_dataset(name, data_root, device)
         dataset = datasets[name]
         for seed in range(seeds or suite.seeds):
             outcome = run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress, data_root,
                               warn)
-            shown = ", ".join(f"{k} {v:.2f}" for k, v in outcome.metrics.items() if _headline(k))
-            say = warn if outcome.status in ("busy", "lost") else log
-            say(f"[{outcome.status}] {entry.name} seed {seed}: {outcome.error or shown}")
+            if is_main():
+                say_outcome(outcome, log, warn)
             outcomes.append(outcome)
     return outcomes
 
 
-def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, db: ResultsDB,
+def say_outcome(outcome: RunOutcome, log=log, warn=log) -> None:
+    """A run's one line: ``[status] name seed N: its headline metrics`` (or why it is not done);
+    runs left to other processes through ``warn``."""
+    shown = ", ".join(f"{k} {v:.2f}" for k, v in outcome.metrics.items() if _headline(k))
+    say = warn if outcome.status in ("busy", "lost") else log
+    say(f"[{outcome.status}] {outcome.name} seed {outcome.seed}: {outcome.error or shown}")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What rank 0 decided for a run (the others are told): busy (skip), train (``claim``) or cached."""
+
+    action: str
+    claim: Claim | None = None
+    done: dict | None = None
+    error: str | None = None
+
+
+def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, db: ResultsDB | None,
             runs_dir: Path, device: torch.device, progress: bool = True,
             data_root: str | None = None, warn=log) -> RunOutcome:
     """Train, evaluate and record one (run, seed), unless it is done (then its results are reused,
@@ -122,84 +183,177 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
     run = run_identity(suite, entry, seed, budget, dataset.shape)
     run_dir = run.run_dir(runs_dir)
     settings = replace(EvalSettings(**run.eval), cache_root=data_root)
+    run = replace(run, eval=asdict(settings))  # where the data live is no part of the key
+    lock = RunDirLock(run_dir)
+    try:
+        plan = broadcast(_plan(run, db, run_dir, lock, device, warn) if is_main() else None)
+        if plan.action == "busy":
+            outcome = RunOutcome(entry.name, seed, "busy", {}, run_dir, error=plan.error)
+        elif plan.action == "train":
+            outcome = _train_and_record(run, entry, seed, settings, dataset, db, plan.claim, run_dir,
+                                        progress and is_main(), warn)
+        else:
+            done = plan.done
+            for metric in _later_metrics_due(done, settings):
+                _add_later_metric(metric, done, settings, dataset, db, warn)
+            metrics = db.metrics(done["id"]) if is_main() else {}
+            outcome = RunOutcome(entry.name, seed, "cached", metrics, Path(done["run_dir"]))
+    finally:
+        lock.release()
+    if not same_on_every_rank(outcome.status):
+        raise GenbenchError(f"the ranks disagree on how run {entry.name} seed {seed} ended; stopped")
+    return outcome
+
+
+def _plan(run: RunIdentity, db: ResultsDB, run_dir: Path, lock: RunDirLock, device, warn) -> _Plan:
+    """Rank 0: reuse the run where it is done (in the database, or in a result file a sweep job left),
+    else lock its directory and claim its row, unless another process holds either."""
     done = db.done_run(run.key)
+    if done is None and ingest_result(db, run_dir, run.key, warn):  # a sweep job finished it
+        done = db.done_run(run.key)
     if done is None:
-        claim = db.claim_run(replace(run, eval=asdict(settings)), run_dir, str(device))
+        if not lock.acquire():
+            return _Plan("busy", error=f"being trained by {_holder_of(run_dir)}; skipped")
+        claim = db.claim_run(run, run_dir, str(device), world())
         if claim.status == "busy":
-            return RunOutcome(entry.name, seed, "busy", {}, run_dir,
-                              error=f"being trained by {claim.describe_holder()}; skipped")
+            return _Plan("busy", error=f"being trained by {claim.describe_holder()}; skipped")
         if claim.status == "claimed":
             if claim.taken_over:
                 start = "resuming its checkpoint" if (run_dir / CHECKPOINT).exists() else "no checkpoint yet"
-                warn(f"[takeover] {entry.name} seed {seed}: its owner {claim.describe_holder()} is gone; "
+                warn(f"[takeover] {run.name} seed {run.seed}: its owner {claim.describe_holder()} is gone; "
                      f"{start}")
-            return _train_and_record(run, entry, seed, settings, dataset, db, claim, run_dir, progress, warn)
+            return _Plan("train", claim=claim)
         done = db.done_run(run.key)  # finished by another process since
-    if _needs_sample_quality(done, settings):
-        _add_sample_quality(done, settings, dataset, db, warn)
-    return RunOutcome(entry.name, seed, "cached", db.metrics(done["id"]), Path(done["run_dir"]))
+    return _Plan("cached", done=done)
+
+
+def ingest_result(db: ResultsDB, run_dir: Path, key: str | None = None, warn=log) -> bool:
+    """Record the done result file of a run directory in the database (once: False where there is
+    none, it is of another run than ``key``, or the run is recorded already)."""
+    try:
+        found = read_result(run_dir)
+    except GenbenchError as exc:
+        warn(f"warning: {exc}")
+        return False
+    if found is None or found[1].status != "done" or (key is not None and found[0].key != key):
+        return False
+    return db.ingest(found[0], found[1])
+
+
+def _holder_of(run_dir: Path) -> str:
+    try:
+        return describe_owner(read_owner(run_dir))
+    except GenbenchError:
+        return "another process"
 
 
 def _train_and_record(run: RunIdentity, entry: RunEntry, seed: int, settings: EvalSettings, dataset,
-                      db: ResultsDB, claim: Claim, run_dir: Path, progress: bool, warn) -> RunOutcome:
+                      db: ResultsDB | None, claim: Claim, run_dir: Path, progress: bool, warn) -> RunOutcome:
     """A claimed run, heartbeat beating: trained, evaluated and recorded done, or failed with its
     reason whatever went wrong. An interrupt (or SystemExit) fails it too, and goes on up."""
     lost = RunOutcome(entry.name, seed, "lost", {}, run_dir, error="another process took this run over")
-    with db.holding(claim.run_id) as lease:
+    main = is_main()
+    device = str(dataset.device)
+    with db.holding(claim.run_id) if main else nullcontext(None) as lease, \
+            holding(run_dir, db.owner) if main else nullcontext():
         try:
-            metrics, skipped, result, eval_seconds = _train_and_evaluate(run, entry, seed, settings, dataset,
-                                                                         run_dir, lease, progress)
-            if not db.finish_run(claim.run_id, metrics, result.seconds, eval_seconds, skipped, result.curve):
+            trained = train_and_evaluate(run, settings, dataset, run_dir,
+                                         [StopWhenTakenOver(lease, dataset.device)], progress)
+            recorded = True
+            if main:
+                write_result(run_dir, run, trained.finished(run_dir, device, db.owner), extra=trained.extra())
+                recorded = db.finish_run(claim.run_id, trained.metrics, trained.result.seconds,
+                                         trained.eval_seconds, trained.skipped, trained.result.curve)
+            if not broadcast(recorded):
                 return lost
         except Exception as exc:
             if not isinstance(exc, GenbenchError):  # a bug or a broken environment: show where
                 warn(traceback.format_exc().rstrip())
             reason = failure_reason(exc)
-            if not db.fail_run(claim.run_id, reason):
+            recorded = True
+            if main:
+                write_result(run_dir, run, finished_run("failed", run_dir, device, db.owner, world(),
+                                                        error=reason))
+                recorded = db.fail_run(claim.run_id, reason)
+            if rank_and_world()[1] > 1 and not isinstance(exc, GenbenchError):
+                raise  # this rank's own failure: the process ends and torchrun stops every rank
+            if not broadcast(recorded):
                 return lost
             return RunOutcome(entry.name, seed, "failed", {}, run_dir, error=reason)
         except BaseException as exc:
-            db.fail_run(claim.run_id, failure_reason(exc))
+            if main:
+                db.fail_run(claim.run_id, failure_reason(exc))
             raise
-    return RunOutcome(entry.name, seed, "done", metrics, run_dir)
+    return RunOutcome(entry.name, seed, "done", trained.metrics, run_dir)
 
 
-def _train_and_evaluate(run: RunIdentity, entry: RunEntry, seed: int, settings: EvalSettings, dataset,
-                        run_dir: Path, lease: Lease, progress: bool):
-    """Train (resuming its checkpoint) and evaluate one run: (metrics, skipped metrics' reasons,
-    the TrainResult, evaluation seconds). Weights or metric values that are not finite raise."""
-    torch.manual_seed(seed)
-    model = MODELS[entry.model].build(run.config, dataset.shape)
-    callbacks: list[Callback] = [StopWhenTakenOver(lease)]
+@dataclass
+class Trained:
+    """A run trained and evaluated: its metrics, why applicable metrics were skipped, the training's
+    result and the evaluation's seconds."""
+
+    metrics: dict[str, float]
+    skipped: dict[str, str]
+    result: TrainResult
+    eval_seconds: float
+
+    def finished(self, run_dir: Path, device: str, producer: str):
+        """The done outcome, for the run's result file."""
+        return finished_run("done", run_dir, device, producer, world(), metrics=self.metrics,
+                            skipped=self.skipped, curve=self.result.curve, train_seconds=self.result.seconds,
+                            eval_seconds=self.eval_seconds)
+
+    def extra(self) -> dict:
+        return {"steps": self.result.steps, "resumed_from": self.result.resumed_from}
+
+
+def train_and_evaluate(run: RunIdentity, settings: EvalSettings, dataset, run_dir: Path,
+                       callbacks: list[Callback] = (), progress: bool = True) -> Trained:
+    """Train (resuming its checkpoint) and evaluate one run, on every rank (each its shard); rank 0
+    writes the pictures and the evaluation record. Weights or metric values that are not finite raise."""
+    torch.manual_seed(run.seed)
+    model = MODELS[run.model].build(run.config, dataset.shape)
+    callbacks = list(callbacks)
     monitor = curve_monitor(dataset, settings) if watches_samples(model) else None
     if monitor is not None:
         callbacks.append(QualityMonitor(monitor))
-    result = train(model, dataset, TrainConfig(**run.train), run_dir, run.checkpoint_meta(),
-                   progress=progress, callbacks=callbacks)
+    size, kind = world()
+    meta = {**run.checkpoint_meta(), "world_size": size, "backend": kind}
+    result = train(model, dataset, TrainConfig(**run.train), run_dir, meta, progress=progress,
+                   callbacks=callbacks)
     check_finite_weights(model)
     started = time.perf_counter()
-    torch.manual_seed(seed)
+    torch.manual_seed(run.seed)
     test = dataset.eval_tensor("test")
     skipped: dict[str, str] = {}
     metrics = evaluate(model, test, settings, dataset=dataset, skipped=skipped)
     check_finite_metrics(metrics)
     eval_seconds = time.perf_counter() - started
-    save_pictures(model, test, run_dir, seed=seed)
-    write_evaluation(run_dir, asdict(settings))
-    return metrics | result.bookkeeping(), skipped, result, eval_seconds  # bookkeeping: early stopping
+    if is_main():
+        save_pictures(model, test, run_dir, seed=run.seed)
+        write_evaluation(run_dir, asdict(settings))
+    # bookkeeping: early stopping
+    return Trained(metrics | result.bookkeeping(), skipped, result, eval_seconds)
 
 
 class StopWhenTakenOver(Callback):
     """Ends training at the next step once the run's lease is lost (another process took the run
-    over), rather than training on beside it."""
+    over), rather than training on beside it. Under torchrun only rank 0 holds the lease: the ranks
+    agree on it every ``EVERY`` steps (a collective) and stop together."""
 
     name = "ownership"
+    EVERY = 100
 
-    def __init__(self, lease: Lease):
-        self.lease = lease
+    def __init__(self, lease: Lease | None, device: torch.device | str = "cpu"):
+        self.lease, self.device = lease, device
 
     def on_step_end(self, state, losses) -> None:
-        if self.lease.lost.is_set():
+        lost = self.lease is not None and self.lease.lost.is_set()
+        if rank_and_world()[1] > 1:
+            if state.step % self.EVERY:
+                return
+            lost = any_rank(lost, self.device)
+        if lost:
             raise RunTakenOver(f"another process took this run over at step {state.step}")
 
 
@@ -247,36 +401,46 @@ def _headline(key: str) -> bool:
     return any(c is not None and c.shown and not (c.layers and key != c.key) for c in columns)
 
 
-#: evaluation settings the sample-quality values of a run depend on (where files live aside)
-QUALITY_SETTINGS = tuple(name for name in METRICS["sample_quality"].settings if name not in LOCATIONS)
+#: metrics a finished run adds later from its final checkpoint, each with the setting that asks for it
+#: (their settings are no part of the run key: ``genbench.train.identity.ADDABLE_LATER``)
+LATER_METRICS = {"sample_quality": "quality_samples", "ais": "ais_steps"}
 
 
-def _needs_sample_quality(done: dict, settings) -> bool:
-    """A finished run whose sample-quality metric was evaluated under other settings than the
-    budget's now (typically: none, before the budget asked for samples)."""
+def _later_settings(metric: str) -> tuple[str, ...]:
+    """The evaluation settings a later metric's values depend on (where files live aside)."""
+    return tuple(name for name in METRICS[metric].settings if name not in LOCATIONS)
+
+
+def _later_metrics_due(done: dict, settings) -> list[str]:
+    """The later metrics of a finished run the budget asks for, evaluated under other settings than
+    the budget's now (typically: none, before the budget asked for them)."""
     stored = json.loads(done["eval"])
-    return settings.quality_samples > 0 and any(
-        stored.get(name) != getattr(settings, name) for name in QUALITY_SETTINGS)
+    return [metric for metric, switch in LATER_METRICS.items()
+            if getattr(settings, switch) > 0
+            and any(stored.get(name) != getattr(settings, name) for name in _later_settings(metric))]
 
 
-def _add_sample_quality(done: dict, settings, dataset, db: ResultsDB, warn=log) -> None:
-    """Evaluate the sample-quality metric of a finished run from its final checkpoint (the
-    weights its other metrics were computed with) and add it to the run's results; where that
-    fails, the reason is recorded instead (the run stays done)."""
+def _add_later_metric(metric: str, done: dict, settings, dataset, db: ResultsDB | None, warn=log) -> None:
+    """Evaluate one later metric of a finished run from its final checkpoint (the weights its other
+    metrics were computed with) and add it to the run's results; where that fails, the reason is
+    recorded instead (the run stays done). Under torchrun every rank evaluates it and rank 0 records it."""
     started = time.perf_counter()
     skipped: dict[str, str] = {}
     try:
         model = load_for_scoring(Path(done["run_dir"]), None, {}, None).model.to(dataset.device)
-        values = evaluate(model, dataset.eval_tensor("test"), settings, only=["sample_quality"],
+        values = evaluate(model, dataset.eval_tensor("test"), settings, only=[metric],
                           dataset=dataset, skipped=skipped)
     except Exception as exc:  # its run directory is gone or unreadable: say so in the table
         if not isinstance(exc, GenbenchError):
             warn(traceback.format_exc().rstrip())
-        values, skipped = {}, {"sample_quality": f"not added to the finished run: {failure_reason(exc)}"}
+        values, skipped = {}, {metric: f"not added to the finished run: {failure_reason(exc)}"}
     stored = json.loads(done["eval"])
-    recorded = {**stored, **{name: getattr(settings, name) for name in QUALITY_SETTINGS},
+    recorded = {**stored, **{name: getattr(settings, name) for name in _later_settings(metric)},
                 "cache_root": settings.cache_root}
+    if not is_main():
+        return
     if Path(done["run_dir"]).is_dir():
         write_evaluation(Path(done["run_dir"]), recorded)
-    db.add_results(done["id"], "sample_quality", values, skipped.get("sample_quality"), recorded,
+    db.add_results(done["id"], metric, values, skipped.get(metric), recorded,
                    time.perf_counter() - started)
+    done["eval"] = json.dumps(recorded, sort_keys=True)

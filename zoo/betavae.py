@@ -88,6 +88,16 @@ class BetaVAE(VariationalTraining, nn.Module):
         zeros = self.posterior.bias.new_zeros(self.config.latent)
         return diagonal_normal(zeros, zeros)
 
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) ``[k, B]`` (Bernoulli pixels) for z ``[k, B, latent]`` (DecoderModel)."""
+        logits = self._logits(z)
+        ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+        return ll.flatten(2).sum(-1)
+
+    @torch.no_grad()
+    def sample_given_z(self, z: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(self._logits(z)))
+
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
         z = torch.randn(n, self.config.latent, device=self.posterior.bias.device)

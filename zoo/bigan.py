@@ -23,7 +23,7 @@ from genbench.core.hyperparameters import Hyperparameters, bounded
 from zoo.gan_layers import JointDiscriminator, dcgan_init, encoder, generator
 from zoo.gan_objectives import NonSaturating, nonsaturating_discriminator_loss
 from zoo.gans import check_image_shape
-from zoo.layers import fused_supported
+from zoo.layers import diagonal_normal, fused_supported
 
 
 @dataclass
@@ -52,6 +52,12 @@ class BiGAN(nn.Module):
     # --- Sampler ------------------------------------------------------------------------------
     def generate(self, z: Tensor) -> Tensor:
         return (self.generator(z) + 1) / 2
+
+    def latent_prior(self) -> torch.distributions.Distribution:
+        """p(z) = N(0, I), the generator's input (DeterministicDecoder, as the GANs'; not a posterior
+        model's prior: BiGAN is no LatentVariableModel)."""
+        zeros = torch.zeros(self.config.latent, device=self._device())
+        return diagonal_normal(zeros, zeros)
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from genbench.core.hyperparameters import bounded
 from zoo.layers import (
     GatedDense,
+    TopDownPrior,
     bernoulli_log_likelihood,
     diagonal_normal,
     fused_supported,
@@ -144,6 +145,24 @@ class HVAE(VariationalTraining, nn.Module):
         if self.config.layers == 2:
             raise NotImplementedError("p(z1) of a 2-level model is a learned marginal")
         return self.prior_top.distribution()
+
+    # --- DecoderModel: z = cat(z1, z2) (2 levels) or z -------------------------------------
+    def joint_prior(self) -> torch.distributions.Distribution:
+        """p(z2) p(z1 | z2) over cat(z1, z2) (2 levels), else the prior of z; the top level's density is
+        the prior's own (a mixture's in [rows, K] memory)."""
+        conditionals = [self.p_z1] if self.config.layers == 2 else []
+        top = self.prior_top
+        return TopDownPrior(top.log_prob, lambda shape: top.distribution().sample(shape), conditionals,
+                            [self.config.latent] * self.config.layers)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) ``[k, B]`` (Bernoulli pixels) for z ``[k, B, layers * latent]``."""
+        zs = list(z.split(self.config.latent, dim=-1))
+        return bernoulli_log_likelihood(x.flatten(1), self._decoder_hidden(zs), self.p_x_logits)
+
+    @torch.no_grad()
+    def sample_given_z(self, z: Tensor) -> Tensor:
+        return torch.bernoulli(self._decode_mean(list(z.split(self.config.latent, dim=-1))))
 
     # --- Sampler, Reconstructor -------------------------------------------------------------
     @torch.no_grad()

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from genbench.core.hyperparameters import bounded
 from zoo.layers import (
     GaussianLayer,
+    TopDownPrior,
     bernoulli_log_likelihood,
     diagonal_normal,
     fused_supported,
@@ -104,6 +105,23 @@ class IWAE(VariationalTraining, nn.Module):
             raise NotImplementedError("p(z_1) of a 2-layer model is a learned marginal")
         zeros = self.pixel_decoder[-1].bias.new_zeros(self.latents[0])
         return diagonal_normal(zeros, zeros)
+
+    # --- DecoderModel: z = all stochastic layers, lowest first, concatenated ----------------
+    def joint_prior(self) -> torch.distributions.Distribution:
+        """p(z_L) prod_l p(z_l | z_{l+1}) over z = cat(z_1, ..., z_L); with one layer, ``prior()``."""
+        bias, top = self.pixel_decoder[-1].bias, self.latents[-1]
+        return TopDownPrior(standard_normal_log_prob,
+                            lambda shape: torch.randn(*shape, top, device=bias.device, dtype=bias.dtype),
+                            list(self.latent_decoders), self.latents)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) ``[k, B]`` (Bernoulli pixels, from z_1 alone) for z ``[k, B, sum(latents)]``."""
+        return bernoulli_log_likelihood(x.flatten(1), self.pixel_decoder[:-1](z[..., : self.latents[0]]),
+                                        self.pixel_decoder[-1])
+
+    @torch.no_grad()
+    def sample_given_z(self, z: Tensor) -> Tensor:
+        return torch.bernoulli(self._decode_mean(z[..., : self.latents[0]]))
 
     # --- Sampler and pictures ------------------------------------------------------------
     @torch.no_grad()

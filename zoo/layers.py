@@ -75,10 +75,47 @@ def rsample_gaussian(mean: Tensor, log_std: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def diagonal_normal(mean: Tensor, log_std: Tensor) -> torch.distributions.Distribution:
-    """A diagonal Gaussian with event shape ``[latent]``."""
-    return torch.distributions.Independent(torch.distributions.Normal(mean, log_std.exp()), 1)
+    """A diagonal Gaussian with event shape ``[latent]``. Its arguments are not validated: the scale
+    is positive by construction, and checking it would read the device on every call."""
+    normal = torch.distributions.Normal(mean, log_std.exp(), validate_args=False)
+    return torch.distributions.Independent(normal, 1, validate_args=False)
 
 
 def fused_supported(module: nn.Module) -> bool:
     """Whether the fused Adam kernel runs where the module's parameters live (2x faster on CPU)."""
     return next(module.parameters()).device.type in ("cpu", "cuda")
+
+
+class TopDownPrior(torch.distributions.Distribution):
+    """p(z_1, ..., z_L) = p(z_L) prod_{l < L} N(z_l | f_l(z_{l+1})): a hierarchical model's joint prior
+    over all its stochastic layers, z = cat(z_1, ..., z_L) (lowest first), as a distribution.
+
+    ``top_log_prob`` and ``top_sample(shape)`` are p(z_L)'s; ``conditionals[l]`` maps z_{l+1} to the
+    mean and log std of z_l. ``log_prob`` is differentiable in z (what HMC needs) and takes any
+    leading shape; ``sample`` draws top-down from torch's global RNG.
+    """
+
+    arg_constraints: dict = {}
+    support = torch.distributions.constraints.real_vector
+
+    def __init__(self, top_log_prob, top_sample, conditionals, sizes: list[int]):
+        if len(conditionals) != len(sizes) - 1:
+            raise ValueError(f"{len(sizes)} layers need {len(sizes) - 1} conditionals, "
+                             f"got {len(conditionals)}")
+        self.top_log_prob, self.top_sample = top_log_prob, top_sample
+        self.conditionals, self.sizes = list(conditionals), list(sizes)
+        super().__init__(torch.Size(), torch.Size([sum(sizes)]), validate_args=False)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        zs = [self.top_sample(torch.Size(sample_shape))]
+        for conditional in reversed(self.conditionals):
+            zs.insert(0, rsample_gaussian(*conditional(zs[0]))[0])
+        return torch.cat(zs, dim=-1)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        parts = z.split(self.sizes, dim=-1)
+        out = self.top_log_prob(parts[-1])
+        for l, conditional in enumerate(self.conditionals):
+            out = out + gaussian_log_prob(parts[l], *conditional(parts[l + 1]))
+        return out

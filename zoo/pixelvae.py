@@ -113,6 +113,11 @@ class PixelVAE(VariationalTraining, nn.Module):
         return self.decoder.sample(n, self.condition_map(z))
 
     @torch.no_grad()
+    def sample_given_z(self, z: Tensor) -> Tensor:
+        """x ~ p(x | z) for z ``[n, latent]``: the decoder's sampler (DecoderModel, for BDMC)."""
+        return self.decoder.sample(z.shape[0], self.condition_map(z))
+
+    @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """A draw from p(x | z) at the posterior mean: what z kept (the decoder has no closed-form mean)."""
         mean, _ = self.encoder(x)

@@ -135,6 +135,64 @@ class ProgressAware(Protocol):
     def set_training_progress(self, epoch: float, kl_weight: float) -> None: ...
 
 
+@runtime_checkable
+class DecoderModel(Protocol):
+    """p(x) = integral of p(z) p(x | z) dz, through its two halves: what annealed importance sampling
+    and bidirectional Monte Carlo need (``genbench.metrics.ais``), no encoder asked for.
+
+    For a hierarchical model z is all stochastic layers, lowest first, concatenated; where its
+    ``prior()`` is the lowest layer's (``LatentVariableModel``: it raises for a learned marginal),
+    it also implements ``JointPrior``. On discrete data ``log_likelihood`` is a log probability
+    (bits/dim apply) unless the model sets ``log_prob_is_density``.
+    """
+
+    def prior(self) -> Distribution:
+        """p(z), event shape [latent]: ``sample(shape)`` and a ``log_prob`` differentiable in z."""
+        ...
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """``[k, B]`` log p(x | z), x ``[B, *data_shape]``, z ``[k, B, latent]``; differentiable in z."""
+        ...
+
+
+@runtime_checkable
+class JointPrior(Protocol):
+    """Optional for a hierarchical DecoderModel: p(z) over all its stochastic layers (the z of
+    ``log_likelihood``), where ``prior()`` keeps LatentVariableModel's meaning (the lowest layer's)."""
+
+    def joint_prior(self) -> Distribution: ...
+
+
+@runtime_checkable
+class LatentSimulator(Protocol):
+    """Optional for a DecoderModel: x ~ p(x | z), what BDMC simulates its data with."""
+
+    def sample_given_z(self, z: Tensor) -> Tensor:
+        """``[n, *data_shape]`` draws of x for z ``[n, latent]``."""
+        ...
+
+
+@runtime_checkable
+class DeterministicDecoder(Protocol):
+    """A generator x = g(z) with no p(x | z) of its own (a GAN's). AIS evaluates it under a Gaussian
+    observation model around g(z) whose std genbench chooses on validation data, as Wu et al.
+    (2017) do (``genbench.metrics.ais.GaussianObservation``)."""
+
+    def latent_prior(self) -> Distribution:
+        """p(z) of the generator's input (not ``prior``: a generator has no posterior, and is no
+        LatentVariableModel)."""
+        ...
+
+    def generate(self, z: Tensor) -> Tensor:
+        """``[n, *data_shape]`` images in [0, 1] for z ``[n, latent]``, differentiable in z."""
+        ...
+
+
+def decoder_prior(model: object) -> Distribution:
+    """p(z) over the z a DecoderModel's ``log_likelihood`` takes: its ``joint_prior()`` where it has one."""
+    return model.joint_prior() if isinstance(model, JointPrior) else model.prior()
+
+
 CAPABILITIES: dict[str, type] = {
     "Sampler": Sampler,
     "LatentVariableModel": LatentVariableModel,

@@ -5,9 +5,12 @@
   with ``log_prob``.
 - :func:`bits_per_dim`, :func:`discrete_nll_from_density`: unit conventions.
 - :func:`active_units`: Burda et al.'s count of units with Cov_x(E_q[z_u]) > threshold.
+- :func:`ais`, :func:`bdmc`: AIS lower bounds on log p(x) for every decoder, and the BDMC sandwich.
 - :func:`evaluate`: every metric that applies to a model (registry in ``METRICS``).
 """
 
+from genbench.metrics.ais import AISResult, ais  # the function shadows its module's name here
+from genbench.metrics.bdmc import BDMCResult, bdmc
 from genbench.metrics.importance import Bounds, elbo, importance_bounds, iwae_bound, log_mean_exp
 from genbench.metrics.latent import active_units, active_units_per_layer
 from genbench.metrics.likelihood import (
@@ -19,7 +22,7 @@ from genbench.metrics.likelihood import (
 from genbench.metrics.registry import METRICS, EvalSettings, MetricSpec, evaluate
 
 __all__ = [
-    "METRICS", "Bounds", "EvalSettings", "MetricSpec", "active_units", "active_units_per_layer",
-    "bits_per_dim", "discrete_nll_from_density", "elbo", "evaluate", "importance_bounds",
-    "iwae_bound", "log_mean_exp", "nll", "nll_per_example",
+    "AISResult", "BDMCResult", "METRICS", "Bounds", "EvalSettings", "MetricSpec", "active_units",
+    "active_units_per_layer", "ais", "bdmc", "bits_per_dim", "discrete_nll_from_density", "elbo", "evaluate",
+    "importance_bounds", "iwae_bound", "log_mean_exp", "nll", "nll_per_example",
 ]

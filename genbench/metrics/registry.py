@@ -22,20 +22,26 @@ from torch import Tensor, nn
 from genbench.core.distributed import global_mean_and_se, shard
 from genbench.core.errors import MetricSkipped
 from genbench.core.protocols import (
+    DecoderModel,
+    DeterministicDecoder,
     ExactLikelihood,
+    LatentSimulator,
     LatentVariableModel,
     Representation,
     Sampler,
     log_prob_is_density,
 )
 from genbench.core.registry import Registry
+from genbench.data.base import MAX_LEVEL
 from genbench.data.ground_truth import GroundTruthData
 from genbench.metrics import disentanglement
-from genbench.metrics.columns import Column, with_errors
+from genbench.metrics.ais import GaussianObservation, ais, choose_observation_std, dequantize
+from genbench.metrics.bdmc import bdmc
+from genbench.metrics.columns import GROUP_NAMES, Column, with_errors
 from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
 from genbench.metrics.latent import BOOTSTRAP_RESAMPLES, active_units_with_std
-from genbench.metrics.likelihood import bits_per_dim, nll_and_se
+from genbench.metrics.likelihood import bits_per_dim, discrete_nll_from_density, nll_and_se
 from genbench.metrics.sample_quality import sample_quality_applies, sample_quality_metrics
 from genbench.metrics.subsets import representative, subset_index
 
@@ -77,6 +83,16 @@ class EvalSettings:
     quality_split: str = "test"
     curve_samples: int = 2_000
     """Samples behind the FID of each epoch in a GAN's learning curve (where quality_samples > 0)."""
+    ais_steps: int = 0
+    """Annealing steps of AIS (``genbench.metrics.ais``; 0: neither AIS nor BDMC is computed)."""
+    ais_chains: int = 16
+    """AIS chains per point: each point's estimate is the log of their mean weight."""
+    ais_points: int | None = 100
+    """Test points AIS scores: a seeded random subset of the evaluated ones (None: all of them)."""
+    ais_sigma_points: int = 100
+    """Validation points (a seeded random subset) on which a generator's observation std is chosen."""
+    ais_bdmc_points: int = 0
+    """Points simulated from the model whose BDMC bounds at AIS's steps and chains give its gap (0: none)."""
     features: str | None = None
     """Feature network: lenet, inception or a TorchScript file (None: the data set's default)."""
     cache_root: str | None = None
@@ -136,11 +152,15 @@ class MetricSpec:
     #: how a paper table's footer says what its runs had: a template whose ``{field}`` are
     #: EvalSettings fields, or a function of them, given the values the runs recorded
     table_text: str | Callable[[dict[str, str]], str] | None = None
+    #: the leaderboard table its columns go in (``genbench.metrics.columns.GROUPS``)
+    group: str = "other"
 
     def __post_init__(self):
         unknown = set(self.settings) - {f.name for f in fields(EvalSettings)}
         if unknown:
             raise ValueError(f"metric {self.name!r} reads unknown settings {sorted(unknown)}")
+        if self.group not in GROUP_NAMES:
+            raise ValueError(f"metric {self.name!r}: group must be one of {', '.join(GROUP_NAMES)}")
 
     def applies(self, model: object, ctx: EvalContext | None = None) -> bool:
         if not any(isinstance(model, cap) for cap in self.requires):
@@ -217,6 +237,87 @@ def _elbo_surgery(model, ctx: EvalContext) -> dict[str, float]:
             "surgery_train_elbo": result.elbo}
 
 
+def _validation_points(ctx: EvalContext, n: int) -> Tensor | None:
+    """n points of the data set's validation split, else of its training split (seeded random subsets)."""
+    splits = getattr(ctx.dataset, "splits", {})
+    if "valid" in splits:
+        return representative(ctx.dataset.eval_tensor("valid"), n, ctx.settings.seed).to(ctx.data.device)
+    points = ctx.training_points(n)
+    return None if points is None else points.to(ctx.data.device)
+
+
+def _levels(ctx: EvalContext) -> int:
+    """Values per pixel of the data: the data set's kind, else 2 for 0/1 data and 256 otherwise."""
+    kind = getattr(ctx.dataset, "kind", None)
+    if kind in MAX_LEVEL:
+        return MAX_LEVEL[kind] + 1
+    return 2 if bool(((ctx.data == 0) | (ctx.data == 1)).all()) else 256
+
+
+def _ais_applies(model, ctx: EvalContext) -> bool:
+    """AIS steps in the budget; a generator also needs validation data to choose its observation std."""
+    if ctx.settings.ais_steps < 1:
+        return False
+    return isinstance(model, DecoderModel) or ctx.train is not None or hasattr(ctx.dataset, "train_batch")
+
+
+def _ais(model, ctx: EvalContext) -> dict[str, float]:
+    """AIS NLL of a decoder on a seeded random ``ais_points`` of the test points; a generator's on its
+    dequantised pixels under the observation std its validation points chose, as a discrete NLL;
+    with ``ais_bdmc_points``, the BDMC bounds and gap on as many points simulated from the decoder."""
+    s = ctx.settings
+    x = shard(representative(ctx.data, s.ais_points, s.seed))
+    out: dict[str, float] = {}
+    if isinstance(model, DecoderModel):
+        decoder, offset, density = model, 0.0, log_prob_is_density(model)
+    else:  # a generator: a Gaussian observation model on dequantised pixels (Wu et al. 2017)
+        levels = _levels(ctx)
+        valid = dequantize(_validation_points(ctx, s.ais_sigma_points), levels)
+        choice = choose_observation_std(model, valid, s.ais_steps, s.ais_chains)
+        decoder, x = GaussianObservation(model, choice.std), dequantize(x, levels)
+        offset, density = float(discrete_nll_from_density(0.0, ctx.dims, levels)), False
+        out["ais_observation_std"] = choice.std
+    result = ais(decoder, x, s.ais_steps, s.ais_chains)
+    value, se = global_mean_and_se(offset - result.log_p)
+    out |= {"ais_nll": value, "ais_nll_se": se, "ais_acceptance": float(result.acceptance.mean()),
+            "ais_chain_se": float(result.se.square().sum().sqrt() / len(result.se))}
+    if isinstance(model, LatentVariableModel):  # how much tighter than -L_k, on the same points
+        with torch.no_grad():
+            iwae = importance_bounds(model, x, k=s.k).iwae
+        gain, gain_se = global_mean_and_se(result.log_p.to(iwae.dtype) - iwae)
+        out |= {"ais_minus_iwae": gain, "ais_minus_iwae_se": gain_se}
+    if not density:
+        out |= {"ais_bits_per_dim": bits_per_dim(value, ctx.dims),
+                "ais_bits_per_dim_se": bits_per_dim(se, ctx.dims)}
+    if s.ais_bdmc_points and isinstance(decoder, LatentSimulator):
+        sandwich = bdmc(decoder, s.ais_bdmc_points, s.ais_steps, s.ais_chains, device=ctx.data.device)
+        gap, gap_se = global_mean_and_se(sandwich.gap)
+        out |= {"bdmc_gap": gap, "bdmc_gap_se": gap_se, "bdmc_lower": float(sandwich.lower.mean()),
+                "bdmc_upper": float(sandwich.upper.mean())}
+    return out
+
+
+def _ais_budget_text(s: EvalSettings) -> str | None:
+    if s.ais_steps < 1:
+        return None
+    points = "all" if s.ais_points is None else f"a seeded random {s.ais_points}"
+    bdmc_text = (f"; BDMC gap at these settings (column BDMC gap) on {s.ais_bdmc_points} points simulated "
+                 "from each model" if s.ais_bdmc_points else "")
+    return (f"AIS NLL on {points} of the test points: {s.ais_steps} annealing steps (sigmoidal), "
+            f"{s.ais_chains} HMC chains of 10 leapfrog steps{bdmc_text}; a generator's Gaussian observation "
+            f"std chosen on {s.ais_sigma_points} validation points, its NLL on dequantised pixels + D ln L "
+            "(L = 256 levels of 8-bit data)")
+
+
+def _ais_table_text(values: dict[str, str]) -> str:
+    if values["ais_steps"] in ("0", ""):
+        return "no AIS"
+    bdmc_text = ("" if values["ais_bdmc_points"] == "0"
+                 else f", BDMC on {values['ais_bdmc_points']} simulated points")
+    return (f"AIS with {values['ais_steps']} steps and {values['ais_chains']} chains on "
+            f"{values['ais_points']} test points{bdmc_text}")
+
+
 def representation_function(model, device: torch.device) -> Callable[[Tensor], Tensor]:
     """r(x): the model's ``represent`` where it has one, else its posterior mean E_q[z | x]."""
     if isinstance(model, Representation):
@@ -256,6 +357,8 @@ SE_TEST = "s.e. over test points"
 _SE_SURGERY = "s.e. over the training points' posterior samples"
 _SE_ACCURACY = "binomial s.e. of the evaluation accuracy"
 _SE_FIXED_SET = "s.e. over the scored points, the other set's neighbourhoods fixed"
+_SE_SIMULATED = "s.e. over the points simulated from the model"
+_SE_PAIRED = "s.e. of the paired difference over the AIS test points"
 
 
 def _quality_budget_text(s: EvalSettings) -> str | None:
@@ -293,19 +396,19 @@ for _spec in (
                                   error_kind=SE_TEST),
                            Column("bits_per_dim", "bits/dim", "bits", 3, "lower", error="bits_per_dim_se",
                                   error_kind=SE_TEST)),
-               ("k", "n_test", "seed"), table_text=_test_points_text),
+               ("k", "n_test", "seed"), table_text=_test_points_text, group="likelihood"),
     MetricSpec("elbo", "test ELBO in nats (one posterior sample per point)",
                (LatentVariableModel,), _elbo,
                with_errors(Column("elbo", "test ELBO (nats)", "nats", 2, "higher", error="elbo_se",
                                   error_kind=SE_TEST)),
-               ("n_test",)),
+               ("n_test",), group="likelihood"),
     MetricSpec("active_units", "units with Cov_x(E_q[z_u]) > 0.01 (Burda et al.), per layer",
                (LatentVariableModel,), _active_units,
                with_errors(Column("active_units", "active units", "units", 0, None, layers="active_units_l",
                                   error="active_units_std",
                                   error_kind=f"std over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the "
                                              "test points")),
-               ("n_test", "active_threshold")),
+               ("n_test", "active_threshold"), group="likelihood"),
     MetricSpec("elbo_surgery", "training avg KL = index-code mutual information + marginal KL "
                "(Hoffman & Johnson), with the training ELBO", (LatentVariableModel,), _elbo_surgery,
                (*with_errors(Column("surgery_avg_kl", "avg KL (train)", "nats", 2, error="surgery_avg_kl_se",
@@ -317,25 +420,25 @@ for _spec in (
                 Column("surgery_train_elbo", "train ELBO (nats)", "nats", 2, "higher", shown=False)),
                ("seed", "surgery_points", "surgery_samples"), _surgery_applies,
                lambda s: f"ELBO surgery over {s.surgery_points} training points",
-               "ELBO surgery over {surgery_points} training points"),
+               "ELBO surgery over {surgery_points} training points", group="latent"),
     MetricSpec("beta_vae_score", "eval accuracy of Higgins et al.'s linear factor classifier",
                (Representation, LatentVariableModel),
                _disentanglement_metric(disentanglement.beta_vae_score, "beta_vae_score"),
                _accuracy_columns("beta_vae_score", "beta-VAE score (%)"), _DISENTANGLEMENT_SETTINGS,
-               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
+               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE, group="latent"),
     MetricSpec("factor_vae_score", "eval accuracy of Kim & Mnih's majority-vote factor classifier",
                (Representation, LatentVariableModel),
                _disentanglement_metric(disentanglement.factor_vae_score, "factor_vae_score"),
                (*_accuracy_columns("factor_vae_score", "FactorVAE score (%)"),
                 Column("factor_vae_score_active_dims", "FactorVAE active dimensions", "", 0, shown=False)),
                _DISENTANGLEMENT_SETTINGS,
-               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
+               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE, group="latent"),
     MetricSpec("mig", "mutual information gap (Chen et al.), 20 bins per latent",
                (Representation, LatentVariableModel), _disentanglement_metric(disentanglement.mig, "mig"),
                with_errors(Column("mig", "MIG", "", 3, "higher", error="mig_std",
                                   error_kind=f"std over {disentanglement.MIG_RESAMPLES} bootstrap resamples "
                                              "of the observations")), _DISENTANGLEMENT_SETTINGS,
-               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE),
+               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE, group="latent"),
     MetricSpec("sample_quality", "IS, FID, KID, precision/recall of samples (torch-fidelity), FD-infinity "
                "(Chong & Forsyth) and density/coverage (Naeem et al.) on a named feature net: LeNet for "
                "MNIST-like data, else Inception", (Sampler,), sample_quality_metrics,
@@ -351,7 +454,27 @@ for _spec in (
                                     error=f"{key}_{{net}}_se", error_kind=_SE_FIXED_SET)
                              for key in ("precision", "recall", "density", "coverage"))),
                ("seed", "quality_samples", "quality_reference", "quality_split", "features", "cache_root"),
-               sample_quality_applies, _quality_budget_text),
+               sample_quality_applies, _quality_budget_text, group="sample_quality"),
+    MetricSpec("ais", "AIS NLL (Wu et al. 2017): HMC from the prior to the posterior on a sigmoidal "
+               "schedule, for every decoder (a generator under a Gaussian observation model); with BDMC "
+               "points, the gap between forward and reverse AIS on data simulated from the model "
+               "(Grosse et al.)",
+               (DecoderModel, DeterministicDecoder), _ais,
+               (*with_errors(Column("ais_nll", "AIS NLL (nats)", "nats", 2, "lower", error="ais_nll_se",
+                                    error_kind=SE_TEST),
+                             Column("ais_bits_per_dim", "AIS bits/dim", "bits", 3, "lower", shown=False,
+                                    error="ais_bits_per_dim_se", error_kind=SE_TEST),
+                             Column("ais_minus_iwae", "AIS log p - L_k, same points (nats)", "nats", 2, None,
+                                    error="ais_minus_iwae_se", error_kind=_SE_PAIRED),
+                             Column("bdmc_gap", "BDMC gap (nats)", "nats", 2, None, error="bdmc_gap_se",
+                                    error_kind=_SE_SIMULATED)),
+                Column("ais_chain_se", "AIS NLL s.e. over chains (delta method)", "nats", 3, shown=False),
+                Column("ais_acceptance", "AIS HMC acceptance", "", 3, shown=False),
+                Column("ais_observation_std", "generator observation std", "", 3, shown=False),
+                Column("bdmc_lower", "BDMC lower bound, simulated log p(x)", "nats", 2, shown=False),
+                Column("bdmc_upper", "BDMC upper bound, simulated log p(x)", "nats", 2, shown=False)),
+               ("seed", "k", "ais_steps", "ais_chains", "ais_points", "ais_sigma_points", "ais_bdmc_points"),
+               _ais_applies, _ais_budget_text, _ais_table_text, group="likelihood"),
 ):
     METRICS.register(_spec.name, _spec)
 

@@ -4,7 +4,7 @@ Two runs with the same identity are the same experiment: the second resumes or r
 first. The key hashes everything that changes the numbers: suite, run name, model and its
 hyperparameters, data set, training config (seed included), budget name and evaluation
 settings, except the settings of metrics a finished run can add later from its checkpoint
-(``ADDABLE_LATER``: asking a budget for sample quality later never retrains a run).
+(``ADDABLE_LATER``: asking a budget for sample quality or AIS later never retrains a run).
 """
 
 from __future__ import annotations
@@ -15,10 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: evaluation settings left out of the key: their metrics are computed later from the checkpoint
-ADDABLE_LATER = ("quality_samples",)
+#: evaluation settings left out of the key: their metrics (sample quality, AIS) are computed later
+#: from the checkpoint, so a budget asking for them, or for more of them, never retrains a run
+ADDABLE_LATER = ("quality_samples", "ais_steps", "ais_chains", "ais_points", "ais_sigma_points",
+                 "ais_bdmc_points")
 #: evaluation settings that say where files are, not what is computed
 LOCATIONS = ("cache_root",)
+#: training settings that change no number, only how often the loop reads the device
+#: (tests/test_train.py: the check window changes no number)
+TRAIN_BOOKKEEPING = ("check_every",)
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ class RunIdentity:
     @property
     def key(self) -> str:
         evaluation = {k: v for k, v in self.eval.items() if k not in ADDABLE_LATER + LOCATIONS}
-        ident = {**asdict(self), "data_shape": list(self.data_shape), "eval": evaluation}
+        train = {k: v for k, v in self.train.items() if k not in TRAIN_BOOKKEEPING}
+        ident = {**asdict(self), "data_shape": list(self.data_shape), "train": train, "eval": evaluation}
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def run_dir(self, runs_dir: Path) -> Path:
