@@ -10,6 +10,7 @@ a failed write leaves no temporary file behind.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Callable
@@ -97,3 +98,12 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: 
     check_state_specs(model_specs(model), {key: spec_of(value) for key, value in state.items()}, source,
                       type(model).__name__)
     model.load_state_dict(state)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks (weights, checkpoints, feature networks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

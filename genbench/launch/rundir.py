@@ -19,13 +19,13 @@ import fcntl
 import json
 import os
 import socket
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from genbench.core.errors import GenbenchError, log
+from genbench.core.heartbeat import Heartbeat
 from genbench.core.weights import atomic_write
 from genbench.results.db import HEARTBEAT_EVERY, STALE_AFTER, FinishedRun, now, package_versions
 from genbench.train.identity import RunIdentity
@@ -119,28 +119,19 @@ def describe_owner(record: dict | None) -> str:
     return f"{record.get('owner')}{log_path}"
 
 
-class OwnerHeartbeat:
-    """``owner.json``'s heartbeat, refreshed by a daemon thread while the run trains and evaluates."""
+class OwnerHeartbeat(Heartbeat):
+    """``owner.json``'s heartbeat, refreshed by a daemon thread while the run trains and evaluates
+    (a full or unreachable disk: tried again at the next beat)."""
+
+    retry_on = (OSError,)
 
     def __init__(self, run_dir: Path, record: dict):
+        super().__init__(HEARTBEAT_EVERY, "genbench-owner-heartbeat")
         self.path, self.record = Path(run_dir) / OWNER_FILE, dict(record)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="genbench-owner-heartbeat", daemon=True)
 
-    def __enter__(self) -> OwnerHeartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=HEARTBEAT_EVERY)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_EVERY):
-            try:
-                _write_json(self.path, {**self.record, "heartbeat": time.time()})
-            except OSError:  # a full or unreachable disk: try at the next beat
-                continue
+    def beat(self) -> bool:
+        _write_json(self.path, {**self.record, "heartbeat": time.time()})
+        return True
 
 
 def holding(run_dir: Path, owner: str, job_id: str | None = None,

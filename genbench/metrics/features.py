@@ -52,9 +52,9 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from genbench.core.errors import GenbenchError, MetricSkipped, log
 from genbench.core.registry import Registry
 from genbench.core.state_specs import check_torch_zip
-from genbench.core.weights import read_weights
+from genbench.core.weights import file_sha256, read_weights
 from genbench.data.root import data_root
-from genbench.metrics.lenet import SHIPPED_SOURCE, LeNet, LeNetConfig, file_sha256, lenet_fits, shipped_lenet
+from genbench.metrics.lenet import SHIPPED_SOURCE, LeNet, LeNetConfig, lenet_fits, shipped_lenet
 
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
 #: environment variable naming an Inception-v3 weights file (else torch hub's checkpoints folder)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from genbench.core.errors import GenbenchError, log
-from genbench.core.weights import atomic_write, read_weights, save_weights
+from genbench.core.weights import atomic_write, file_sha256, read_weights, save_weights
 
 #: image shape the classifier reads
 LENET_SHAPE = (1, 28, 28)
@@ -103,14 +103,6 @@ def data_hash(*tensors: Tensor) -> str:
         t = t.detach().cpu().contiguous()
         digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
         digest.update(t.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import genbench
 from genbench.core.errors import GenbenchError
+from genbench.core.heartbeat import Heartbeat
 from genbench.train.identity import RunIdentity
 
 DEFAULT_DB = Path("runs/genbench.sqlite")
@@ -179,33 +180,24 @@ class Claim:
         return f"{self.holder} (heartbeat {self.heartbeat_age:.0f} s ago)"
 
 
-class Lease:
+class Lease(Heartbeat):
     """A claimed run's heartbeat: a daemon thread refreshes it every ``HEARTBEAT_EVERY`` seconds
     while the run trains and evaluates (a thread, so long evaluations beat too). ``lost`` is set
-    once the row is no longer this owner's running run (another process took it over)."""
+    once the row is no longer this owner's running run (another process took it over); a database
+    locked or busy for longer than the timeout is tried again at the next beat."""
+
+    retry_on = (sqlite3.Error,)
 
     def __init__(self, db: ResultsDB, run_id: int):
+        super().__init__(HEARTBEAT_EVERY, f"genbench-heartbeat-{run_id}")
         self.db, self.run_id = db, run_id
         self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"genbench-heartbeat-{run_id}", daemon=True)
 
-    def __enter__(self) -> Lease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=HEARTBEAT_EVERY)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_EVERY):
-            try:
-                if not self.db.heartbeat(self.run_id):
-                    self.lost.set()
-                    return
-            except sqlite3.Error:  # locked or busy for longer than the timeout: try at the next beat
-                continue
+    def beat(self) -> bool:
+        if self.db.heartbeat(self.run_id):
+            return True
+        self.lost.set()
+        return False
 
 
 def package_versions() -> dict[str, str]:

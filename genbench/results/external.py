@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench.core.errors import GenbenchError, log
+from genbench.core.weights import file_sha256
 from genbench.data import DATASETS
 from genbench.results.db import ResultsDB, run_key_taken
 from genbench.train.identity import RunIdentity
@@ -57,10 +58,7 @@ def sha256(path: Path) -> str:
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             digest.update(f"{file.relative_to(path).as_posix()}\0{sha256(file)}\0".encode())
         return digest.hexdigest()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _suite_of(args):

@@ -23,7 +23,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from genbench.core.errors import GenbenchError, log
-from genbench.core.weights import atomic_write
+from genbench.core.weights import atomic_write, file_sha256
 from genbench.metrics.columns import Column
 from genbench.metrics.features import feature_label
 from genbench.metrics.registry import METRICS
@@ -129,14 +129,6 @@ def model_samples(model, seed: int, n: int = GRID) -> Tensor | None:
             return model.eval().sample(n).float()
         finally:
             model.train(was_training)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_model(path: Path):
