@@ -16,10 +16,10 @@ Each member is the run ``train()`` would make, step for step:
   ``meta`` device per batch shape). vmap's ``randomness="different"`` would give each member
   noise, but not its single run's noise; any other random op inside the loss stays an error
   (vmap's default ``randomness="error"``), so such a model is refused by ``ensemble_applies``;
-- its checkpoint: written by the loop's own ``_save`` from the member's own module and
+- its checkpoint: written by the loop's own ``save_run`` from the member's own module and
   optimizer (synced from the stacked state), so it is the single-run format, resumes alone
   with ``train()`` and scores with ``genbench score``; resuming reads it with the loop's
-  ``_resume``. Members at different steps are brought level by ``train()`` first.
+  ``resume_run``. Members at different steps are brought level by ``train()`` first.
 
 Numbers: a member's losses and parameters equal its single run's to float rounding, not
 bit for bit: batched matmuls (vmap's ``bmm``) and ``mm`` sum in different orders
@@ -60,9 +60,9 @@ from genbench.train.loop import (
     Optimizers,
     TrainConfig,
     TrainResult,
-    _resume,
-    _save,
     fit_tensor,
+    resume_run,
+    save_run,
     seed_step,
     step_seed,
     train,
@@ -275,7 +275,7 @@ def train_ensemble(models: Sequence[nn.Module], dataset: ImageDataset, configs: 
         model.to(device)
         meta = {**metas[i], "seed": config.seed, "train": asdict(config)}
         optimizers, batches, curve = Optimizers(model, config), Batches(dataset, config), LearningCurve()
-        start = _resume(model, optimizers, [curve], Path(run_dirs[i]), meta)
+        start = resume_run(model, optimizers, [curve], Path(run_dirs[i]), meta)
         if start is None:
             start = 0
             if isinstance(model, DataInitialized):
@@ -414,7 +414,7 @@ def _save_member(member: _Member, stack: _Stack, row: int, step: int, total_step
         opt.state[own[j]] = state
     for group, source in zip(opt.param_groups, stack.opt.param_groups, strict=True):
         group["lr"] = source["lr"]
-    _save(member.run_dir, member.model, member.optimizers, [member.curve], member.meta, step, total_steps)
+    save_run(member.run_dir, member.model, member.optimizers, [member.curve], member.meta, step, total_steps)
 
 
 __all__ = ["ELEMENTWISE_OPTIMIZERS", "Verdict", "ensemble_applies", "train_ensemble"]

@@ -211,7 +211,7 @@ def train(
     callbacks = [curve, *default_callbacks(model, dataset, config), *callbacks]
     per_epoch = batches.steps_per_epoch
     total_steps = round(config.epochs * per_epoch) if isinstance(model, Trainable) else 0
-    start_step = _resume(model, optimizers, callbacks, run_dir, meta)
+    start_step = resume_run(model, optimizers, callbacks, run_dir, meta)
     if start_step is None:
         start_step = 0
         if isinstance(model, DataInitialized):
@@ -250,7 +250,7 @@ def train(
             if state.stop:
                 break
         if checkpoints:
-            _save(run_dir, model, optimizers, callbacks, meta, state.step, total_steps)
+            save_run(run_dir, model, optimizers, callbacks, meta, state.step, total_steps)
     window.check()
     loss_value = window.last
     bar.close()
@@ -258,7 +258,7 @@ def train(
     model.eval()
     for cb in callbacks:
         cb.on_train_end(state)
-    _save(run_dir, model, optimizers, callbacks, meta, end_step, total_steps)
+    save_run(run_dir, model, optimizers, callbacks, meta, end_step, total_steps)
     stopping = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
     return TrainResult(end_step, start_step, time.perf_counter() - started, loss_value,
                        epochs_trained=end_step / per_epoch,
@@ -330,7 +330,9 @@ def _validation_split(dataset: ImageDataset) -> torch.Tensor:
     return dataset.eval_tensor("valid")
 
 
-def _save(run_dir, model, optimizers: Optimizers, callbacks, meta, step, total_steps) -> None:
+def save_run(run_dir, model, optimizers: Optimizers, callbacks, meta, step, total_steps) -> None:
+    """A run's checkpoint at ``step``: weights, optimizers and every callback's state (rank 0 writes it;
+    also the ensemble's, per member, so that its checkpoints are a single run's)."""
     if rank_and_world()[0] == 0:
         states = {cb.name: cb.state_dict() for cb in callbacks}
         ckpt.save_checkpoint(run_dir, model, {**meta, "callbacks": states, "step": step,
@@ -349,7 +351,7 @@ def _identity_value(meta: dict[str, Any], key: str):
     return value
 
 
-def _resume(model, optimizers: Optimizers, callbacks, run_dir: Path, meta: dict[str, Any]) -> int | None:
+def resume_run(model, optimizers: Optimizers, callbacks, run_dir: Path, meta: dict[str, Any]) -> int | None:
     """The step to continue from (None: a fresh run), with weights, optimizers and callbacks restored."""
     path = run_dir / ckpt.FILENAME
     if not path.exists():
