@@ -25,7 +25,7 @@ import json
 import math
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -60,6 +60,7 @@ from genbench.scoring import load_for_scoring, write_evaluation
 from genbench.suites import SUITES, Budget, RunEntry, Suite, parse_suite
 from genbench.train.callbacks import Callback, QualityMonitor, watches_samples
 from genbench.train.checkpoint import FILENAME as CHECKPOINT
+from genbench.train.ensemble import Verdict, ensemble_applies, train_ensemble
 from genbench.train.identity import LOCATIONS, RunIdentity
 from genbench.train.loop import TrainConfig, TrainResult, train
 
@@ -148,13 +149,43 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB | None, runs_dir: Path
             with main_first():  # rank 0 downloads it; the others read what it wrote
                 datasets[name] = load_dataset(name, data_root, device)
         dataset = datasets[name]
-        for seed in range(seeds or suite.seeds):
-            outcome = run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress, data_root,
-                              warn)
+        for outcome in run_seeds(suite, entry, list(range(seeds or suite.seeds)), budget, dataset, db,
+                                 runs_dir, device, progress, data_root, log, warn):
             if is_main():
                 say_outcome(outcome, log, warn)
             outcomes.append(outcome)
     return outcomes
+
+
+def run_seeds(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset, db: ResultsDB | None,
+              runs_dir: Path, device: torch.device, progress: bool = True, data_root: str | None = None,
+              log=log, warn=log):
+    """The outcomes of one run's seeds, each as it is ready: trained together as one vectorised
+    ensemble (``genbench.train.ensemble``) where there are several and they can be, else one by one."""
+    verdict = _ensemble_verdict(suite, entry, seeds, budget, dataset) if len(seeds) > 1 else None
+    if verdict:
+        yield from _run_as_ensemble(suite, entry, seeds, budget, dataset, db, runs_dir, device, progress,
+                                    data_root, log, warn)
+        return
+    if verdict is not None and is_main():
+        log(f"[one by one] {entry.name}: its {len(seeds)} seeds train one after another ({verdict.reason})")
+    for seed in seeds:
+        yield run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress, data_root, warn)
+
+
+def _members(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset):
+    """Each seed's run identity and model as ``train_and_evaluate`` builds it."""
+    runs = [run_identity(suite, entry, seed, budget, dataset.shape) for seed in seeds]
+    models = []
+    for run in runs:
+        torch.manual_seed(run.seed)
+        models.append(MODELS[run.model].build(run.config, dataset.shape))
+    return runs, models
+
+
+def _ensemble_verdict(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset) -> Verdict:
+    runs, models = _members(suite, entry, seeds, budget, dataset)
+    return ensemble_applies(models, dataset, [TrainConfig(**run.train) for run in runs])
 
 
 def say_outcome(outcome: RunOutcome, log=log, warn=log) -> None:
@@ -180,29 +211,97 @@ def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, d
             data_root: str | None = None, warn=log) -> RunOutcome:
     """Train, evaluate and record one (run, seed), unless it is done (then its results are reused,
     with sample quality added where the budget now asks for it) or a live process holds it."""
-    run = run_identity(suite, entry, seed, budget, dataset.shape)
-    run_dir = run.run_dir(runs_dir)
-    settings = replace(EvalSettings(**run.eval), cache_root=data_root)
-    run = replace(run, eval=asdict(settings))  # where the data live is no part of the key
+    run, run_dir, settings = _located(run_identity(suite, entry, seed, budget, dataset.shape), runs_dir,
+                                      data_root)
     lock = RunDirLock(run_dir)
     try:
         plan = broadcast(_plan(run, db, run_dir, lock, device, warn) if is_main() else None)
-        if plan.action == "busy":
-            outcome = RunOutcome(entry.name, seed, "busy", {}, run_dir, error=plan.error)
-        elif plan.action == "train":
+        if plan.action == "train":
             outcome = _train_and_record(run, entry, seed, settings, dataset, db, plan.claim, run_dir,
                                         progress and is_main(), warn)
         else:
-            done = plan.done
-            for metric in _later_metrics_due(done, settings):
-                _add_later_metric(metric, done, settings, dataset, db, warn)
-            metrics = db.metrics(done["id"]) if is_main() else {}
-            outcome = RunOutcome(entry.name, seed, "cached", metrics, Path(done["run_dir"]))
+            outcome = _not_trained(entry, seed, plan, run_dir, settings, dataset, db, warn)
     finally:
         lock.release()
     if not same_on_every_rank(outcome.status):
         raise GenbenchError(f"the ranks disagree on how run {entry.name} seed {seed} ended; stopped")
     return outcome
+
+
+def _located(run: RunIdentity, runs_dir: Path, data_root: str | None):
+    """(run, its directory, its evaluation settings) with the data root filled in (where the data
+    live is no part of the key)."""
+    settings = replace(EvalSettings(**run.eval), cache_root=data_root)
+    run = replace(run, eval=asdict(settings))
+    return run, run.run_dir(runs_dir), settings
+
+
+def _not_trained(entry: RunEntry, seed: int, plan: _Plan, run_dir: Path, settings: EvalSettings, dataset,
+                 db: ResultsDB | None, warn) -> RunOutcome:
+    """A run left to another process (busy), or done before (cached: later metrics added)."""
+    if plan.action == "busy":
+        return RunOutcome(entry.name, seed, "busy", {}, run_dir, error=plan.error)
+    done = plan.done
+    for metric in _later_metrics_due(done, settings):
+        _add_later_metric(metric, done, settings, dataset, db, warn)
+    metrics = db.metrics(done["id"]) if is_main() else {}
+    return RunOutcome(entry.name, seed, "cached", metrics, Path(done["run_dir"]))
+
+
+def _run_as_ensemble(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset,
+                     db: ResultsDB, runs_dir: Path, device: torch.device, progress: bool,
+                     data_root: str | None, log, warn):
+    """Claim every seed of the run, train the claimed ones as one ensemble (each into its own run
+    directory and checkpoint, so each resumes alone too), then evaluate and record each as
+    ``run_one`` does. Only where ``ensemble_applies``: one process, no torchrun."""
+    runs, models = _members(suite, entry, seeds, budget, dataset)
+    located = [_located(run, runs_dir, data_root) for run in runs]
+    locks = [RunDirLock(run_dir) for _, run_dir, _ in located]
+    try:
+        plans = [_plan(run, db, run_dir, lock, device, warn)
+                 for (run, run_dir, _), lock in zip(located, locks, strict=True)]
+        claimed = [i for i, plan in enumerate(plans) if plan.action == "train"]
+        with ExitStack() as held:
+            leases = {i: held.enter_context(db.holding(plans[i].claim.run_id)) for i in claimed}
+            for i in claimed:
+                held.enter_context(holding(located[i][1], db.owner))
+            trained = {}
+            if len(claimed) > 1:
+                trained = _train_members([runs[i] for i in claimed], [models[i] for i in claimed], dataset,
+                                         [located[i][1] for i in claimed], [plans[i].claim for i in claimed],
+                                         db, progress, log)
+                trained = dict(zip(claimed, trained, strict=True))
+            for i, (run, run_dir, settings) in enumerate(located):
+                if plans[i].action != "train":
+                    yield _not_trained(entry, run.seed, plans[i], run_dir, settings, dataset, db, warn)
+                    continue
+                yield _evaluate_and_record(run, entry, run.seed, settings, dataset, db, plans[i].claim,
+                                           run_dir, progress, warn, leases[i], trained.get(i))
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _train_members(runs: list[RunIdentity], models, dataset, run_dirs: list[Path], claims: list[Claim],
+                   db: ResultsDB, progress: bool, log) -> list[TrainResult | Exception]:
+    """The claimed seeds trained as one ensemble: each member's result, or the exception that
+    fails it (the ensemble's own failure fails them all; an interrupt fails them all and goes on up)."""
+    metas = [{**run.checkpoint_meta(), "world_size": 1, "backend": backend()} for run in runs]
+    seeds = ", ".join(str(run.seed) for run in runs)
+    log(f"[ensemble] {runs[0].name} seeds {seeds}: trained together as one vectorised ensemble")
+    try:
+        results = train_ensemble(models, dataset, [TrainConfig(**run.train) for run in runs], run_dirs, metas,
+                                 progress=progress)
+    except Exception as exc:  # noqa: BLE001 (recorded as each member's failure)
+        return [exc] * len(runs)
+    except BaseException as exc:
+        for claim in claims:
+            db.fail_run(claim.run_id, failure_reason(exc))
+        raise
+    done = next((r for r in results if isinstance(r, TrainResult)), None)
+    if done is not None:
+        log(f"[ensemble] {runs[0].name} seeds {seeds}: {len(runs)} members trained in {done.seconds:.0f} s")
+    return results
 
 
 def _plan(run: RunIdentity, db: ResultsDB, run_dir: Path, lock: RunDirLock, device, warn) -> _Plan:
@@ -251,39 +350,52 @@ def _train_and_record(run: RunIdentity, entry: RunEntry, seed: int, settings: Ev
                       db: ResultsDB | None, claim: Claim, run_dir: Path, progress: bool, warn) -> RunOutcome:
     """A claimed run, heartbeat beating: trained, evaluated and recorded done, or failed with its
     reason whatever went wrong. An interrupt (or SystemExit) fails it too, and goes on up."""
+    main = is_main()
+    with db.holding(claim.run_id) if main else nullcontext(None) as lease, \
+            holding(run_dir, db.owner) if main else nullcontext():
+        return _evaluate_and_record(run, entry, seed, settings, dataset, db, claim, run_dir, progress, warn,
+                                    lease)
+
+
+def _evaluate_and_record(run: RunIdentity, entry: RunEntry, seed: int, settings: EvalSettings, dataset,
+                         db: ResultsDB | None, claim: Claim, run_dir: Path, progress: bool, warn,
+                         lease: Lease | None,
+                         pretrained: TrainResult | Exception | None = None) -> RunOutcome:
+    """``_train_and_record`` inside the run's heartbeats; ``pretrained``: the run trained already
+    (as an ensemble member), or the exception that failed it there."""
     lost = RunOutcome(entry.name, seed, "lost", {}, run_dir, error="another process took this run over")
     main = is_main()
     device = str(dataset.device)
-    with db.holding(claim.run_id) if main else nullcontext(None) as lease, \
-            holding(run_dir, db.owner) if main else nullcontext():
-        try:
-            trained = train_and_evaluate(run, settings, dataset, run_dir,
-                                         [StopWhenTakenOver(lease, dataset.device)], progress)
-            recorded = True
-            if main:
-                write_result(run_dir, run, trained.finished(run_dir, device, db.owner), extra=trained.extra())
-                recorded = db.finish_run(claim.run_id, trained.metrics, trained.result.seconds,
-                                         trained.eval_seconds, trained.skipped, trained.result.curve)
-            if not broadcast(recorded):
-                return lost
-        except Exception as exc:
-            if not isinstance(exc, GenbenchError):  # a bug or a broken environment: show where
-                warn(traceback.format_exc().rstrip())
-            reason = failure_reason(exc)
-            recorded = True
-            if main:
-                write_result(run_dir, run, finished_run("failed", run_dir, device, db.owner, world(),
-                                                        error=reason))
-                recorded = db.fail_run(claim.run_id, reason)
-            if rank_and_world()[1] > 1 and not isinstance(exc, GenbenchError):
-                raise  # this rank's own failure: the process ends and torchrun stops every rank
-            if not broadcast(recorded):
-                return lost
-            return RunOutcome(entry.name, seed, "failed", {}, run_dir, error=reason)
-        except BaseException as exc:
-            if main:
-                db.fail_run(claim.run_id, failure_reason(exc))
-            raise
+    try:
+        if isinstance(pretrained, Exception):
+            raise pretrained
+        trained = train_and_evaluate(run, settings, dataset, run_dir,
+                                     [StopWhenTakenOver(lease, dataset.device)], progress, pretrained)
+        recorded = True
+        if main:
+            write_result(run_dir, run, trained.finished(run_dir, device, db.owner), extra=trained.extra())
+            recorded = db.finish_run(claim.run_id, trained.metrics, trained.result.seconds,
+                                     trained.eval_seconds, trained.skipped, trained.result.curve)
+        if not broadcast(recorded):
+            return lost
+    except Exception as exc:
+        if not isinstance(exc, GenbenchError):  # a bug or a broken environment: show where
+            warn(traceback.format_exc().rstrip())
+        reason = failure_reason(exc)
+        recorded = True
+        if main:
+            write_result(run_dir, run, finished_run("failed", run_dir, device, db.owner, world(),
+                                                    error=reason))
+            recorded = db.fail_run(claim.run_id, reason)
+        if rank_and_world()[1] > 1 and not isinstance(exc, GenbenchError):
+            raise  # this rank's own failure: the process ends and torchrun stops every rank
+        if not broadcast(recorded):
+            return lost
+        return RunOutcome(entry.name, seed, "failed", {}, run_dir, error=reason)
+    except BaseException as exc:
+        if main:
+            db.fail_run(claim.run_id, failure_reason(exc))
+        raise
     return RunOutcome(entry.name, seed, "done", trained.metrics, run_dir)
 
 
@@ -308,9 +420,12 @@ class Trained:
 
 
 def train_and_evaluate(run: RunIdentity, settings: EvalSettings, dataset, run_dir: Path,
-                       callbacks: list[Callback] = (), progress: bool = True) -> Trained:
+                       callbacks: list[Callback] = (), progress: bool = True,
+                       pretrained: TrainResult | None = None) -> Trained:
     """Train (resuming its checkpoint) and evaluate one run, on every rank (each its shard); rank 0
-    writes the pictures and the evaluation record. Weights or metric values that are not finite raise."""
+    writes the pictures and the evaluation record. Weights or metric values that are not finite raise.
+    ``pretrained``: the run was trained to its end already (an ensemble member): its checkpoint is
+    loaded and that training's result is the one recorded."""
     torch.manual_seed(run.seed)
     model = MODELS[run.model].build(run.config, dataset.shape)
     callbacks = list(callbacks)
@@ -321,6 +436,8 @@ def train_and_evaluate(run: RunIdentity, settings: EvalSettings, dataset, run_di
     meta = {**run.checkpoint_meta(), "world_size": size, "backend": kind}
     result = train(model, dataset, TrainConfig(**run.train), run_dir, meta, progress=progress,
                    callbacks=callbacks)
+    if pretrained is not None:
+        result = pretrained
     check_finite_weights(model)
     started = time.perf_counter()
     torch.manual_seed(run.seed)

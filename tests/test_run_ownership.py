@@ -111,8 +111,9 @@ def test_two_processes_on_one_suite_train_every_run_exactly_once(tmp_path):
 
 def test_an_interrupt_of_one_process_leaves_the_others_done_runs_done(tmp_path):
     go = tmp_path / "go"
-    slow = _launch(tmp_path, go, 60.0, "--models", "vae-L1-k1", "--seeds", "4")
-    fast = _launch(tmp_path, go, 0.2, "--models", "vae-L1-k1", "--seeds", "4")
+    # ppca's seeds train one by one (a seed ensemble is claimed whole by one process)
+    slow = _launch(tmp_path, go, 60.0, "--models", "ppca", "--seeds", "4")
+    fast = _launch(tmp_path, go, 0.2, "--models", "ppca", "--seeds", "4")
     go.touch()
     deadline = time.time() + 60
     while not any(r["status"] == "running" and _pid_of(r) == slow.pid for r in _rows(tmp_path)):
@@ -122,7 +123,7 @@ def test_an_interrupt_of_one_process_leaves_the_others_done_runs_done(tmp_path):
     assert fast.returncode == 0, fast_err
     done_before = {r["id"]: r for r in _rows(tmp_path) if r["status"] == "done"}
     assert len(done_before) == 3 and {_pid_of(r) for r in done_before.values()} == {fast.pid}
-    assert "[busy] vae-L1-k1 seed" in fast_err and "1 run(s) left to other processes" in fast_err
+    assert "[busy] ppca seed" in fast_err and "1 run(s) left to other processes" in fast_err
 
     slow.send_signal(signal.SIGINT)
     _, slow_err = slow.communicate(timeout=60)

@@ -169,3 +169,30 @@ def test_a_runs_own_sample_count_is_not_part_of_its_key_but_its_epochs_are():
     longer = replace(entry, budgets={"smoke": {"epochs": 2}})
     assert run_identity(suite, longer, 0, budget, (1, 8, 8)).key != plain.key
     assert run_identity(suite, entry, 1, budget, (1, 8, 8)).key != plain.key
+
+
+def test_seeds_of_a_run_train_as_one_ensemble_equal_to_their_single_runs(tmp_path):
+    """``--seeds N`` trains a run's seeds together where the ensemble applies, says so, records one
+    done row per seed, and each equals the seed trained alone (tolerance: tests/test_ensemble.py's,
+    widened through the evaluation's own sums); PPCA is not trained by gradient: one by one."""
+    suite = SUITES["smoke"]
+    budget = suite.budget("smoke")
+    cpu = torch.device("cpu")
+    said = []
+    together = run_suite(suite, budget, ResultsDB(tmp_path / "together.sqlite"), tmp_path / "together", cpu,
+                         only=["vae-L1-k1", "ppca"], seeds=2, progress=False, log=said.append)
+    assert [(o.name, o.seed, o.status) for o in together] == [
+        ("ppca", 0, "done"), ("ppca", 1, "done"), ("vae-L1-k1", 0, "done"), ("vae-L1-k1", 1, "done")]
+    assert any(line.startswith("[ensemble] vae-L1-k1 seeds 0, 1") for line in said)
+    assert any(line.startswith("[one by one] ppca") and "not trained by gradient" in line for line in said)
+    db = ResultsDB(tmp_path / "together.sqlite")
+    rows = [r for r in db.runs(status="done") if r["name"] == "vae-L1-k1"]
+    assert sorted(r["seed"] for r in rows) == [0, 1] and all(r["train_seconds"] > 0 for r in rows)
+
+    alone = run_suite(suite, budget, ResultsDB(tmp_path / "alone.sqlite"), tmp_path / "alone", cpu,
+                      only=["vae-L1-k1"], seeds=1, progress=False, log=lambda *_: None)
+    assert alone[0].metrics["nll"] == pytest.approx(together[2].metrics["nll"], rel=1e-5)
+    assert together[2].metrics["nll"] != pytest.approx(together[3].metrics["nll"], rel=1e-3)
+    again = run_suite(suite, budget, db, tmp_path / "together", cpu, only=["vae-L1-k1"], seeds=2,
+                      progress=False, log=lambda *_: None)
+    assert [o.status for o in again] == ["cached", "cached"]
