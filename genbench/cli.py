@@ -70,6 +70,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda ...")
+    p.add_argument("--no-compile", action="store_true",
+                   help="never torch.compile (by default the NLL estimator is compiled where its calls are "
+                   "many enough to pay for it, e.g. k = 5000 on all test points)")
 
 
 def _launch_args(p: argparse.ArgumentParser) -> None:
@@ -729,10 +732,13 @@ def one_line(message: str) -> str:
 
 def _run(args) -> int:
     """The command, with stdout kept for the JSON report alone under ``--json``."""
+    from genbench.core import compile as compilation
     from genbench.results.db import check_database_file
 
     if getattr(args, "db", None) is not None:
         check_database_file(args.db)
+    if getattr(args, "no_compile", False):
+        compilation.disable()
     with _torchrun_rank(args):
         args.stdout = sys.stdout
         as_json = getattr(args, "json", False)
