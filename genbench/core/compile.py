@@ -29,8 +29,9 @@ from genbench.core.errors import log
 SWITCH = "GENBENCH_NO_COMPILE"
 #: calls of a workload from which compiling pays (benchmarks/compile.py, README "Compilation")
 MIN_CALLS = {
-    # log_importance_weights at k = 5000, 3 points per call: 1.3x faster once compiled, its
-    # compilation (cold cache) paid after ~300 calls; the short budget's ~60 calls do not pay
+    # log_importance_weights at k = 5000, 3 points per call: 1.3x faster once compiled and its
+    # compilation paid after ~150 calls with a warm cache (measured on a loaded machine, so
+    # set well above); the short budget's ~60 calls do not pay
     "estimator": 1000,
 }
 
