@@ -60,7 +60,7 @@ from genbench.scoring import load_for_scoring, write_evaluation
 from genbench.suites import SUITES, Budget, RunEntry, Suite, parse_suite
 from genbench.train.callbacks import Callback, QualityMonitor, watches_samples
 from genbench.train.checkpoint import FILENAME as CHECKPOINT
-from genbench.train.ensemble import Verdict, ensemble_applies, train_ensemble
+from genbench.train.ensemble import ensemble_applies, train_ensemble
 from genbench.train.identity import LOCATIONS, RunIdentity
 from genbench.train.loop import TrainConfig, TrainResult, train
 
@@ -162,10 +162,13 @@ def run_seeds(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, d
               log=log, warn=log):
     """The outcomes of one run's seeds, each as it is ready: trained together as one vectorised
     ensemble (``genbench.train.ensemble``) where there are several and they can be, else one by one."""
-    verdict = _ensemble_verdict(suite, entry, seeds, budget, dataset) if len(seeds) > 1 else None
+    verdict = None
+    if len(seeds) > 1:
+        runs, models = _members(suite, entry, seeds, budget, dataset)
+        verdict = ensemble_applies(models, dataset, [TrainConfig(**run.train) for run in runs])
     if verdict:
-        yield from _run_as_ensemble(suite, entry, seeds, budget, dataset, db, runs_dir, device, progress,
-                                    data_root, log, warn)
+        yield from _run_as_ensemble(entry, runs, models, dataset, db, runs_dir, device, progress, data_root,
+                                    log, warn)
         return
     if verdict is not None and is_main():
         log(f"[one by one] {entry.name}: its {len(seeds)} seeds train one after another ({verdict.reason})")
@@ -181,11 +184,6 @@ def _members(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, da
         torch.manual_seed(run.seed)
         models.append(MODELS[run.model].build(run.config, dataset.shape))
     return runs, models
-
-
-def _ensemble_verdict(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset) -> Verdict:
-    runs, models = _members(suite, entry, seeds, budget, dataset)
-    return ensemble_applies(models, dataset, [TrainConfig(**run.train) for run in runs])
 
 
 def say_outcome(outcome: RunOutcome, log=log, warn=log) -> None:
@@ -248,13 +246,11 @@ def _not_trained(entry: RunEntry, seed: int, plan: _Plan, run_dir: Path, setting
     return RunOutcome(entry.name, seed, "cached", metrics, Path(done["run_dir"]))
 
 
-def _run_as_ensemble(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset,
-                     db: ResultsDB, runs_dir: Path, device: torch.device, progress: bool,
-                     data_root: str | None, log, warn):
+def _run_as_ensemble(entry: RunEntry, runs: list[RunIdentity], models, dataset, db: ResultsDB, runs_dir: Path,
+                     device: torch.device, progress: bool, data_root: str | None, log, warn):
     """Claim every seed of the run, train the claimed ones as one ensemble (each into its own run
     directory and checkpoint, so each resumes alone too), then evaluate and record each as
     ``run_one`` does. Only where ``ensemble_applies``: one process, no torchrun."""
-    runs, models = _members(suite, entry, seeds, budget, dataset)
     located = [_located(run, runs_dir, data_root) for run in runs]
     locks = [RunDirLock(run_dir) for _, run_dir, _ in located]
     try:
