@@ -27,6 +27,7 @@ import torch
 import torch_fidelity
 from common import contention_note, median_seconds  # benchmarks/common.py (the script folder is on sys.path)
 
+import genbench.metrics.fidelity_extractors  # noqa: F401 (registers genbench's extractors with torch-fidelity)
 from genbench.data import load_dataset
 from genbench.metrics.features import resolve_feature_net
 from genbench.metrics.sample_quality import UInt8Images, reference_images, score_images

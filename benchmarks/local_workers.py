@@ -5,7 +5,8 @@ Side by side in one invocation, each in a fresh folder (its own database and run
 as a user types them (subprocesses of the CLI, wall clock from start to exit):
 
 1. ``genbench run --suite S --budget B --launcher local --workers W`` for each W of ``--workers``
-   (default 1 and 2): the ratio of each time to the first W's;
+   (default 1 and 2), ``--repeats`` times in alternating order: the median wall time of each W and
+   the ratio of the first W's to it (its speed-up);
 2. ``torchrun --nproc-per-node N -m genbench run --suite S --budget B --models RUN --device cpu``
    for each N of ``--ranks`` (default 1 and 2): wall time, and the training seconds the run's
    database row records (without the start-up of the processes).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +63,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--run", default="vae-L1-k1", help="the run of --suite that torchrun trains")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating timings of each W")
     parser.add_argument("--threads", type=int, help="torch threads per process (default: the share of cores)")
     args = parser.parse_args()
     env = dict(os.environ)
@@ -70,17 +73,25 @@ def main() -> None:
         env.pop("OMP_NUM_THREADS", None)
     print(f"start: {load()}")
 
-    print(f"\n1. genbench run --suite {args.suite} --budget {args.budget} --launcher local --workers W")
-    base = None
+    print(f"\n1. genbench run --suite {args.suite} --budget {args.budget} --launcher local --workers W "
+          f"({args.repeats} alternating repeats, median)")
+    walls: dict[int, list[float]] = {w: [] for w in args.workers}
+    trainings: dict[int, list[float]] = {w: [] for w in args.workers}
+    for repeat in range(args.repeats):
+        order = args.workers if repeat % 2 == 0 else args.workers[::-1]
+        for workers in order:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                walls[workers].append(timed([sys.executable, *cli_run(
+                    folder, args.suite, args.budget, "--launcher", "local", "--workers", str(workers))], env))
+                trainings[workers].append(train_seconds(folder / "db.sqlite"))
+    base = statistics.median(walls[args.workers[0]])
     for workers in args.workers:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            seconds = timed([sys.executable, *cli_run(folder, args.suite, args.budget, "--launcher", "local",
-                                                       "--workers", str(workers))], env)
-            training = train_seconds(folder / "db.sqlite")
-        base = base or seconds
-        print(f"  W={workers}: {seconds:7.1f} s wall ({base / seconds:.2f}x the first), runs' training "
-              f"{training:.1f} s summed   [{load()}]")
+        wall = statistics.median(walls[workers])
+        spread = ", ".join(f"{w:.1f}" for w in walls[workers])
+        print(f"  W={workers}: {wall:7.1f} s wall ({base / wall:.2f}x the first's speed; each: {spread}), "
+              f"runs' training {statistics.median(trainings[workers]):.1f} s summed")
+    print(f"  [{load()}]")
 
     print(f"\n2. torchrun --nproc-per-node N -m genbench run --suite {args.suite} --budget {args.budget} "
           f"--models {args.run} --device cpu")

@@ -35,6 +35,7 @@ PRELOADED = (
     "genbench.results.paper_tables",
     "genbench.results.leaderboard",
     "genbench.metrics.features",
+    "genbench.metrics.fidelity_extractors",
     "genbench.train.device",
 )
 

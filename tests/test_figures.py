@@ -202,3 +202,14 @@ def test_a_row_whose_checkpoint_is_gone_keeps_its_figure_and_a_broken_one_costs_
         assert "no sample grid for vae seed 0" in capsys.readouterr().err
     finally:
         checkpoint.write_bytes(saved)
+
+
+@pytest.mark.parametrize("n, nrow, channels", [(4, 2, 1), (5, 3, 3), (7, 8, 1), (2, 1, 3)])
+def test_the_grid_is_torchvisions_layout(n, nrow, channels):
+    from torchvision.utils import make_grid
+
+    from genbench.core.image_grid import image_grid
+
+    images = torch.rand(n, channels, 3, 5)
+    ours, theirs = image_grid(images, nrow), make_grid(images, nrow=nrow, padding=2, pad_value=0.0)
+    assert torch.equal(ours.expand_as(theirs), theirs)  # torchvision repeats one channel to three

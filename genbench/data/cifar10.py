@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.datasets import CIFAR10
 
 from genbench.core.errors import GenbenchError
 from genbench.data.base import ImageDataset
 from genbench.data.download import missing_files_error
 
-FOLDER = CIFAR10.base_folder  # "cifar-10-batches-py"
+FOLDER = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
 RAW_FILES = [f"{FOLDER}/{name}" for name in (
     *(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")]
 
@@ -24,6 +23,8 @@ def read_cifar10(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, to
     Python pickles, the data set's own published format, which torchvision unpickles
     (genbench's never-unpickle rule is about checkpoints, which can carry code).
     """
+    from torchvision.datasets import CIFAR10  # imported when used: torchvision takes ~1 s
+
     out = {}
     for split, train in (("train", True), ("test", False)):
         try:

@@ -7,8 +7,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchvision.datasets.utils import download_url
-
 from genbench.core.errors import GenbenchError
 
 
@@ -78,6 +76,8 @@ def ensure_files(dataset: str, root: Path, files: list[RemoteFile], download: bo
 
 def _fetch(spec: RemoteFile, path: Path, tmp: Path, dataset: str) -> None:
     """Download ``spec`` into ``tmp`` and, if its checksum matches, move it to ``path``."""
+    from torchvision.datasets.utils import download_url  # imported when used: torchvision takes ~1 s
+
     path.parent.mkdir(parents=True, exist_ok=True)
     download_url(spec.url, str(tmp.parent), filename=tmp.name)
     if not verify(tmp, spec):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.datasets import MNIST
 
 from genbench.core.errors import GenbenchError
 from genbench.data.base import EVAL_BINARIZATION_SEED, ImageDataset, binarize_once
@@ -25,6 +24,8 @@ def read_mnist(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torc
     torchvision downloads from its canonical mirrors and checks its md5s; with the files
     already under ``root/MNIST/raw`` it only reads them (nothing is written).
     """
+    from torchvision.datasets import MNIST  # imported when used: torchvision takes ~1 s
+
     out = {}
     for split, train in (("train", True), ("test", False)):
         try:

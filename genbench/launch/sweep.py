@@ -42,8 +42,9 @@ from genbench.suites import Budget, Suite
 
 SWEEPS = "sweeps"
 MANIFEST = "sweep.json"
-#: seconds between the launcher's looks at its jobs and their results
-POLL_SECONDS = 2.0
+#: seconds between the launcher's looks at its jobs and their results, per launcher: local jobs
+#: are a process poll and a file read (a run's result is taken up at once), Slurm's ask sacct
+POLL_SECONDS = {"local": 0.2, "slurm": 2.0}
 
 
 @dataclass
@@ -154,7 +155,7 @@ def write_manifest(folder: Path, manifest: dict) -> None:
 def run_sweep(suite: Suite, suite_source: str, budget: Budget, db: ResultsDB, runs_dir: Path,
               options: executors.LaunchOptions, data_root: str | None = None, only: list[str] | None = None,
               seeds: int | None = None, dataset_override: str | None = None, wait: bool = True,
-              poll: float = POLL_SECONDS, log=log, warn=log) -> tuple[list[RunOutcome], str]:
+              poll: float | None = None, log=log, warn=log) -> tuple[list[RunOutcome], str]:
     """Plan, submit and (with ``wait``) wait for a sweep, ingesting each result as it lands:
     (an outcome per run, as ``run_suite``'s, and the sweep's id). Submitted runs not waited for
     have the status ``submitted``."""
@@ -187,7 +188,8 @@ def run_sweep(suite: Suite, suite_source: str, budget: Budget, db: ResultsDB, ru
             outcomes[spec.run_dir] = RunOutcome(spec.name, spec.seed, "submitted", {}, Path(spec.run_dir))
     else:
         try:
-            _wait(jobs, pending, db, outcomes, poll, log, warn)
+            _wait(jobs, pending, db, outcomes, POLL_SECONDS[options.launcher] if poll is None else poll, log,
+                  warn)
         except KeyboardInterrupt:
             if options.launcher == "slurm":
                 warn(f"the launcher stopped; the jobs go on: `genbench collect {runs_dir}` ingests their "

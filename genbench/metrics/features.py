@@ -3,9 +3,10 @@
 ``FEATURE_NETS`` registers the named ones (a :class:`FeatureNetSpec` each, as the data sets
 are registered); any other name is read as the path of a TorchScript file.
 
-Each is a torch-fidelity feature extractor (registered through its public
-``register_feature_extractor``) so that torch-fidelity extracts the features and computes
-IS/FID/KID/precision-recall; genbench only picks the network and its layers:
+Each is a torch-fidelity feature extractor (``genbench.metrics.fidelity_extractors``, registered
+through torch-fidelity's public ``register_feature_extractor`` when first used) so that
+torch-fidelity extracts the features and computes IS/FID/KID/precision-recall; genbench only
+picks the network and its layers:
 
 - ``lenet``: genbench's domain classifier of gray 28x28 digits (``genbench.metrics.lenet``),
   logits for IS, its penultimate layer for the rest. The default where it applies. Its weights
@@ -43,19 +44,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-from torch_fidelity.helpers import vassert
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from genbench.core.errors import GenbenchError, MetricSkipped, log
 from genbench.core.registry import Registry
 from genbench.core.state_specs import check_torch_zip
-from genbench.core.weights import file_sha256, read_weights
+from genbench.core.weights import file_sha256
 from genbench.data.root import data_root
-from genbench.metrics.lenet import SHIPPED_SOURCE, LeNet, LeNetConfig, lenet_fits, shipped_lenet
+from genbench.metrics.lenet import SHIPPED_SOURCE, lenet_fits, shipped_lenet
 
+#: torch-fidelity's Inception-v3 weights (its ``URL_INCEPTION_V3``; tests/test_fidelity_extractors.py
+#: checks the two agree), written here so that naming them does not import torch-fidelity
+URL_INCEPTION_V3 = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                    "weights-inception-2015-12-05-6726825d.pth")
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
 #: environment variable naming an Inception-v3 weights file (else torch hub's checkpoints folder)
 INCEPTION_ENV = "GENBENCH_INCEPTION_WEIGHTS"
@@ -110,65 +110,6 @@ class FeatureNetSpec:
 
 #: the named feature networks; ``resolve_feature_net`` reads any other name as a TorchScript path
 FEATURE_NETS: Registry[FeatureNetSpec] = Registry("feature network")
-
-
-def _uint8_to_unit(x: Tensor) -> Tensor:
-    vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting images as uint8 tensors")
-    return x.float() / 255.0
-
-
-class FeaturesAndLogits(FeatureExtractorBase):
-    """A torch-fidelity extractor with two layers: ``features`` (FID, KID, PR) and ``logits`` (IS)."""
-
-    @staticmethod
-    def get_provided_features_list():
-        return ("features", "logits")
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-
-class LeNetExtractor(FeaturesAndLogits):
-    """genbench's LeNet for torch-fidelity: weights from ``feature_extractor_weights_path``."""
-
-    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-        super().__init__(name, features_list)
-        state = read_weights(Path(feature_extractor_weights_path))
-        self.net = LeNet(LeNetConfig(hidden=state["fc1.weight"].shape[0],
-                                     n_classes=state["fc2.weight"].shape[0]))
-        self.net.load_state_dict(state)
-        self.net.eval()
-
-    def forward(self, x):
-        features, logits = self.net.features_and_logits(_uint8_to_unit(x))
-        out = {"features": features, "logits": logits}
-        return tuple(out[name] for name in self.features_list)
-
-
-class TorchScriptExtractor(FeaturesAndLogits):
-    """A user's TorchScript feature network for torch-fidelity."""
-
-    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-        super().__init__(name, features_list)
-        self.net = load_torchscript(Path(feature_extractor_weights_path))
-
-    def forward(self, x):
-        out = self.net(_uint8_to_unit(x))
-        features, logits = out if isinstance(out, tuple | list) else (out, None)
-        vassert(logits is not None or "logits" not in self.features_list,
-                "The TorchScript feature network returns no logits")
-        named = {"features": features.float(), "logits": None if logits is None else logits.float()}
-        return tuple(named[name] for name in self.features_list)
-
-
-for _name, _cls in (("genbench-lenet", LeNetExtractor), ("genbench-torchscript", TorchScriptExtractor)):
-    if _name not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor(_name, _cls)
 
 
 def _writable(folder: Path) -> bool:

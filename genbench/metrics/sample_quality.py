@@ -6,7 +6,9 @@ and passes them to torch-fidelity's metric functions; it re-implements none of t
 The features of the real data (a split of the data set, its first n images) are computed
 once and cached as safetensors under ``<data root>/genbench-cache/``, keyed by a hash of the
 images and of the network: scoring ten models extracts the real features once.
-torch-fidelity's own cache is not used because it stores pickles.
+torch-fidelity's own cache is not used because it stores pickles. torch-fidelity is imported
+where it is called (it imports torchvision, about a second), so a process that never scores
+samples never pays for it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,6 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
-from torch_fidelity.metric_isc import isc_featuresdict_to_metric
-from torch_fidelity.metric_kid import kid_featuresdict_to_metric
-from torch_fidelity.metric_prc import prc_featuresdict_to_metric
-from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from genbench.core.errors import GenbenchError, MetricSkipped
 from genbench.core.weights import save_tensors
@@ -98,6 +95,10 @@ class QualitySettings:
 def extract_features(images: Tensor, net: FeatureNet, device: torch.device | str = "cpu",
                      batch_size: int = 500) -> dict[str, Tensor]:
     """torch-fidelity's features of uint8 images: the layers of FID and (where any) IS."""
+    from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+    import genbench.metrics.fidelity_extractors  # noqa: F401 (registers genbench's extractors)
+
     layers = [net.layer_fid] + ([net.layer_isc] if net.layer_isc else [])
     cuda = torch.device(device).type == "cuda"
     extractor = create_feature_extractor(net.fidelity_name, layers, cuda=cuda, verbose=False,
@@ -126,6 +127,11 @@ def fidelity_metrics(fake: dict[str, Tensor], real: dict[str, Tensor], net: Feat
                      settings: QualitySettings = QualitySettings(),
                      which: tuple[str, ...] = ALL_METRICS) -> dict[str, float]:
     """torch-fidelity's IS (of the fakes), FID, KID and precision/recall, keyed by network name."""
+    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+    from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+    from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+
     n = min(len(fake[net.layer_fid]), len(real[net.layer_fid]))
     kwargs = {"verbose": False, "rng_seed": settings.rng_seed, "isc_splits": settings.isc_splits,
               "kid_subsets": settings.kid_subsets, "kid_subset_size": min(settings.kid_subset_size, n),

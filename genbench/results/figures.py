@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from genbench.core.errors import GenbenchError, log
+from genbench.core.image_grid import grid_png
 from genbench.core.weights import atomic_write, file_sha256
 from genbench.metrics.columns import Column
 from genbench.metrics.features import feature_label
@@ -73,21 +73,6 @@ def write_figure(path: Path, source: object, draw: Callable[[dict[str, str]], by
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return True
-
-
-def grid_png(images: Tensor, text: dict[str, str] | None = None, nrow: int = 8) -> bytes:
-    """A grid of images ``[N, C, H, W]`` in [0, 1] (clamped), 2 pixels apart, as PNG bytes: gray
-    (mode L) for one channel, RGB for three."""
-    images = images.detach().float().clamp(0, 1).cpu()
-    grid = make_grid(images, nrow=nrow, padding=2, pad_value=0.0)
-    pixels = (grid * 255).round().to(torch.uint8)
-    array = pixels[0].numpy() if images.shape[1] == 1 else pixels.permute(1, 2, 0).numpy()
-    info = PngImagePlugin.PngInfo()
-    for key, value in (text or {}).items():
-        info.add_text(key, value)
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
 
 
 def _chart_png(fig, text: dict[str, str]) -> bytes:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchvision.utils import save_image
 
 from genbench.core.distributed import all_reduce_sum, global_mean, rank_and_world
+from genbench.core.image_grid import grid_png
 from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Sampler
 from genbench.core.weights import load_state_dict_checked, read_weights, save_weights
 from genbench.metrics.importance import importance_bounds
@@ -201,7 +201,7 @@ class SampleGrids(Callback):
         finally:
             model.train(was_training)
         state.run_dir.mkdir(parents=True, exist_ok=True)
-        save_image(images, state.run_dir / f"samples_epoch{state.epoch:g}.png", nrow=8)
+        (state.run_dir / f"samples_epoch{state.epoch:g}.png").write_bytes(grid_png(images, nrow=8))
         return {}
 
 
