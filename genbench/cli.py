@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--budget", default="short", help="smoke | short (default) | long | paper")
     run.add_argument("--models", nargs="+", help="only these run names or model names")
     run.add_argument("--seeds", type=count(1), help="number of seeds, >= 1 (default: the suite's)")
+    run.add_argument("--ensemble", default="auto",
+                     help="train a run's seeds as one vectorised ensemble where it applies: auto (default: "
+                     "on a GPU, not on a CPU, where it is slower than one seed after another), on, off "
+                     "(genbench.runner.ENSEMBLE_MODES)")
     run.add_argument("--dataset", help="run every model of the suite on this data set instead "
                      "(same image shape), e.g. dsprites_rendered offline")
     run.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="run directories")
@@ -264,9 +268,10 @@ def cmd_run(args) -> int:
     from genbench.core.errors import log
     from genbench.results.db import ResultsDB
     from genbench.results.leaderboard import render_leaderboard
-    from genbench.runner import load_suite, prepare_folder, report_outcomes, run_suite
+    from genbench.runner import check_ensemble_mode, load_suite, prepare_folder, report_outcomes, run_suite
     from genbench.train.device import select_device
 
+    check_ensemble_mode(args.ensemble)
     suite = load_suite(args.suite)
     if args.dataset:
         suite = suite.with_dataset(args.dataset)
@@ -284,7 +289,8 @@ def cmd_run(args) -> int:
     world = f", {describe_world()}" if rank_and_world()[1] > 1 else ""
     print(f"suite {suite.name} ({budget.describe()}) on {device}{world}")
     outcomes = run_suite(suite, budget, db, args.runs_dir, device, args.data_root, args.models,
-                         args.seeds, progress=not args.no_progress, log=print)  # its results: stdout
+                         args.seeds, progress=not args.no_progress, log=print,  # its results: stdout
+                         ensemble=args.ensemble)
     if main:
         md, csv = render_leaderboard(db, suite, args.leaderboards)  # also when runs failed
         print(f"leaderboard: {md} and {csv}")

@@ -60,7 +60,7 @@ from genbench.scoring import load_for_scoring, write_evaluation
 from genbench.suites import SUITES, Budget, RunEntry, Suite, parse_suite
 from genbench.train.callbacks import Callback, QualityMonitor, watches_samples
 from genbench.train.checkpoint import FILENAME as CHECKPOINT
-from genbench.train.ensemble import ensemble_applies, train_ensemble
+from genbench.train.ensemble import Verdict, ensemble_applies, train_ensemble
 from genbench.train.identity import LOCATIONS, RunIdentity
 from genbench.train.loop import TrainConfig, TrainResult, train
 
@@ -132,13 +132,21 @@ def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_
                        tuple(data_shape), budget.name, asdict(train_cfg), asdict(settings))
 
 
+#: ``genbench run --ensemble``: when a run's seeds train as one vectorised ensemble (where it applies).
+#: auto: on an accelerator only; on a CPU a seed ensemble is slower per step than one seed after
+#: another (benchmarks/ensemble.py, idle, 5 seeds of vae-L1-k1: 11.3x one seed's step time at 1
+#: thread, 6.4x at 2), since a CPU is matmul-bound at these sizes and only per-op overhead is shared
+ENSEMBLE_MODES = ("auto", "on", "off")
+
+
 def run_suite(suite: Suite, budget: Budget, db: ResultsDB | None, runs_dir: Path, device: torch.device,
               data_root: str | None = None, only: list[str] | None = None,
               seeds: int | None = None, progress: bool = True, log=log,
-              warn=log) -> list[RunOutcome]:
+              warn=log, ensemble: str = "auto") -> list[RunOutcome]:
     """Every (run, seed) of the suite, in order: one line each through ``log``; skipped, taken-over
     and lost runs, and the tracebacks of unexpected failures, through ``warn`` (stderr). Under
     torchrun every rank calls it, ``db`` None on the ranks other than 0 (only rank 0 logs)."""
+    check_ensemble_mode(ensemble)
     entries = suite.select(only)
     datasets = {}
     outcomes = []
@@ -150,7 +158,7 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB | None, runs_dir: Path
                 datasets[name] = load_dataset(name, data_root, device)
         dataset = datasets[name]
         for outcome in run_seeds(suite, entry, list(range(seeds or suite.seeds)), budget, dataset, db,
-                                 runs_dir, device, progress, data_root, log, warn):
+                                 runs_dir, device, progress, data_root, log, warn, ensemble):
             if is_main():
                 say_outcome(outcome, log, warn)
             outcomes.append(outcome)
@@ -159,13 +167,17 @@ def run_suite(suite: Suite, budget: Budget, db: ResultsDB | None, runs_dir: Path
 
 def run_seeds(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset, db: ResultsDB | None,
               runs_dir: Path, device: torch.device, progress: bool = True, data_root: str | None = None,
-              log=log, warn=log):
+              log=log, warn=log, ensemble: str = "auto"):
     """The outcomes of one run's seeds, each as it is ready: trained together as one vectorised
-    ensemble (``genbench.train.ensemble``) where there are several and they can be, else one by one."""
+    ensemble (``genbench.train.ensemble``) where there are several, they can be and ``ensemble``
+    (one of ``ENSEMBLE_MODES``) says so, else one by one."""
+    check_ensemble_mode(ensemble)
     verdict = None
     if len(seeds) > 1:
-        runs, models = _members(suite, entry, seeds, budget, dataset)
-        verdict = ensemble_applies(models, dataset, [TrainConfig(**run.train) for run in runs])
+        verdict = _ensemble_wanted(ensemble, device)
+        if verdict is None:
+            runs, models = _members(suite, entry, seeds, budget, dataset)
+            verdict = ensemble_applies(models, dataset, [TrainConfig(**run.train) for run in runs])
     if verdict:
         yield from _run_as_ensemble(entry, runs, models, dataset, db, runs_dir, device, progress, data_root,
                                     log, warn)
@@ -174,6 +186,21 @@ def run_seeds(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, d
         log(f"[one by one] {entry.name}: its {len(seeds)} seeds train one after another ({verdict.reason})")
     for seed in seeds:
         yield run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress, data_root, warn)
+
+
+def check_ensemble_mode(mode: str) -> None:
+    if mode not in ENSEMBLE_MODES:
+        raise GenbenchError(f"unknown --ensemble {mode!r}; valid: {', '.join(ENSEMBLE_MODES)}")
+
+
+def _ensemble_wanted(mode: str, device: torch.device) -> Verdict | None:
+    """Why ``mode`` trains seeds one by one on ``device``; None where the ensemble is wanted if it applies."""
+    if mode == "off":
+        return Verdict(False, "--ensemble off")
+    if mode == "auto" and device.type == "cpu":
+        return Verdict(False, "on a CPU a seed ensemble is slower than one seed after another, "
+                              "benchmarks/ensemble.py; --ensemble on trains it anyway")
+    return None
 
 
 def _members(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset):

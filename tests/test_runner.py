@@ -172,15 +172,16 @@ def test_a_runs_own_sample_count_is_not_part_of_its_key_but_its_epochs_are():
 
 
 def test_seeds_of_a_run_train_as_one_ensemble_equal_to_their_single_runs(tmp_path):
-    """``--seeds N`` trains a run's seeds together where the ensemble applies, says so, records one
-    done row per seed, and each equals the seed trained alone (tolerance: tests/test_ensemble.py's,
-    widened through the evaluation's own sums); PPCA is not trained by gradient: one by one."""
+    """``--seeds N --ensemble on`` trains a run's seeds together where the ensemble applies, says so,
+    records one done row per seed, and each equals the seed trained alone (tolerance:
+    tests/test_ensemble.py's, widened through the evaluation's own sums); PPCA is not trained by
+    gradient: one by one."""
     suite = SUITES["smoke"]
     budget = suite.budget("smoke")
     cpu = torch.device("cpu")
     said = []
     together = run_suite(suite, budget, ResultsDB(tmp_path / "together.sqlite"), tmp_path / "together", cpu,
-                         only=["vae-L1-k1", "ppca"], seeds=2, progress=False, log=said.append)
+                         only=["vae-L1-k1", "ppca"], seeds=2, progress=False, log=said.append, ensemble="on")
     assert [(o.name, o.seed, o.status) for o in together] == [
         ("ppca", 0, "done"), ("ppca", 1, "done"), ("vae-L1-k1", 0, "done"), ("vae-L1-k1", 1, "done")]
     assert any(line.startswith("[ensemble] vae-L1-k1 seeds 0, 1") for line in said)
@@ -194,5 +195,24 @@ def test_seeds_of_a_run_train_as_one_ensemble_equal_to_their_single_runs(tmp_pat
     assert alone[0].metrics["nll"] == pytest.approx(together[2].metrics["nll"], rel=1e-5)
     assert together[2].metrics["nll"] != pytest.approx(together[3].metrics["nll"], rel=1e-3)
     again = run_suite(suite, budget, db, tmp_path / "together", cpu, only=["vae-L1-k1"], seeds=2,
-                      progress=False, log=lambda *_: None)
+                      progress=False, log=lambda *_: None, ensemble="on")
     assert [o.status for o in again] == ["cached", "cached"]
+
+
+def test_on_a_cpu_seeds_train_one_by_one_unless_the_ensemble_is_asked_for(tmp_path, capsys):
+    """``--ensemble auto`` (the default) trains no ensemble on a CPU, where it is slower, and says so;
+    an unknown mode is refused before anything is trained."""
+    from genbench.cli import main
+
+    said = []
+    suite = SUITES["smoke"]
+    outcomes = run_suite(suite, suite.budget("smoke"), ResultsDB(tmp_path / "db.sqlite"), tmp_path / "runs",
+                         torch.device("cpu"), only=["vae-L1-k1"], seeds=2, progress=False, log=said.append)
+    assert [o.status for o in outcomes] == ["done", "done"]
+    assert not any(line.startswith("[ensemble]") for line in said)
+    assert any(line.startswith("[one by one] vae-L1-k1") and "on a CPU" in line for line in said)
+    assert main(["run", "--suite", "smoke", "--ensemble", "sometimes", "--db", str(tmp_path / "x.sqlite"),
+                 "--runs-dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genbench: unknown --ensemble 'sometimes'; valid: auto, on, off")
+    assert not (tmp_path / "x").exists()
