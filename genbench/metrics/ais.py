@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from genbench.core.errors import GenbenchError
 from genbench.core.protocols import decoder_prior
 from genbench.core.registry import Registry
+from genbench.core.rng import seeded_rng as core_seeded_rng
 from genbench.metrics.importance import default_max_rows
 
 
@@ -255,8 +256,7 @@ def seeded_rng(device: torch.device, seed: int | None, generator: torch.Generato
     if seed is None:
         where = generator.device if generator is not None else None
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=where).item())
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with core_seeded_rng(seed, device):
         yield
 
 

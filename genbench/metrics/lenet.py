@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from genbench.core.errors import GenbenchError, log
+from genbench.core.rng import seeded_rng
 from genbench.core.weights import atomic_write, file_sha256, read_weights, save_weights
 
 #: image shape the classifier reads
@@ -139,8 +140,7 @@ def train_lenet(x: Tensor, y: Tensor, config: LeNetConfig) -> LeNet:
 
     Gradients are switched on here: the first caller is often ``evaluate``, under no_grad.
     """
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        torch.manual_seed(config.seed)
+    with seeded_rng(config.seed, "cpu"), torch.enable_grad():
         model = LeNet(config)
         gen = torch.Generator().manual_seed(config.seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

@@ -32,6 +32,7 @@ from genbench.core.protocols import (
     log_prob_is_density,
 )
 from genbench.core.registry import Registry
+from genbench.core.rng import seeded_rng
 from genbench.data.base import MAX_LEVEL
 from genbench.data.ground_truth import GroundTruthData
 from genbench.metrics import disentanglement
@@ -484,9 +485,7 @@ def seeded(seed: int, metric: str, device: torch.device):
     """The RNG of one metric: seeded by (evaluation seed, metric name), so a metric's value does not
     depend on which other metrics ran before it (``genbench compare`` and ``score`` reproduce a run's
     NLL exactly), and the caller's RNG state is left as it was."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed((seed * 1_000_003 + zlib.crc32(metric.encode())) % (2**63 - 1))
+    with seeded_rng((seed * 1_000_003 + zlib.crc32(metric.encode())) % (2**63 - 1), device):
         yield
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from genbench.core.errors import GenbenchError, MetricSkipped
+from genbench.core.rng import seeded_rng
 from genbench.core.weights import save_tensors
 from genbench.metrics.density_coverage import binomial_se, density_coverage
 from genbench.metrics.fd_infinity import fd_infinity, fid_stderr
@@ -205,9 +206,7 @@ def model_samples(model, n: int, seed: int, batch_size: int = 1000) -> Tensor:
 
     Samples outside [0, 1] (a Gaussian density on binary pixels) skip the metrics: they are
     not images of the data, and clamping them would score something the model never drew."""
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded_rng(seed):
         try:
             chunks = [to_uint8(model.sample(min(batch_size, n - i)).cpu()) for i in range(0, n, batch_size)]
         except GenbenchError as exc:

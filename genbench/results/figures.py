@@ -23,6 +23,7 @@ from torch import Tensor
 
 from genbench.core.errors import GenbenchError, log
 from genbench.core.image_grid import grid_png
+from genbench.core.rng import seeded_rng
 from genbench.core.weights import atomic_write, file_sha256
 from genbench.metrics.columns import Column
 from genbench.metrics.features import feature_label
@@ -106,10 +107,8 @@ def model_samples(model, seed: int, n: int = GRID) -> Tensor | None:
     if not isinstance(model, Sampler):
         return None
     parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    cuda = [parameter.device] if parameter is not None and parameter.device.type == "cuda" else []
     was_training = getattr(model, "training", False)
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
+    with seeded_rng(seed, parameter.device if parameter is not None else "cpu"):
         try:
             return model.eval().sample(n).float()
         finally:

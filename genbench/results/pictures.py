@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from genbench.core.protocols import Reconstructor
+from genbench.core.rng import seeded_rng
 from genbench.core.weights import atomic_write
 from genbench.metrics.subsets import subset_index
 from genbench.results.figures import grid_png, model_samples
@@ -30,8 +31,7 @@ def reconstruction_pairs(model: nn.Module, test: Tensor, n: int = 64, seed: int 
     if not isinstance(model, Reconstructor):
         return None
     x = reconstruction_points(test, n // 2, seed)
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded_rng(seed, x.device):
         recon = model.reconstruct(x).float().clamp(0, 1)
     return torch.stack([x.float(), recon], dim=1).flatten(0, 1)
 

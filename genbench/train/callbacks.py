@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from genbench.core.distributed import all_reduce_sum, global_mean, rank_and_world
 from genbench.core.image_grid import grid_png
 from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Sampler
+from genbench.core.rng import seeded_rng
 from genbench.core.weights import load_state_dict_checked, read_weights, save_weights
 from genbench.metrics.importance import importance_bounds
 
@@ -192,11 +193,9 @@ class SampleGrids(Callback):
         if state.rank != 0:
             return {}
         model, was_training = state.model, state.model.training
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         model.eval()
         try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(GRID_SEED)
+            with seeded_rng(GRID_SEED):
                 images = model.sample(self.n).float().clamp(0, 1).cpu()
         finally:
             model.train(was_training)
