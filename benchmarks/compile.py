@@ -5,7 +5,8 @@ The 1-stochastic-layer VAE (784-200-200-50) on dynamically binarized MNIST, side
 process, at each thread count of ``--threads``:
 
 1. the training step (k = 1, batch 20 and 100): the model's loss, backward and its fused Adam,
-   eager against the same step with the loss function compiled (``torch.compile``, inductor);
+   eager against the same step with its losses compiled as ``train()`` compiles them past the
+   break-even (``genbench.train.loop.loss_function``: inductor, automatic dynamic);
 2. the estimator's inner call, ``log_importance_weights(x, k = 5000)`` on 3 points per call
    (the IWAE estimator's grouping at its CPU row limit), eager against compiled.
 
@@ -35,6 +36,7 @@ from common import contention_note  # noqa: E402 (benchmarks/common.py: the scri
 
 from genbench.core import compile as compilation  # noqa: E402
 from genbench.data import load_dataset  # noqa: E402
+from genbench.train.loop import Optimizers, TrainConfig, loss_function  # noqa: E402
 from zoo import MODELS  # noqa: E402
 
 MODEL_CONFIG = {"layers": 1, "k": 1}
@@ -78,16 +80,19 @@ def steady(a, b, calls: int, repeats: int) -> tuple[float, float]:
 
 
 def training_step(model, x, compiled: bool):
-    optimizer = model.configure_optimizers(1e-3)["model"]
-
-    def loss_of(batch):
-        return sum(loss for _, loss in model.training_losses(batch))
-
-    loss_fn = torch.compile(loss_of) if compiled else loss_of
+    """One training step, eager or with its losses compiled as ``train()`` compiles them
+    (``genbench.train.loop.loss_function``); the fused Adam step stays eager in both."""
+    optimizers = Optimizers(model, TrainConfig(lr=1e-3))
+    optimizer = optimizers.named["model"]
+    losses = loss_function(model, optimizers, steps=10**9) if compiled else None  # past any break-even
+    if losses is None:
+        def losses(batch):
+            return list(model.training_losses(batch))
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(x).backward()
+        for _, loss in losses(x):
+            loss.backward()
         optimizer.step()
     return step
 

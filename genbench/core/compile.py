@@ -29,11 +29,20 @@ from genbench.core.errors import log
 SWITCH = "GENBENCH_NO_COMPILE"
 #: calls of a workload from which compiling pays (benchmarks/compile.py, README "Compilation")
 MIN_CALLS = {
-    # log_importance_weights at k = 5000, 3 points per call: 1.3x faster once compiled and its
-    # compilation paid after ~150 calls with a warm cache (measured on a loaded machine, so
-    # set well above); the short budget's ~60 calls do not pay
+    # log_importance_weights at k = 5000, 3 points per call: 1.39x faster once compiled, its
+    # compilation (3 s) paid after 111 calls (idle, 2 threads, 2026-12-04), 2,143 test points at 1
+    # thread with a cold cache: set above both; the short budget's ~60 calls do not pay
     "estimator": 1000,
+    # a one-optimizer model's training step (its losses and their backward; the optimizer steps
+    # eagerly): 1.30x at batch 20 and 1.12x at batch 100 (idle, 2 threads), compiled in 6-15 s,
+    # paid after 14,000-31,000 steps: from 100,000 steps on (the long budget's 363,000; the short
+    # budget's 6,000 and every test run stay eager)
+    "train step": 100_000,
 }
+#: torch.compile's ``dynamic`` per workload: the estimator's shapes are fixed; the loss of a
+#: training step reads the epoch and KL weight, floats that change every step, which automatic
+#: dynamic traces as symbols after their first change (2 graphs instead of one per step)
+DYNAMIC = {"estimator": False, "train step": None}
 
 
 def enabled() -> bool:
@@ -70,7 +79,8 @@ class _FallingBack:
     def __init__(self, fn: Callable, workload: str):
         self.fn, self.workload = fn, workload
         # fallback_random: random ops draw what eager draws (same seed, same noise)
-        self.compiled: Callable | None = torch.compile(fn, dynamic=False, options={"fallback_random": True})
+        self.compiled: Callable | None = torch.compile(fn, dynamic=DYNAMIC[workload],
+                                                       options={"fallback_random": True})
 
     def __call__(self, *args, **kwargs):
         if self.compiled is None:

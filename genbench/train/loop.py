@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from genbench.core import compile as compilation
 from genbench.core.distributed import all_reduce_sum, average_gradients, rank_and_world
 from genbench.core.errors import GenbenchError, TrainingDiverged
 from genbench.core.protocols import DataInitialized, ProgressAware, Trainable
@@ -223,12 +224,13 @@ def train(
     bar = tqdm(total=(end_step - start_step) * config.batch_size, unit="img", unit_scale=True,
                disable=not progress, desc=meta.get("name", "train"), leave=False)
     window = LossWindow(per_epoch)
+    losses_of = loss_function(model, optimizers, end_step - start_step)
     model.train()
     for step in range(start_step, end_step):
         seed_step(step_seed(config.seed, step) + state.rank, dataset.device)  # before the batch: binarization
         try:
             x = batches(step)
-            losses = _step(model, optimizers, x, step, config, per_epoch)
+            losses = _step(model, optimizers, x, step, config, per_epoch, losses_of)
         except Exception:
             window.check()  # a loss that went non-finite before is the real cause
             raise
@@ -277,14 +279,29 @@ def seed_step(seed: int, device: torch.device) -> None:
         torch.manual_seed(seed)
 
 
-def _step(model, optimizers: Optimizers, x, step: int, config: TrainConfig, per_epoch: int):
-    """One training step: every (optimizer, loss) pair the model yields, each stepped before
-    the next is asked for. Returns the pairs with their losses detached, still on the device."""
+def loss_function(model: nn.Module, optimizers: Optimizers, steps: int):
+    """The (optimizer, loss) pairs of a batch as one function, compiled where ``steps`` steps pay for
+    it (``genbench.core.compile``, workload "train step"); None: the model's own generator, eagerly.
+    Only a model with one optimizer: several alternate, each loss asked for after the last step."""
+    if len(optimizers.named) != 1:
+        return None
+
+    def losses(x):
+        return list(model.training_losses(x))
+
+    fn = compilation.compiled(losses, calls=steps, workload="train step")
+    return None if fn is losses else fn
+
+
+def _step(model, optimizers: Optimizers, x, step: int, config: TrainConfig, per_epoch: int, losses_of=None):
+    """One training step: every (optimizer, loss) pair the model yields (or ``losses_of`` returns),
+    each stepped before the next is asked for. Returns the pairs with their losses detached, still
+    on the device."""
     epoch = step / per_epoch
     if isinstance(model, ProgressAware):
         model.set_training_progress(epoch, config.kl_weight(epoch))
     values = []
-    for name, loss in model.training_losses(x):
+    for name, loss in (losses_of(x) if losses_of is not None else model.training_losses(x)):
         optimizers.step(name, loss, epoch)
         values.append((name, loss.detach()))
     return values
