@@ -660,12 +660,12 @@ def cmd_tables(args) -> int:
 
     db = ResultsDB(args.db)
     chart = None
-    if args.out:  # the chart beside the file, linked relative to it
+    if args.out:  # the chart beside the file, named after it, linked relative to it
         from genbench.results.figures import paper_chart
         from genbench.results.leaderboard import FIGURES_DIR
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        name = paper_chart(args.paper, db, args.out.parent / FIGURES_DIR)
+        name = paper_chart(args.paper, db, args.out.parent / FIGURES_DIR, name=args.out.stem)
         chart = f"{FIGURES_DIR}/{name}" if name else None
     text = render_paper_table(args.paper, db, chart=chart)
     print(text)

@@ -133,6 +133,11 @@ def test_the_paper_chart_puts_each_published_number_beside_the_measured_mean_and
     assert "](figures/paper-iwae.png)" in out.read_text() and Image.open(chart).format == "PNG"
     assert chart.read_bytes() == (tmp_path / "figures" / "paper-iwae.png").read_bytes()  # reproducible
     assert "![" not in render_paper_table("iwae", db)  # no chart asked for: none linked
+    other = out.parent / "paper-iwae-long.md"  # another table of the same paper: its own chart
+    assert main(["tables", "--paper", "iwae", "--db", str(tmp_path / "db.sqlite"), "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert "](figures/paper-iwae-long.png)" in other.read_text()
+    assert (out.parent / "figures" / "paper-iwae-long.png").exists()
 
 
 class _Halver(torch.nn.Module):

@@ -313,16 +313,16 @@ def paper_chart_panels(paper: dict, runs: list[dict]):
     return panels
 
 
-def paper_chart(key: str, db, folder: Path) -> str | None:
-    """The paper-vs-measured chart of paper ``key`` as ``folder/paper-<key>.png``: its file name,
-    or None where no cell is measured yet (no chart)."""
+def paper_chart(key: str, db, folder: Path, name: str | None = None) -> str | None:
+    """The paper-vs-measured chart of paper ``key`` as ``folder/<name>.png`` (default
+    ``paper-<key>``): its file name, or None where no cell is measured yet (no chart)."""
     from genbench.results.paper_tables import load_paper
 
     paper = load_paper(key)
     panels = paper_chart_panels(paper, db.runs())
     if not any(mean is not None for _, points in panels for _, _, mean, _ in points):
         return None
-    path = Path(folder) / f"paper-{key}.png"
+    path = Path(folder) / f"{name or f'paper-{key}'}.png"
     row_title = ", ".join(paper.get("row_labels", []))
     source = {"kind": "paper", "paper": key, "title": paper["title"], "rows": row_title, "panels": panels}
     exists = write_figure(path, source, lambda text: paper_chart_png(paper["title"], panels, text, row_title))
