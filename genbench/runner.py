@@ -189,6 +189,7 @@ def run_seeds(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, d
 
 
 def check_ensemble_mode(mode: str) -> None:
+    """A mode not in ``ENSEMBLE_MODES`` is one clear error, before anything is loaded or trained."""
     if mode not in ENSEMBLE_MODES:
         raise GenbenchError(f"unknown --ensemble {mode!r}; valid: {', '.join(ENSEMBLE_MODES)}")
 
