@@ -34,8 +34,8 @@ MIN_CALLS = {
     # thread with a cold cache: set above both; the short budget's ~60 calls do not pay
     "estimator": 1000,
     # a one-optimizer model's training step (its losses and their backward; the optimizer steps
-    # eagerly): 1.30x at batch 20 and 1.12x at batch 100 (idle, 2 threads), compiled in 6-15 s,
-    # paid after 14,000-31,000 steps: from 100,000 steps on (the long budget's 363,000; the short
+    # eagerly): 1.23x at batch 20 and 1 thread, 1.15x at 2 (idle), compiled in 16 s with a cold
+    # cache, paid after 35,800 steps: from 100,000 steps on (the long budget's 363,000; the short
     # budget's 6,000 and every test run stay eager)
     "train step": 100_000,
 }
