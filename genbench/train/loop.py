@@ -224,7 +224,7 @@ def train(
     bar = tqdm(total=(end_step - start_step) * config.batch_size, unit="img", unit_scale=True,
                disable=not progress, desc=meta.get("name", "train"), leave=False)
     window = LossWindow(per_epoch)
-    losses_of = loss_function(model, optimizers, end_step - start_step)
+    losses_of = loss_function(model, optimizers, total_steps)  # the whole run: resumed, it compiles as it did
     model.train()
     for step in range(start_step, end_step):
         seed_step(step_seed(config.seed, step) + state.rank, dataset.device)  # before the batch: binarization
@@ -280,9 +280,11 @@ def seed_step(seed: int, device: torch.device) -> None:
 
 
 def loss_function(model: nn.Module, optimizers: Optimizers, steps: int):
-    """The (optimizer, loss) pairs of a batch as one function, compiled where ``steps`` steps pay for
-    it (``genbench.core.compile``, workload "train step"); None: the model's own generator, eagerly.
-    Only a model with one optimizer: several alternate, each loss asked for after the last step."""
+    """The (optimizer, loss) pairs of a batch as one function, compiled where a run of ``steps`` steps
+    pays for it (``genbench.core.compile``, workload "train step"); None: the model's own generator,
+    eagerly. ``steps`` is the whole run's, not what is left of it, so a run resumed late compiles
+    exactly where its uninterrupted twin did (same numbers). Only a model with one optimizer:
+    several alternate, each loss asked for after the last step."""
     if len(optimizers.named) != 1:
         return None
 
