@@ -201,6 +201,33 @@ def test_torchrun_two_gloo_ranks_train_a_suite_as_one_process_would_and_resume_a
     assert (result["status"], result["world_size"], result["backend"]) == ("done", 2, "gloo")
 
 
+def test_two_torchrun_agents_as_two_nodes_then_collect_as_readmes_cluster_recipe(tmp_path):
+    """README's multi-node recipe, two agents on this machine standing in for two nodes: a c10d
+    rendezvous, the run directory shared, each node's own database; then ``genbench collect``
+    brings the result into another database, once."""
+    from genbench.cli import main
+    from genbench.results.db import ResultsDB
+
+    runs, port = tmp_path / "shared" / "runs", _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    agent = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+             "--rdzv-id", "job42", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+             "-m", "genbench", "run", "--suite", "smoke", "--budget", "smoke", "--models", "vae-L1-k1",
+             "--device", "cpu", "--no-progress", "--runs-dir", str(runs)]
+    agents = [subprocess.Popen([*agent, "--db", str(tmp_path / f"node{n}.sqlite"), "--leaderboards",
+                                str(tmp_path / f"lb{n}")], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for n in range(2)]
+    outputs = [agent.communicate(timeout=300)[0] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], "\n".join(outputs)
+    assert sum("on cpu, 2 ranks (gloo)" in out for out in outputs) == 1  # rank 0's agent alone prints
+    home = tmp_path / "home.sqlite"
+    for _ in range(2):  # collecting twice adds nothing
+        assert main(["collect", str(runs), "--db", str(home), "--leaderboards", str(tmp_path / "lb")]) == 0
+    [row] = ResultsDB(home).runs(status=None)
+    assert (row["name"], row["status"], row["world_size"], row["backend"]) == ("vae-L1-k1", "done", 2, "gloo")
+    assert math.isfinite(row["metrics"]["nll"])
+
+
 def _score_rank(rank: int, world: int, port: int, run_dir: str, out_dir: str) -> None:
     """One rank of ``genbench score`` as torchrun starts it (its environment variables)."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
