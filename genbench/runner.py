@@ -133,9 +133,10 @@ def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_
 
 
 #: ``genbench run --ensemble``: when a run's seeds train as one vectorised ensemble (where it applies).
-#: auto: on an accelerator only; on a CPU a seed ensemble is slower per step than one seed after
-#: another (benchmarks/ensemble.py, idle, 5 seeds of vae-L1-k1: 11.3x one seed's step time at 1
-#: thread, 6.4x at 2), since a CPU is matmul-bound at these sizes and only per-op overhead is shared
+#: auto: on an accelerator only. On a CPU whether it wins depends on the machine (benchmarks/ensemble.py,
+#: idle, 5 seeds of vae-L1-k1 against one seed's step: 11.3x at 1 thread and 6.4x at 2 on one machine,
+#: 4.7x and 3.2x on another), since a CPU is matmul- and memory-bound at these sizes; one seed after
+#: another gives each seed the numbers of training it alone, bit for bit
 ENSEMBLE_MODES = ("auto", "on", "off")
 
 
@@ -199,8 +200,8 @@ def _ensemble_wanted(mode: str, device: torch.device) -> Verdict | None:
     if mode == "off":
         return Verdict(False, "--ensemble off")
     if mode == "auto" and device.type == "cpu":
-        return Verdict(False, "on a CPU a seed ensemble is slower than one seed after another, "
-                              "benchmarks/ensemble.py; --ensemble on trains it anyway")
+        return Verdict(False, "on a CPU a seed ensemble gains little or loses against one seed after "
+                              "another, by machine (benchmarks/ensemble.py); --ensemble on trains it anyway")
     return None
 
 

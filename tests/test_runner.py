@@ -200,8 +200,8 @@ def test_seeds_of_a_run_train_as_one_ensemble_equal_to_their_single_runs(tmp_pat
 
 
 def test_on_a_cpu_seeds_train_one_by_one_unless_the_ensemble_is_asked_for(tmp_path, capsys):
-    """``--ensemble auto`` (the default) trains no ensemble on a CPU, where it is slower, and says so;
-    an unknown mode is refused before anything is trained."""
+    """``--ensemble auto`` (the default) trains no ensemble on a CPU, where it gains little or loses, and
+    says so; an unknown mode is refused before anything is trained."""
     from genbench.cli import main
 
     said = []
