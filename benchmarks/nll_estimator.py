@@ -15,7 +15,8 @@ What is measured, in one process, on one machine:
    two compute the same thing. Skipped, with a note, if pythae is not installed.
 3. the floor: the decoder's matrix-multiply FLOPs, 2 * rows * (50*200 + 200*200 + 200*784)
    for rows = points x k, divided by the float32 matmul rate measured in the same run on a
-   [16384, 200] x [200, 784] product (the decoder's largest GEMM, median of several runs).
+   [R, 200] x [200, 784] product, R the rows of one of the estimator's model calls (the decoder's
+   largest GEMM at the shape it runs; median of several runs).
 
 Per-point costs are compared, so the two estimators may be timed on different numbers of
 points. Both sides get one untimed warm-up call. The model is freshly initialised
@@ -137,7 +138,7 @@ def compile_threshold(calls: int | None):
             os.environ[compilation.SWITCH] = switch
 
 
-def matmul_rate(rows: int = 16384, repeats: int = 7) -> float:
+def matmul_rate(rows: int, repeats: int = 7) -> float:
     """float32 FLOP/s of a [rows, 200] x [200, 784] product (median of ``repeats`` timings)."""
     a, b = torch.randn(rows, 200), torch.randn(200, 784)
     out = torch.empty(rows, 784)
@@ -214,8 +215,11 @@ def main() -> None:
     if note := contention_note(args.threads):
         print(note)
 
-    rate = matmul_rate()
-    print(f"float32 matmul [16384,200]x[200,784]: {rate / 1e9:.1f} GFLOP/s (median)")
+    # the rate at the decoder's own shape: the rows of one of the estimator's model calls
+    call_rows = max(1, (args.max_rows or default_max_rows(x.device)) // k) * k
+    call_rows = min(call_rows, args.max_rows or default_max_rows(x.device))
+    rate = matmul_rate(call_rows)
+    print(f"float32 matmul [{call_rows},200]x[200,784]: {rate / 1e9:.1f} GFLOP/s (median)")
 
     torch.manual_seed(args.seed)
     gb_seconds, gb_nll = time_genbench(model, x[: args.points], k, args.max_rows)

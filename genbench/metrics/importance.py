@@ -26,8 +26,13 @@ from genbench.core.numerics import log_mean_exp  # noqa: F401  (public: genbench
 
 
 def default_max_rows(device: torch.device) -> int:
-    """Rows per model call: ~200 MB of activations for an MNIST MLP on a CPU, more on a GPU."""
-    return 1 << 18 if device.type == "cuda" else 1 << 14
+    """Rows per model call: ~100 MB of activations for an MNIST MLP on a CPU, more on a GPU.
+
+    On a CPU a call's largest activation should stay in the last-level cache: with 8192 rows an
+    MNIST decoder's logits (at k = 5000 one point a call, 5000 x 784 floats, 16 MB) fit a 32 MB L3,
+    with 16384 (three points, 47 MB) the softplus pass reads them back from memory: 1.1-1.45x
+    slower at k = 5000 (benchmarks/nll_estimator.py --max-rows, 2026-12-07)."""
+    return 1 << 18 if device.type == "cuda" else 1 << 13
 
 
 @dataclass
