@@ -7,6 +7,7 @@
 # 2. the smoke suite, then the mnist suite's smoke budget, trained and evaluated on the GPU: a few
 #    hundred steps of every model family through the CLI, as a user runs them
 # 3. benchmarks/train_loop.py on the GPU (train() vs a plain loop, images/s) and on one CPU thread
+# 4. benchmarks/ensemble.py on the GPU: 5 seeds as one vectorised ensemble against one run alone
 # Each step has its own time limit, so one that hangs costs its limit and the others still run.
 # DEVICE=cpu runs the same steps without a GPU (to check the script itself).
 set -uo pipefail
@@ -43,6 +44,7 @@ step train-loop-device 90 "$PY" benchmarks/train_loop.py --device "$DEVICE" --th
   --steps 400 --repeats 3
 step train-loop-cpu 60 "$PY" benchmarks/train_loop.py --device cpu --threads 1 --batches 20 100 \
   --steps 200 --repeats 3
+step ensemble-device 90 "$PY" benchmarks/ensemble.py --device "$DEVICE" --threads 1 --seeds 5 --steps 300
 
 echo "figures: $OUT/summary.txt, the leaderboards in $OUT/leaderboards, the logs beside them"
 exit $failed
