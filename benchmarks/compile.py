@@ -7,8 +7,9 @@ process, at each thread count of ``--threads``:
 1. the training step (k = 1, batch 20 and 100): the model's loss, backward and its fused Adam,
    eager against the same step with its losses compiled as ``train()`` compiles them past the
    break-even (``genbench.train.loop.loss_function``: inductor, automatic dynamic);
-2. the estimator's inner call, ``log_importance_weights(x, k = 5000)`` on 3 points per call
-   (the IWAE estimator's grouping at its CPU row limit), eager against compiled.
+2. the estimator's inner call, ``log_importance_weights(x, k = 5000)`` on as many points per call
+   as the IWAE estimator groups at its CPU row limit (``default_max_rows``: 1), eager against
+   compiled.
 
 For each: the first call's seconds (compilation included), the steady ms per call (median of
 ``--repeats`` timings of ``--calls`` calls, eager and compiled alternating so a change of machine
@@ -36,6 +37,7 @@ from common import contention_note  # noqa: E402 (benchmarks/common.py: the scri
 
 from genbench.core import compile as compilation  # noqa: E402
 from genbench.data import load_dataset  # noqa: E402
+from genbench.metrics.importance import default_max_rows  # noqa: E402
 from genbench.train.loop import Optimizers, TrainConfig, loss_function  # noqa: E402
 from zoo import MODELS  # noqa: E402
 
@@ -139,11 +141,12 @@ def main() -> None:
             report(f"train step, batch {batch}, {threads} thr", first_e, first_c, steady_e, steady_c)
         torch._dynamo.reset()
         model = new_model(ds).eval()
-        x = images[:3]
+        points = max(1, default_max_rows(images.device) // 5000)
+        x = images[:points]
         eager, compiled = estimator_call(model, x, 5000, False), estimator_call(model, x, 5000, True)
         first_e, first_c = first_call(eager), first_call(compiled)
         steady_e, steady_c = steady(eager, compiled, args.estimator_calls, args.repeats)
-        report(f"estimator k=5000 x 3 pts, {threads} thr", first_e, first_c, steady_e, steady_c)
+        report(f"estimator k=5000 x {points} pts, {threads} thr", first_e, first_c, steady_e, steady_c)
     print("break-even: calls before the compiled version has paid for its compilation")
     one, five, fifteen = os.getloadavg()
     print(f"load average at the end {one:.2f} {five:.2f} {fifteen:.2f}")

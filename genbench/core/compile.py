@@ -29,10 +29,12 @@ from genbench.core.errors import log
 SWITCH = "GENBENCH_NO_COMPILE"
 #: calls of a workload from which compiling pays (benchmarks/compile.py, README "Compilation")
 MIN_CALLS = {
-    # log_importance_weights at k = 5000, 3 points per call: 1.39x faster once compiled, its
-    # compilation (3 s) paid after 111 calls (idle, 2 threads, 2026-12-04), 2,143 test points at 1
-    # thread with a cold cache: set above both; the short budget's ~60 calls do not pay
-    "estimator": 1000,
+    # log_importance_weights at k = 5000, one point per call (8192 rows): 1.12x faster once compiled
+    # at 1 thread, 1.23x at 2, its compilation (4-5 s, cold cache) paid after 790 and 676 calls
+    # (benchmarks/compile.py, 2026-12-07); benchmarks/nll_estimator.py found 2,091 and 541 points:
+    # set above all of them. The long and paper budgets' 10,000 calls compile; the short budget's
+    # ~125 do not
+    "estimator": 2500,
     # a one-optimizer model's training step (its losses and their backward; the optimizer steps
     # eagerly): 1.23x at batch 20 and 1 thread, 1.15x at 2 (idle), compiled in 16 s with a cold
     # cache, paid after 35,800 steps: from 100,000 steps on (the long budget's 363,000; the short
