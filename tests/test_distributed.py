@@ -133,10 +133,25 @@ def _children(pid: int) -> list[int]:
     return [int(child) for task in tasks for child in (task / "children").read_text().split()]
 
 
-def _aborted_in_cpp(stderr: str) -> bool:
+def _aborted_in_cpp(output: str) -> bool:
     """Whether a torchrun rank died of SIGABRT from C++ (``std::terminate``), not of a Python error."""
-    return "terminate called" in stderr and "exitcode: -6" in stderr and "Traceback (most recent call last)" \
-        not in stderr.split("terminate called")[0]
+    return "terminate called" in output and "exitcode: -6" in output and "Traceback (most recent call last)" \
+        not in output.split("terminate called")[0]
+
+
+def _again_if_a_rank_aborted(attempt) -> tuple[list[int], str, str]:
+    """``attempt()`` (return codes, stdout, stderr of torchrun processes), and once more where a rank
+    aborted in C++: seen once in CI (2026-12-04), never in 40 tries here; gloo's threads at a rank's
+    exit are the suspect. The second attempt must finish the run from where the first left it, as
+    after any crash, so the test still fails on a genbench bug; the abort is reported in a warning
+    with the ranks' output (faulthandler: every thread's Python stack). Outputs of both, joined."""
+    codes, out, err = attempt()
+    if any(codes) and _aborted_in_cpp(out + err):
+        warnings.warn(f"a torchrun rank aborted in C++; running again to resume:\n{(out + err)[-4000:]}",
+                      stacklevel=2)
+        codes, more_out, more_err = attempt()
+        out, err = out + more_out, err + more_err
+    return codes, out, err
 
 
 def _torchrun(tmp_path, suite: Path) -> tuple[list[str], dict]:
@@ -170,17 +185,12 @@ def test_torchrun_two_gloo_ranks_train_a_suite_as_one_process_would_and_resume_a
     killed_at = read_checkpoint(checkpoint)[0]["step"]
     assert 0 < killed_at < 300 and first.returncode != 0
 
-    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-    stdout, stderr = second.stdout, second.stderr
-    if second.returncode != 0 and _aborted_in_cpp(stderr):
-        # A rank aborted in C++ (once in CI, 2026-12-04, not reproduced in 22 tries here: gloo's
-        # threads at a rank's exit are the suspect). The run must resume from its checkpoint like
-        # after any crash; the crash itself is reported, with every thread's Python stack.
-        warnings.warn(f"a torchrun rank aborted in C++; running again to resume:\n{stderr[-4000:]}",
-                      stacklevel=1)
-        second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-        stdout, stderr = stdout + second.stdout, stderr + second.stderr
-    assert second.returncode == 0, f"stdout:\n{second.stdout}\nstderr:\n{second.stderr}"
+    def second():
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        return [done.returncode], done.stdout, done.stderr
+
+    codes, stdout, stderr = _again_if_a_rank_aborted(second)
+    assert codes == [0], f"stdout:\n{stdout}\nstderr:\n{stderr}"
     assert "on cpu, 2 ranks (gloo)" in stdout and "[done] pixelcnn seed 0" in stdout
     assert "[takeover] pixelcnn seed 0" in stderr and "resuming its checkpoint" in stderr
 
@@ -214,12 +224,17 @@ def test_two_torchrun_agents_as_two_nodes_then_collect_as_readmes_cluster_recipe
              "--rdzv-id", "job42", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
              "-m", "genbench", "run", "--suite", "smoke", "--budget", "smoke", "--models", "vae-L1-k1",
              "--device", "cpu", "--no-progress", "--runs-dir", str(runs)]
-    agents = [subprocess.Popen([*agent, "--db", str(tmp_path / f"node{n}.sqlite"), "--leaderboards",
-                                str(tmp_path / f"lb{n}")], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True) for n in range(2)]
-    outputs = [agent.communicate(timeout=300)[0] for agent in agents]
-    assert [agent.returncode for agent in agents] == [0, 0], "\n".join(outputs)
-    assert sum("on cpu, 2 ranks (gloo)" in out for out in outputs) == 1  # rank 0's agent alone prints
+    def both_nodes():
+        agents = [subprocess.Popen([*agent, "--db", str(tmp_path / f"node{n}.sqlite"), "--leaderboards",
+                                    str(tmp_path / f"lb{n}")], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True) for n in range(2)]
+        outputs = [a.communicate(timeout=300)[0] for a in agents]
+        return [a.returncode for a in agents], "\n".join(outputs), ""
+
+    codes, output, _ = _again_if_a_rank_aborted(both_nodes)
+    assert codes == [0, 0], output
+    # rank 0 alone prints the suite's header (rank 1's stdout is silenced): once a try, as its own log
+    assert output.count("on cpu, 2 ranks (gloo)") == output.count("torchrun: 2 ranks, backend gloo") >= 1
     home = tmp_path / "home.sqlite"
     for _ in range(2):  # collecting twice adds nothing
         assert main(["collect", str(runs), "--db", str(home), "--leaderboards", str(tmp_path / "lb")]) == 0
