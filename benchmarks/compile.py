@@ -37,7 +37,7 @@ from common import contention_note  # noqa: E402 (benchmarks/common.py: the scri
 
 from genbench.core import compile as compilation  # noqa: E402
 from genbench.data import load_dataset  # noqa: E402
-from genbench.metrics.importance import default_max_rows  # noqa: E402
+from genbench.metrics.importance import call_grouping, default_max_rows  # noqa: E402
 from genbench.train.loop import Optimizers, TrainConfig, loss_function  # noqa: E402
 from zoo import MODELS  # noqa: E402
 
@@ -141,7 +141,7 @@ def main() -> None:
             report(f"train step, batch {batch}, {threads} thr", first_e, first_c, steady_e, steady_c)
         torch._dynamo.reset()
         model = new_model(ds).eval()
-        points = max(1, default_max_rows(images.device) // 5000)
+        points = call_grouping(5000, default_max_rows(images.device))[0]
         x = images[:points]
         eager, compiled = estimator_call(model, x, 5000, False), estimator_call(model, x, 5000, True)
         first_e, first_c = first_call(eager), first_call(compiled)

@@ -43,7 +43,7 @@ from torch import nn
 from genbench.core import compile as compilation
 from genbench.data import load_dataset
 from genbench.metrics import nll_per_example
-from genbench.metrics.importance import default_max_rows
+from genbench.metrics.importance import call_grouping, default_max_rows
 from genbench.metrics.subsets import representative
 from zoo import MODELS
 
@@ -111,7 +111,7 @@ def time_compiled(model, x, k, max_rows) -> tuple[float, float, torch.Tensor]:
     """(seconds of the compiling first call on one call's points, seconds of the timed call, values)
     of the estimator with ``log_importance_weights`` compiled (genbench.core.compile) whatever the
     workload's size."""
-    per_call = max(1, (max_rows or default_max_rows(x.device)) // k)
+    per_call = call_grouping(k, max_rows or default_max_rows(x.device))[0]
     with compile_threshold(0):
         start = time.perf_counter()
         nll_per_example(model, x[:per_call], k=k, max_rows=max_rows)  # compiles, at the timed shapes
@@ -216,8 +216,8 @@ def main() -> None:
         print(note)
 
     # the rate at the decoder's own shape: the rows of one of the estimator's model calls
-    call_rows = max(1, (args.max_rows or default_max_rows(x.device)) // k) * k
-    call_rows = min(call_rows, args.max_rows or default_max_rows(x.device))
+    points, samples = call_grouping(k, args.max_rows or default_max_rows(x.device))
+    call_rows = points * samples
     rate = matmul_rate(call_rows)
     print(f"float32 matmul [{call_rows},200]x[200,784]: {rate / 1e9:.1f} GFLOP/s (median)")
 

@@ -154,13 +154,17 @@ def _again_if_a_rank_aborted(attempt) -> tuple[list[int], str, str]:
     return codes, out, err
 
 
+#: the environment of every torchrun the tests start: one thread per rank; faulthandler, so a rank
+#: that aborts in C++ (SIGABRT) prints every thread's Python stack first
+RANK_ENV = {"OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+
+
 def _torchrun(tmp_path, suite: Path) -> tuple[list[str], dict]:
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             "-m", "genbench", "run", "--suite", str(suite), "--budget", "smoke", "--device", "cpu",
             "--no-progress", "--db", str(tmp_path / "two.sqlite"), "--runs-dir", str(tmp_path / "two"),
             "--leaderboards", str(tmp_path / "lb")]
-    # faulthandler: a rank that aborts in C++ (SIGABRT) prints every thread's Python stack first
-    return argv, {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    return argv, {**os.environ, **RANK_ENV}
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a process's children from /proc")
@@ -219,7 +223,7 @@ def test_two_torchrun_agents_as_two_nodes_then_collect_as_readmes_cluster_recipe
     from genbench.results.db import ResultsDB
 
     runs, port = tmp_path / "shared" / "runs", _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    env = {**os.environ, **RANK_ENV}
     agent = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
              "--rdzv-id", "job42", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
              "-m", "genbench", "run", "--suite", "smoke", "--budget", "smoke", "--models", "vae-L1-k1",

@@ -35,6 +35,12 @@ def default_max_rows(device: torch.device) -> int:
     return 1 << 18 if device.type == "cuda" else 1 << 13
 
 
+def call_grouping(k: int, max_rows: int) -> tuple[int, int]:
+    """(data points, samples) per model call: as many points as fit ``max_rows`` with all their k
+    samples, at least one; a point's samples split only where k alone exceeds ``max_rows``."""
+    return max(1, max_rows // k), min(k, max_rows)
+
+
 @dataclass
 class Bounds:
     """Per-example bounds in nats, float64: both from the same k samples."""
@@ -49,8 +55,7 @@ def importance_bounds(model, x: Tensor, k: int, max_rows: int | None = None) -> 
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     max_rows = max_rows or default_max_rows(x.device)
-    points_per_call = max(1, max_rows // k)
-    samples_per_call = min(k, max_rows)
+    points_per_call, samples_per_call = call_grouping(k, max_rows)
     calls = -(-x.shape[0] // points_per_call) * -(-k // samples_per_call)
     log_weights = compiled(model.log_importance_weights, calls, "estimator")
     elbos, iwaes = [], []
