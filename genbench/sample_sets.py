@@ -8,8 +8,14 @@ The files are untrusted, so what they declare is checked before their data are d
 ``.npz`` member's ``.npy`` header (shape, dtype, order) is read from the zip stream and the
 count, image size and dtype are checked against the data set and ``max_samples`` before the
 array is inflated, then the array is read in chunks of ``CHUNK_BYTES`` and converted to uint8
-chunk by chunk; a PNG's size and mode are read from its header before its pixels, and a
-decompression bomb is one line.
+chunk by chunk, whatever its order and dtype: a C-order chunk is whole samples, a Fortran-order
+one (the C-order layout of the reversed shape) whole rows of N values, one pixel of every
+sample. Memory: the uint8 output plus about three chunks (the bytes, the scaled floats, a mask),
+a chunk being at most ``max(CHUNK_BYTES, one sample, N values)``. A PNG is opened as PNG and
+nothing else: its 8-byte signature is checked and Pillow is allowed its PNG plugin alone, so a
+PostScript, JPEG or other file named ``.png`` is one line and never reaches another decoder (nor
+Ghostscript, which Pillow's EPS plugin would run). Its size and mode are read from its header
+before its pixels, and a decompression bomb is one line.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ DEFAULT_MAX_SAMPLES = 100_000
 CHUNK_BYTES = 64 << 20
 #: the most pixels of one PNG (a data set's images are far smaller; PIL's own bomb limit is 89M)
 MAX_PNG_PIXELS = 4096 * 4096
+#: the first bytes of every PNG file
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: bytes a read from a zip member asks for at once (each read is a temporary copy of this size)
+READ_BYTES = 1 << 20
 #: channels of the PNG modes genbench reads
 PNG_CHANNELS = {"L": 1, "1": 1, "RGB": 3}
 #: what a corrupt zip member or PNG raises while it is decoded
@@ -62,12 +72,22 @@ def _check_count(n: int, max_samples: int, path: Path) -> None:
 
 
 # --- PNG folders ---------------------------------------------------------------------------------
+def _check_png_signature(path: Path) -> None:
+    """Refuse a file that does not start as a PNG does, before any decoder sees it."""
+    with open(path, "rb") as file:
+        head = file.read(len(PNG_SIGNATURE))
+    if head != PNG_SIGNATURE:
+        raise GenbenchError(f"{path}: not a PNG file (it starts with {head[:4]!r}, not the PNG signature); "
+                            "genbench reads PNG alone")
+
+
 def _png_array(path: Path, expected: tuple[int, ...] | None, dataset: str | None) -> np.ndarray:
-    """One PNG as uint8 [C, H, W]; its size and mode are checked from the header before decoding."""
+    """One PNG as uint8 [C, H, W]; its signature, size and mode are checked before decoding."""
     try:
+        _check_png_signature(path)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=["PNG"]) as image:
                 width, height = image.size
                 if width * height > MAX_PNG_PIXELS:
                     raise GenbenchError(f"{path}: refused, {width}x{height} pixels is over the limit of "
@@ -151,14 +171,18 @@ def _read_header(stream, path: Path, name: str) -> tuple[tuple[int, ...], bool, 
     return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype)
 
 
-def _read_exactly(stream, size: int, path: Path) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        block = stream.read(size - len(data))
+def _read_exactly(stream, size: int, path: Path) -> bytearray:
+    """``size`` bytes of ``stream`` in one writable buffer, read ``READ_BYTES`` at a time (no copy of
+    the whole)."""
+    data = bytearray(size)
+    got = 0
+    while got < size:
+        block = stream.read(min(READ_BYTES, size - got))
         if not block:
-            raise GenbenchError(f"{path}: truncated array ({len(data):,} of {size:,} bytes of a chunk)")
-        data += block
-    return bytes(data)
+            raise GenbenchError(f"{path}: truncated array ({got:,} of {size:,} bytes of a chunk)")
+        data[got:got + len(block)] = block
+        got += len(block)
+    return data
 
 
 class _Range:
@@ -168,45 +192,63 @@ class _Range:
         self.low, self.high, self.nan = math.inf, -math.inf, False
 
     def add(self, chunk: np.ndarray) -> bool:
-        """Take in a chunk; whether all of it lies in [0, 1]."""
-        nan = np.isnan(chunk)
-        self.nan |= bool(nan.any())
-        values = chunk[~nan]
-        if values.size:
-            self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+        """Take in a chunk (without copying it: fmin/fmax skip NaN); whether all of it lies in [0, 1]."""
+        self.nan |= bool(np.isnan(chunk).any())
+        low, high = float(np.fmin.reduce(chunk, axis=None)), float(np.fmax.reduce(chunk, axis=None))
+        if not math.isnan(low):
+            self.low, self.high = min(self.low, low), max(self.high, high)
         return not self.nan and self.low >= 0 and self.high <= 1
 
 
-def _to_uint8(chunk: np.ndarray, channels_last: bool) -> np.ndarray:
-    """A chunk of [n, ...] samples as uint8 [n, C, H, W] (floats already checked to lie in [0, 1])."""
-    if chunk.ndim == 3:
-        chunk = chunk[:, None]
-    elif channels_last:
-        chunk = chunk.transpose(0, 3, 1, 2)
+def _to_uint8(chunk: np.ndarray) -> np.ndarray:
+    """A writable chunk of values as uint8 levels: uint8 as is, bool as 0/255, floats (already checked
+    to lie in [0, 1]) as round(255 x), scaled in place so that no float copy is made."""
     if chunk.dtype == np.uint8:
         return chunk
     if chunk.dtype.kind == "b":
-        return chunk.astype(np.uint8) * 255
-    return np.round(chunk * 255).astype(np.uint8)
+        return np.where(chunk.view(np.uint8), np.uint8(255), np.uint8(0))
+    np.multiply(chunk, 255, out=chunk)
+    return np.rint(chunk, out=chunk).astype(np.uint8)
+
+
+def _file_axes(out: np.ndarray, ndim: int, channels_last: bool) -> np.ndarray:
+    """``out`` [N, C, H, W] seen in the file's axes: [N, H, W], [N, C, H, W] or [N, H, W, C]."""
+    if ndim == 3:
+        return out[:, 0]
+    return out.transpose(0, 2, 3, 1) if channels_last else out
+
+
+def _offsets(view: np.ndarray, fortran: bool) -> np.ndarray:
+    """For each value of a sample in the file's order, its byte offset in a sample of ``view``'s base
+    (a uint8 array: strides are offsets)."""
+    dims = view.shape[1:]
+    index = np.unravel_index(np.arange(math.prod(dims)), dims, order="F" if fortran else "C")
+    return sum(i * stride for i, stride in zip(index, view.strides[1:], strict=True))
 
 
 def _read_array(stream, shape: tuple[int, ...], fortran: bool, dtype: np.dtype, path: Path) -> np.ndarray:
-    """The array after its header, as uint8 [N, C, H, W], read and converted ``CHUNK_BYTES`` at a time."""
+    """The array after its header, as uint8 [N, C, H, W], read and converted ``CHUNK_BYTES`` at a time.
+
+    The data are a C-order matrix of [N, pixels] (C order) or [pixels, N] (Fortran order: the C
+    layout of the reversed shape); whole rows of it are read at a time and scattered into place."""
     (channels, height, width), channels_last = _layout(shape, path)
-    n, row_bytes = shape[0], math.prod(shape[1:]) * dtype.itemsize
+    n = shape[0]
     out = np.empty((n, channels, height, width), np.uint8)
-    if fortran:  # column-major: rows are not contiguous, so it is read whole (at most max_samples rows)
-        whole = np.frombuffer(_read_exactly(stream, n * row_bytes, path), dtype).reshape(shape[::-1]).T
-        chunks = ((i, whole[i:i + 4096]) for i in range(0, n, 4096))
-    else:
-        rows = max(1, CHUNK_BYTES // row_bytes)
-        chunks = ((i, np.frombuffer(_read_exactly(stream, min(rows, n - i) * row_bytes, path), dtype)
-                   .reshape(min(rows, n - i), *shape[1:])) for i in range(0, n, rows))
+    offsets = _offsets(_file_axes(out, len(shape), channels_last), fortran)
+    flat = out.reshape(n, -1)
+    n_rows, n_columns = (len(offsets), n) if fortran else (n, len(offsets))
+    step = max(1, CHUNK_BYTES // (n_columns * dtype.itemsize))
     seen = _Range()
-    for start, chunk in chunks:
+    for start in range(0, n_rows, step):
+        rows = min(step, n_rows - start)
+        chunk = np.frombuffer(_read_exactly(stream, rows * n_columns * dtype.itemsize, path),
+                              dtype).reshape(rows, n_columns)
         if dtype.kind == "f" and not seen.add(chunk):
             continue  # read on, so that the error gives the range of every value
-        out[start:start + len(chunk)] = _to_uint8(chunk, channels_last)
+        if fortran:
+            flat[:, offsets[start:start + rows]] = _to_uint8(chunk).T
+        else:
+            flat[start:start + rows, offsets] = _to_uint8(chunk)
     if seen.nan or seen.low < 0 or seen.high > 1:
         raise GenbenchError(f"{path}: float samples must lie in [0, 1], found values in "
                             f"[{seen.low:.4g}, {seen.high:.4g}]{' and NaN' if seen.nan else ''}")
