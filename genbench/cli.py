@@ -17,10 +17,13 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import Range
+from genbench.core.names import check_name
 from genbench.generators import LATENT_DISTS, OUTPUT_RANGES
 from genbench.metrics.registry import EvalSettings
 from genbench.metrics.sample_quality import QualitySettings
 from genbench.sample_sets import DEFAULT_MAX_SAMPLES
+from genbench.suites import RANGES
 
 DEFAULT_RUNS_DIR = Path("runs")
 DEFAULT_LEADERBOARDS = Path("leaderboards")
@@ -33,32 +36,33 @@ class Parser(argparse.ArgumentParser):
         raise GenbenchError(f"{message} (see {self.prog} --help)")
 
 
-def count(minimum: int, zero: bool = False):
-    """An argparse type: an integer of at least ``minimum`` (or 0, meaning none, where ``zero``)."""
-    def parse(text: str) -> int:
+def in_range(values: Range):
+    """An argparse type: the flag's text as a value of ``values``, refused in the words a suite file's
+    value is refused in (``genbench.suites.RANGES``)."""
+    def parse(text: str):
         try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not (value >= minimum or (zero and value == 0)):
-            allowed = f"0 or an integer >= {minimum}" if zero else f"an integer >= {minimum}"
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
-        return value
+            return values.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
 
 
-#: the argparse type of each numeric EvalSettings flag; recorded settings are checked by them too
-SETTING_TYPES = {
-    "k": count(1),
-    "n_test": count(1),
-    "quality_samples": count(QualitySettings().min_samples, zero=True),
-    "quality_reference": count(QualitySettings().min_reference),
-    "ais_steps": count(1, zero=True),
-    "ais_chains": count(1),
-    "ais_points": count(1),
-    "ais_sigma_points": count(1),
-    "ais_bdmc_points": count(1, zero=True),
-}
+def name_of(flag: str):
+    """An argparse type: a name (``genbench.core.names``), which a path is made of, never a path."""
+    return lambda text: check_name(text, flag)
+
+
+def count(minimum: int, zero: bool = False):
+    """An argparse type: an integer of at least ``minimum`` (or 0, meaning none, where ``zero``), for a
+    flag no suite file sets."""
+    return in_range(Range(minimum, zero=zero))
+
+
+#: the argparse type of each numeric EvalSettings flag, from the ranges a suite's budget is held to;
+#: recorded settings are checked by them too
+SETTING_TYPES = {name: in_range(RANGES[name]) for name in (
+    "k", "n_test", "quality_samples", "quality_reference", "ais_steps", "ais_chains", "ais_points",
+    "ais_sigma_points", "ais_bdmc_points")}
 #: the simulated points of ``genbench score --bdmc`` without a number
 DEFAULT_BDMC_POINTS = 100
 
@@ -108,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="suite name (see genbench list) or a suite file PATH.toml")
     run.add_argument("--budget", default="short", help="smoke | short (default) | long | paper")
     run.add_argument("--models", nargs="+", help="only these run names or model names")
-    run.add_argument("--seeds", type=count(1), help="number of seeds, >= 1 (default: the suite's)")
+    run.add_argument("--seeds", type=in_range(RANGES["seeds"]),
+                     help=f"number of seeds, >= 1 and <= {RANGES['seeds'].most} (default: the suite's)")
     run.add_argument("--ensemble", default="auto",
                      help="train a run's seeds as one vectorised ensemble where it applies: auto (default: "
                      "on a GPU, not on a CPU, where it is slower than one seed after another), on, off "
@@ -255,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Each run of a sweep (the newest under --runs-dir, or --sweep ID) "
                             "with its state, its job id and its log.")
     status.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="run directories")
-    status.add_argument("--sweep", metavar="ID", help="the sweep (default: the newest)")
+    status.add_argument("--sweep", metavar="ID", type=name_of("--sweep"),
+                        help="the sweep (default: the newest)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
     sub.add_parser("list", help="suites, models, datasets, metrics, budgets, papers",

@@ -7,6 +7,10 @@ a float field a finite number, a str field a string, a bool field true or false,
 field a value inside its interval. It runs on the values of every source (``--set``, a suite's
 TOML, a checkpoint's metadata) before anything is built (``ModelEntry.make_config``), and on
 direct construction of a config deriving from :class:`Hyperparameters`.
+
+A :class:`Range` is the same for the numbers of genbench's own settings (a budget's ``k``, a suite's
+``seeds``): ``genbench.suites.RANGES`` holds them, and the command line's flags and the suite
+parser both check a value with them, so both refuse it alike, in the same words.
 """
 
 from __future__ import annotations
@@ -64,14 +68,62 @@ def bounds_of(field: dataclasses.Field) -> Interval | None:
     return field.metadata.get(BOUNDS)
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """``value`` as an error message shows it: its repr, cut to ``SHOWN_CHARS``."""
     text = repr(value)
     return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}..."
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values of a numeric setting, refused alike wherever one is given (a command-line flag, a
+    suite file): an integer (a finite number where ``real``) of at least ``least`` (above it where
+    ``open``) and at most ``most``, or 0 (meaning none) where ``zero``. Not a bool, and not 2.0 where
+    an integer is meant. The messages are the flags': ``must be an integer >= 1, got '0'``."""
+
+    least: int
+    most: float = math.inf
+    real: bool = False
+    open: bool = False
+    zero: bool = False
+
+    def __str__(self) -> str:
+        """What a value must be, from below: ``an integer >= 1``, ``0 or an integer >= 10`` ..."""
+        text = f"{'a number' if self.real else 'an integer'} {'>' if self.open else '>='} {self.least}"
+        return f"0 or {text}" if self.zero else text
+
+    def _is_number(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.real:
+            return isinstance(value, int | float) and math.isfinite(value)
+        return isinstance(value, int)
+
+    def _reaches_least(self, value: float) -> bool:
+        above = value > self.least if self.open else value >= self.least
+        return above or (self.zero and value == 0)
+
+    def check(self, value: Any, as_shown: str | None = None) -> Any:
+        """``value`` where it is one of the range's; else ValueError ``must be ..., got <as_shown>``."""
+        as_shown = as_shown or shown(value)
+        if not (self._is_number(value) and self._reaches_least(value)):
+            raise ValueError(f"must be {self}, got {as_shown}")
+        if value > self.most:
+            raise ValueError(f"must be at most {self.most:,}, got {as_shown}")
+        return value
+
+    def parse(self, text: str) -> Any:
+        """The value of a flag's text, checked as ``check`` does (its repr in the message)."""
+        try:
+            value = float(text) if self.real else int(text)
+        except ValueError:
+            value = None
+        return self.check(value, repr(text))
+
+
 def check_value(name: str, value: Any, hint: Any, interval: Interval | None) -> None:
     """One hyperparameter against its declared type and interval; ValueError says what is wrong."""
-    what = f"hyperparameter {name}={_shown(value)}"
+    what = f"hyperparameter {name}={shown(value)}"
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{what} is not an integer")
     if hint is float:

@@ -12,13 +12,13 @@ leaderboard but in the external section of every paper table on its data set.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from genbench.core.errors import GenbenchError, log
+from genbench.core.names import check_name
 from genbench.core.weights import file_sha256
 from genbench.data import DATASETS
 from genbench.results.db import ResultsDB, run_key_taken
@@ -28,8 +28,6 @@ from genbench.train.identity import RunIdentity
 EXTERNAL_SUITE = "external"
 #: the budget name of every external row (it was not trained by genbench)
 EXTERNAL_BUDGET = "external"
-#: what a --name may be: it is a table cell and part of the run key
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][\w.+-]*")
 
 
 def run_key(suite: str, dataset: str, name: str) -> str:
@@ -90,9 +88,7 @@ def prepare_recording(args, code_file: Callable[[str], Path | None]) -> Callable
         return None
     if args.db is None:
         raise GenbenchError("--name records the result in a results database: give --db PATH too")
-    if not NAME_PATTERN.fullmatch(args.name):
-        raise GenbenchError(f"--name {args.name!r}: letters, digits and . _ + - only, starting with a "
-                            "letter or digit")
+    check_name(args.name, "--name")  # a table cell and part of the run key: an identifier
     suite = _suite_of(args)
     _check_suite(suite, args.name, args.dataset)
     suite_name = suite.name if suite else EXTERNAL_SUITE

@@ -19,6 +19,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from genbench.core.errors import log
+from genbench.core.names import inside
 from genbench.core.weights import atomic_write
 from genbench.data import DATASETS
 from genbench.metrics.columns import ARROWS, GROUPS, Column, Group, networks
@@ -341,15 +342,17 @@ def leaderboard_markdown(db: ResultsDB, suite: Suite, out_dir: Path,
         lines += ["", "Metrics that apply to a model but were not computed, and why:", "", *skipped]
     if with_figures and len(frame):
         groups = row_groups(runs, suite)
-        lines += figure_lines(groups, row_figures(db, groups, out_dir / FIGURES_DIR / suite.name), out_dir)
+        folder = inside(out_dir, out_dir / FIGURES_DIR / suite.name)
+        lines += figure_lines(groups, row_figures(db, groups, folder), out_dir)
     return "\n".join(lines) + "\n", frame
 
 
 def render_leaderboard(db: ResultsDB, suite: Suite, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``<suite>.md``, ``<suite>.csv`` and the figures they show into ``out_dir``."""
+    """Write ``<suite>.md``, ``<suite>.csv`` and the figures they show into ``out_dir`` (and nowhere else:
+    a suite name that would put them elsewhere is refused before anything is written)."""
+    csv_path, md_path = (inside(out_dir, out_dir / f"{suite.name}{ext}") for ext in (".csv", ".md"))
     out_dir.mkdir(parents=True, exist_ok=True)
     text, frame = leaderboard_markdown(db, suite, out_dir)
-    csv_path, md_path = out_dir / f"{suite.name}.csv", out_dir / f"{suite.name}.md"
     atomic_write(csv_path, lambda tmp: frame.to_csv(tmp, index=False))  # several runners may finish at once
     atomic_write(md_path, lambda tmp: tmp.write_text(text))
     return md_path, csv_path

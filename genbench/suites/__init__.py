@@ -14,14 +14,62 @@ from importlib.resources import files
 from typing import Any
 
 from genbench.core.errors import GenbenchError
+from genbench.core.hyperparameters import Range, shown
+from genbench.core.models import MODELS
+from genbench.core.names import check_name
 from genbench.core.registry import Registry
 from genbench.metrics.registry import METRICS, EvalSettings
+from genbench.metrics.sample_quality import QualitySettings
 from genbench.train.loop import TrainConfig
 
 #: the training fields of a budget; every other field a budget may set is an EvalSettings field
 TRAINING_FIELDS = ("epochs", "max_kl_warmup_epochs")
 #: EvalSettings fields a budget may not set: where files live is not part of a budget
 NOT_BUDGET_FIELDS = ("cache_root",)
+#: the keys of a suite file, of one of its ``[[runs]]`` and of a ``[train]`` table: others are refused
+SUITE_KEYS = ("name", "description", "dataset", "seeds", "train", "budgets", "runs", "notes")
+RUN_KEYS = ("name", "model", "config", "dataset", "train", "budgets")
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("epochs", "seed"))
+
+#: the most epochs a budget trains (or warms up, or waits for early stopping): 30x the paper's 3280
+MAX_EPOCHS = 100_000
+#: the most points any count of a budget takes (test points, reference images, samples): 10^7
+MAX_POINTS = 10_000_000
+#: The one table of the numbers a suite file may set, and of the command-line flags of the same
+#: names (``genbench run --seeds``, ``genbench score --k`` ...: ``genbench.cli``): both refuse a
+#: value outside its range in the same words. Every other key a suite's ``[train]`` or budget
+#: takes is a string. The upper ends keep a typo from allocating or training for ever.
+RANGES: dict[str, Range] = {
+    "seeds": Range(1, 1000),
+    # [train]
+    "batch_size": Range(1, 1_000_000),
+    "lr": Range(0, 10, real=True, open=True),
+    "checkpoint_every": Range(1, 10**9),
+    "check_every": Range(1, 10**9),
+    "kl_warmup_epochs": Range(0, MAX_EPOCHS, real=True),
+    "early_stopping_epochs": Range(0, MAX_EPOCHS),
+    # a budget's training
+    "epochs": Range(0, MAX_EPOCHS, real=True),
+    "max_kl_warmup_epochs": Range(0, MAX_EPOCHS, real=True),
+    # a budget's evaluation: EvalSettings
+    "k": Range(1, 1_000_000),
+    "n_test": Range(1, MAX_POINTS),
+    "active_threshold": Range(0, 1_000_000, real=True),
+    "seed": Range(0, 2**32 - 1),
+    "surgery_points": Range(1, MAX_POINTS),
+    "surgery_samples": Range(1, 10_000),
+    "disentanglement_group_size": Range(1, 10_000),
+    "disentanglement_train": Range(1, MAX_POINTS),
+    "disentanglement_eval": Range(1, MAX_POINTS),
+    "quality_samples": Range(QualitySettings().min_samples, MAX_POINTS, zero=True),
+    "quality_reference": Range(QualitySettings().min_reference, MAX_POINTS),
+    "curve_samples": Range(QualitySettings().min_samples, MAX_POINTS, zero=True),
+    "ais_steps": Range(1, 1_000_000, zero=True),
+    "ais_chains": Range(1, 10_000),
+    "ais_points": Range(1, MAX_POINTS),
+    "ais_sigma_points": Range(1, MAX_POINTS),
+    "ais_bdmc_points": Range(1, MAX_POINTS, zero=True),
+}
 
 
 @dataclass(frozen=True)
@@ -144,39 +192,129 @@ class Suite:
 
 
 def parse_suite(text: str, source: str) -> Suite:
+    """The suite of a TOML text, every key and value checked before anything is built: names are
+    identifiers (``check_name``), numbers lie in ``RANGES`` (the flags' ranges and messages), the
+    models, their hyperparameters, the data sets and the training configs exist. Bad input is one
+    GenbenchError naming ``source``, the run and the key."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise GenbenchError(f"suite {source}: invalid TOML ({exc})") from None
     try:
-        budgets = dict(BUDGET_DEFAULTS)
-        allowed = set(Budget.fields())
-        overrides = [(f"budget {name!r}", o) for name, o in raw.get("budgets", {}).items()] + [
-            (f"run {r.get('name')!r} budget {b!r}", o)
-            for r in raw["runs"] for b, o in r.get("budgets", {}).items()]
-        for where, override in overrides:
-            bad = set(override) - allowed
-            if bad:
-                raise GenbenchError(f"suite {source}: {where} has unknown field {sorted(bad)[0]!r}; "
-                                    f"valid: {', '.join(Budget.fields())}")
-        for name, override in raw.get("budgets", {}).items():
-            budgets[name] = budgets.get(name, replace(NEW_BUDGET, name=name)).override(override)
-        train_fields = {f.name for f in fields(TrainConfig)} - {"epochs", "seed"}
-        for where, train in [("[train]", raw.get("train", {}))] + [
-                (f"run {r.get('name')!r}", r.get("train", {})) for r in raw["runs"]]:
-            bad = set(train) - train_fields
-            if bad:
-                raise GenbenchError(f"suite {source}: {where} has unknown field {sorted(bad)[0]!r}")
-        runs = [RunEntry(r["name"], r["model"], dict(r.get("config", {})), r.get("dataset"),
-                         dict(r.get("train", {})), {b: dict(o) for b, o in r.get("budgets", {}).items()})
-                for r in raw["runs"]]
-        return Suite(
-            name=raw["name"], description=raw.get("description", ""), dataset=raw["dataset"],
-            seeds=int(raw.get("seeds", 1)), train=dict(raw.get("train", {})), budgets=budgets,
-            runs=runs, notes=list(raw.get("notes", [])),
-        )
+        suite = _checked_suite(raw, f"suite {source}")
     except KeyError as exc:
         raise GenbenchError(f"suite {source}: missing field {exc.args[0]!r}") from None
+    for entry in suite.runs:
+        _check_run_builds(suite, entry, f"suite {source}: run {entry.name!r}")
+    return suite
+
+
+def _checked_suite(raw: dict[str, Any], where: str) -> Suite:
+    """The Suite of a parsed TOML file, its keys and values checked as they are read."""
+    _known_keys(raw, SUITE_KEYS, where)
+    name = check_name(raw["name"], f"{where}: name")
+    runs = [_checked_run(r, where) for r in _tables(raw["runs"], f"{where}: runs")]
+    budgets = dict(BUDGET_DEFAULTS)
+    for budget, override in _named_tables(raw.get("budgets", {}), f"{where}: budgets").items():
+        budgets[budget] = budgets.get(budget, replace(NEW_BUDGET, name=budget)).override(
+            _checked_budget(override, f"{where}: budget {budget!r}"))
+    notes = [_string(where, "notes", note) for note in _list(raw.get("notes", []), f"{where}: notes")]
+    return Suite(name=name, description=_string(where, "description", raw.get("description", "")),
+                 dataset=_string(where, "dataset", raw["dataset"]),
+                 seeds=_setting(where, "seeds", raw.get("seeds", 1)),
+                 train=_checked_train(raw.get("train", {}), f"{where}: [train]"), budgets=budgets, runs=runs,
+                 notes=notes)
+
+
+def _checked_run(raw: dict[str, Any], suite_where: str) -> RunEntry:
+    """One ``[[runs]]`` entry, its name checked first (every later message names the run)."""
+    name = check_name(raw["name"], f"{suite_where}: a run's name")
+    where = f"{suite_where}: run {name!r}"
+    _known_keys(raw, RUN_KEYS, where)
+    budgets = {b: _checked_budget(o, f"{where} budget {b!r}")
+               for b, o in _named_tables(raw.get("budgets", {}), f"{where}: budgets").items()}
+    config = dict(_table(raw.get("config", {}), f"{where}: config"))
+    train = _checked_train(raw.get("train", {}), where)
+    return RunEntry(name, _string(where, "model", raw["model"]), config,
+                    _string(where, "dataset", raw.get("dataset")), train, budgets)
+
+
+def _checked_train(raw: Any, where: str) -> dict[str, Any]:
+    """A ``[train]`` table (the suite's or a run's): TrainConfig fields other than epochs and seed."""
+    train = _table(raw, where)
+    bad = sorted(set(train) - set(TRAIN_KEYS))
+    if bad:
+        raise GenbenchError(f"{where} has unknown field {bad[0]!r}")
+    return {key: _setting(where, key, value) for key, value in train.items()}
+
+
+def _checked_budget(raw: Any, where: str) -> dict[str, Any]:
+    """A budget's fields (``[budgets.NAME]`` or a run's ``budgets``), known and each in range."""
+    override = _table(raw, where)
+    bad = sorted(set(override) - set(Budget.fields()))
+    if bad:
+        raise GenbenchError(f"{where} has unknown field {bad[0]!r}; valid: {', '.join(Budget.fields())}")
+    return {key: _setting(where, key, value) for key, value in override.items()}
+
+
+def _setting(where: str, key: str, value: Any) -> Any:
+    """A training or budget value: a number in its ``RANGES`` entry, or else a string."""
+    if key not in RANGES:
+        return _string(where, key, value)
+    try:
+        return RANGES[key].check(value)
+    except ValueError as exc:
+        raise GenbenchError(f"{where}: {key} {exc}") from None
+
+
+def _string(where: str, key: str, value: Any) -> str | None:
+    """``value`` where it is a string (or None: the key was left out)."""
+    if value is not None and not isinstance(value, str):
+        raise GenbenchError(f"{where}: {key} must be a string, got {shown(value)}")
+    return value
+
+
+def _list(value: Any, where: str) -> list:
+    if not isinstance(value, list):
+        raise GenbenchError(f"{where} must be an array, got {shown(value)}")
+    return value
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise GenbenchError(f"{where} must be a table, got {shown(value)}")
+    return value
+
+
+def _tables(value: Any, where: str) -> list[dict[str, Any]]:
+    """An array of tables (``[[runs]]``)."""
+    return [_table(item, where) for item in _list(value, where)]
+
+
+def _named_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """A table of tables keyed by names (``[budgets.NAME]``), the names checked."""
+    return {check_name(name, f"{where}: name"): _table(inner, f"{where}: {name}")
+            for name, inner in _table(value, where).items()}
+
+
+def _known_keys(raw: dict[str, Any], valid: tuple[str, ...], where: str) -> None:
+    bad = sorted(set(raw) - set(valid))
+    if bad:
+        raise GenbenchError(f"{where} has unknown field {bad[0]!r}; valid: {', '.join(valid)}")
+
+
+def _check_run_builds(suite: Suite, entry: RunEntry, where: str) -> None:
+    """A run's data set, model and hyperparameters exist, and its training config is one under every
+    budget, before anything is loaded or trained."""
+    from genbench.data import DATASETS
+
+    try:
+        DATASETS[suite.dataset_of(entry)]
+        MODELS[entry.model].make_config(entry.config)
+        for budget in suite.budgets.values():
+            suite.train_config(budget, 0, entry)
+    except GenbenchError as exc:
+        raise GenbenchError(f"{where}: {exc}") from None
 
 
 def _load_builtin(registry: Registry[Suite]) -> None:

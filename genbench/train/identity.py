@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genbench.core.names import inside
+
 #: evaluation settings left out of the key: their metrics (sample quality, AIS) are computed later
 #: from the checkpoint, so a budget asking for them, or for more of them, never retrains a run
 ADDABLE_LATER = ("quality_samples", "ais_steps", "ais_chains", "ais_points", "ais_sigma_points",
@@ -52,7 +54,9 @@ class RunIdentity:
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def run_dir(self, runs_dir: Path) -> Path:
-        return Path(runs_dir) / self.suite / self.budget / f"{self.name}-seed{self.seed}-{self.key[:8]}"
+        """The run's folder, inside ``runs_dir`` (a name that would put it elsewhere is refused)."""
+        folder = f"{self.name}-seed{self.seed}-{self.key[:8]}"
+        return inside(runs_dir, Path(runs_dir) / self.suite / self.budget / folder)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """What the checkpoint records of the run (the loop adds seed, train and step)."""
