@@ -216,3 +216,85 @@ def test_model_samples_outside_the_unit_range_are_one_clear_error():
     with pytest.raises(GenbenchError, match=r"samples must lie in \[0, 1\]"):
         sq.to_uint8(torch.tensor([-0.5, 0.5]))
     assert sq.to_uint8(torch.tensor([0.0, 1.00001, 0.5])).tolist() == [0, 255, 128]
+
+
+# --- precision/recall in bounded memory ----------------------------------------------------------------
+def _precision_recall_brute_force(real: torch.Tensor, fake: torch.Tensor, k: int) -> dict[str, float]:
+    """Kynkäänniemi et al.'s definitions with full float64 distance matrices."""
+    real, fake = real.double(), fake.double()
+    real_radii = torch.cdist(real, real).sort(dim=1).values[:, k]  # column 0 is the point itself
+    fake_radii = torch.cdist(fake, fake).sort(dim=1).values[:, k]
+    cross = torch.cdist(real, fake)  # [N, M]
+    return {"precision": (cross <= real_radii[:, None]).any(0).double().mean().item(),
+            "recall": (cross <= fake_radii[None, :]).any(1).double().mean().item()}
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64, 250, 1000, None])
+def test_blocked_precision_recall_equals_the_brute_force_reference_and_torch_fidelity(rows):
+    from torch_fidelity.metric_prc import calculate_precision_recall_full
+
+    from genbench.metrics.knn import precision_recall
+
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(250, 6, generator=g), 1.2 * torch.randn(180, 6, generator=g) + 0.3
+    for k in (1, 3, 5):
+        got = precision_recall(real, fake, k=k, rows=rows)  # 7, 64 and 250 rows do not divide 180
+        assert got == _precision_recall_brute_force(real, fake, k)
+        fidelity = calculate_precision_recall_full(fake, real, neighborhood=k)
+        assert (got["precision"], got["recall"]) == pytest.approx(fidelity, abs=1e-6)  # its float32 mean
+    assert 0.2 < got["precision"] < 0.99 and 0.2 < got["recall"] < 0.99  # a non-trivial case
+
+
+def test_precision_recall_rejects_bad_shapes_and_settings():
+    from genbench.metrics.knn import precision_recall
+
+    real = torch.randn(10, 3)
+    for fake, k, rows in [(torch.randn(5, 4), 3, 8), (torch.randn(5, 3), 5, 8), (torch.randn(20, 3), 10, 8),
+                          (torch.randn(5, 3), 3, 0)]:
+        with pytest.raises(ValueError):
+            precision_recall(real, fake, k=k, rows=rows)
+
+
+@pytest.mark.parametrize("columns", [1, 7, 1000, 29_827, 100_000, 10**8])
+def test_a_block_of_distances_fits_the_budget_for_any_set_size(columns):
+    from genbench.metrics import knn
+
+    rows = knn.block_rows(columns)  # the most rows that fit, one where even one does not
+    assert rows == 1 or rows * columns * knn.CELL_BYTES <= knn.BLOCK_BYTES
+    assert (rows + 1) * columns * knn.CELL_BYTES > knn.BLOCK_BYTES
+
+
+#: the sample metrics' k-NN part on 20,000 + 20,000 features in a child, its peak RSS over its baseline
+_KNN_MEMORY_SCRIPT = """
+import json, resource, sys, torch
+from types import SimpleNamespace
+from genbench.metrics.sample_quality import fidelity_metrics
+import torch_fidelity.metric_fid, torch_fidelity.metric_isc, torch_fidelity.metric_kid  # imported first
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+real, fake = torch.randn(20_000, 32, generator=g), torch.randn(20_000, 32, generator=g) + 0.1
+net = SimpleNamespace(name="t", layer_fid="f", layer_isc=None)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+values = fidelity_metrics({"f": fake}, {"f": real}, net, which=("prc", "dc"))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"growth": peak - before, "values": values}))
+"""
+
+
+def test_the_knn_metrics_of_20000_features_stay_within_their_block_budget(tmp_path):
+    """Old code: torch-fidelity's precision/recall held 10,000 x 20,000 float32 distances twice (1.6 GB);
+    now one block of at most 256 MiB, plus the sets (10 MB in float64)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from genbench.metrics import knn
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _KNN_MEMORY_SCRIPT], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert 0 < report["values"]["precision_t"] < 1 and 0 < report["values"]["coverage_t"] < 1
+    assert report["growth"] < knn.BLOCK_BYTES + (200 << 20), report["growth"] / 2**20

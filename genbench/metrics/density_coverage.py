@@ -11,12 +11,11 @@ distance to its k-th nearest other real point; with M fakes and N reals
 
 "In" is strict (distance < r_i), as in the authors' ``prdc``: then a real point's ball holds
 itself and its k - 1 nearest neighbours, and fakes identical to the reals have density
-exactly 1 and coverage exactly 1 (no ties). Squared distances are float64, from
-|x|^2 + |y|^2 - 2 x.y (one matmul) after centring both sets on the real mean (smaller norms,
-less cancellation), a block of ``chunk`` real rows at a time against all reals or all
-fakes: memory ~ 8 chunk max(N, M) bytes (400 MB for 1024 x 50,000), never N x M. Radii and
-real-fake distances come from the same computation, so a fake identical to a real point is
-compared with the bitwise same numbers as that real point's neighbours.
+exactly 1 and coverage exactly 1 (no ties). The distances are ``genbench.metrics.knn``'s:
+float64, a block of real rows at a time against all reals or all fakes, so memory is one block
+(at most ``knn.BLOCK_BYTES``, 256 MiB, whatever N and M) plus the two sets in float64, never
+N x M. Radii and real-fake distances come from the same computation, so a fake identical to a
+real point is compared with the bitwise same numbers as that real point's neighbours.
 
 Standard errors are over the points each value averages, the other set held fixed: density
 is a mean over fakes of (balls holding fake j) / k, so its s.e. is their standard deviation
@@ -27,43 +26,17 @@ to zero).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-
-def _check(real: Tensor, fake: Tensor, k: int, chunk: int) -> tuple[Tensor, Tensor]:
-    """Both sets as float64 on the CPU, centred on the real mean; the settings validated."""
-    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"real and fake must be [N, D] and [M, D]; got {tuple(real.shape)}, "
-                         f"{tuple(fake.shape)}")
-    if not 1 <= k < len(real) or chunk < 1:
-        raise ValueError(f"need 1 <= k < N and chunk >= 1; got k={k}, N={len(real)}, chunk={chunk}")
-    real, fake = (x.detach().cpu().to(torch.float64) for x in (real, fake))
-    centre = real.mean(0)
-    return real - centre, fake - centre
+from genbench.metrics.knn import ball_counts, centred, check_rows, kth_sq_radii
 
 
-def _blocks(real: Tensor, other: Tensor, chunk: int):
-    """(row slice, squared distances [rows, len(other)]) for blocks of ``chunk`` real rows."""
-    other_sq = other.pow(2).sum(1)
-    for start in range(0, len(real), chunk):
-        rows = slice(start, start + chunk)
-        x = real[rows]
-        yield rows, torch.addmm(x.pow(2).sum(1, keepdim=True) + other_sq, x, other.T, alpha=-2).clamp_(min=0)
-
-
-def _knn_sq_radii(real: Tensor, k: int, chunk: int) -> Tensor:
-    radii = torch.empty(len(real), dtype=real.dtype)
-    for rows, d in _blocks(real, real, chunk):
-        # the (k+1)-th smallest (the point itself is the smallest, 0); topk is ~10x faster than kthvalue
-        radii[rows] = d.topk(k + 1, dim=1, largest=False).values[:, -1]
-    return radii
-
-
-def knn_radii(real: Tensor, k: int = 5, chunk: int = 1024) -> Tensor:
-    """Distance of each real point to its k-th nearest other real point, float64 [N]."""
-    real = _check(real, real, k, chunk)[0]
-    return _knn_sq_radii(real, k, chunk).sqrt()
+def knn_radii(real: Tensor, k: int = 5, chunk: int | None = None) -> Tensor:
+    """Distance of each real point to its k-th nearest other real point, float64 [N] (``chunk``: rows
+    of a block; None: as many as ``knn.BLOCK_BYTES`` allows)."""
+    check_rows(chunk)
+    real = centred(real, real, k)[0]
+    return kth_sq_radii(real, k, chunk).sqrt()
 
 
 def binomial_se(fraction: float, n: int) -> float:
@@ -71,18 +44,14 @@ def binomial_se(fraction: float, n: int) -> float:
     return (fraction * (1 - fraction) / n) ** 0.5
 
 
-def density_coverage(real: Tensor, fake: Tensor, k: int = 5, chunk: int = 1024) -> dict[str, float]:
+def density_coverage(real: Tensor, fake: Tensor, k: int = 5, chunk: int | None = None) -> dict[str, float]:
     """{"density", "coverage"} of fake [M, D] against real [N, D] with k-NN balls (Naeem et al. 2020),
-    with their standard errors ``density_se`` and ``coverage_se`` (see the module docstring)."""
-    real, fake = _check(real, fake, k, chunk)
-    radii = _knn_sq_radii(real, k, chunk)
-    balls_per_fake = torch.zeros(len(fake), dtype=torch.int64)
-    covered = 0
-    for rows, d in _blocks(real, fake, chunk):
-        hit = d < radii[rows, None]
-        balls_per_fake += hit.sum(dim=0)
-        covered += int(hit.any(dim=1).sum())
-    coverage = covered / len(real)
+    with their standard errors ``density_se`` and ``coverage_se`` (see the module docstring).
+    ``chunk``: real rows of a block of distances (None: as many as ``knn.BLOCK_BYTES`` allows)."""
+    check_rows(chunk)
+    real, fake = centred(real, fake, k)
+    balls_per_fake, covered = ball_counts(real, kth_sq_radii(real, k, chunk), fake, closed=False, rows=chunk)
+    coverage = int(covered.sum()) / len(real)
     spread = float((balls_per_fake.double() / k).std()) if len(fake) > 1 else float("nan")
     return {"density": int(balls_per_fake.sum()) / (k * len(fake)), "density_se": spread / len(fake) ** 0.5,
             "coverage": coverage, "coverage_se": binomial_se(coverage, len(real))}

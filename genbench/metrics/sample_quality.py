@@ -1,8 +1,12 @@
-"""IS, FID, KID and precision/recall of samples, computed by torch-fidelity.
+"""IS, FID, KID and precision/recall of samples: torch-fidelity's, and genbench's own k-NN metrics.
 
 genbench turns images into uint8 ``[N, C, H, W]`` tensors, lets torch-fidelity's own
 extractor loop compute the features of the chosen network (``genbench.metrics.features``)
-and passes them to torch-fidelity's metric functions; it re-implements none of them.
+and passes them to torch-fidelity's IS, FID and KID functions. Precision/recall (torch-fidelity's
+definition, k = ``prc_neighborhood``) and density/coverage are genbench's, in
+``genbench.metrics.knn``: torch-fidelity's precision/recall holds 10,000 x N float32 distances
+at once, twice while it concatenates them (8 GB at N = 100,000, the default ``--max-samples``);
+genbench's blocks stay within ``knn.BLOCK_BYTES`` (256 MiB) whatever N.
 The features of the real data (a split of the data set, its first n images) are computed
 once and cached as safetensors under ``<data root>/genbench-cache/``, keyed by a hash of the
 images and of the network: scoring ten models extracts the real features once.
@@ -30,6 +34,7 @@ from genbench.core.weights import save_tensors
 from genbench.metrics.density_coverage import binomial_se, density_coverage
 from genbench.metrics.fd_infinity import fd_infinity, fid_stderr
 from genbench.metrics.features import FeatureNet, cache_dir, resolve_feature_net
+from genbench.metrics.knn import precision_recall
 from genbench.metrics.lenet import data_hash
 from genbench.metrics.subsets import representative
 
@@ -127,16 +132,16 @@ ALL_METRICS = ("isc", "fid", "kid", "prc", "fdinf", "dc")
 def fidelity_metrics(fake: dict[str, Tensor], real: dict[str, Tensor], net: FeatureNet,
                      settings: QualitySettings = QualitySettings(),
                      which: tuple[str, ...] = ALL_METRICS) -> dict[str, float]:
-    """torch-fidelity's IS (of the fakes), FID, KID and precision/recall, keyed by network name."""
+    """IS (of the fakes), FID, KID (torch-fidelity's), FD-infinity, density/coverage and precision/recall
+    (genbench's, in bounded memory), keyed by network name."""
     from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
     from torch_fidelity.metric_isc import isc_featuresdict_to_metric
     from torch_fidelity.metric_kid import kid_featuresdict_to_metric
-    from torch_fidelity.metric_prc import prc_featuresdict_to_metric
 
     n = min(len(fake[net.layer_fid]), len(real[net.layer_fid]))
     kwargs = {"verbose": False, "rng_seed": settings.rng_seed, "isc_splits": settings.isc_splits,
               "kid_subsets": settings.kid_subsets, "kid_subset_size": min(settings.kid_subset_size, n),
-              "prc_neighborhood": settings.prc_neighborhood, "save_cpu_ram": True}
+              "save_cpu_ram": True}
     s = net.name
     out: dict[str, float] = {}
     if "isc" in which and net.layer_isc:
@@ -161,7 +166,7 @@ def fidelity_metrics(fake: dict[str, Tensor], real: dict[str, Tensor], net: Feat
         out |= {f"kid_{s}": kid["kernel_inception_distance_mean"],
                 f"kid_{s}_std": kid["kernel_inception_distance_std"]}
     if "prc" in which:
-        prc = prc_featuresdict_to_metric(fake, real, net.layer_fid, **kwargs)
+        prc = precision_recall(real_x, fake_x, k=settings.prc_neighborhood)
         # precision averages indicators over the fakes, recall over the reals, the other set's
         # neighbourhoods held fixed: binomial standard errors (density_coverage says why no bootstrap)
         out |= {f"precision_{s}": prc["precision"], f"recall_{s}": prc["recall"],
