@@ -102,6 +102,16 @@ def test_a_run_may_override_data_set_training_and_budget():
      "run 'a' has unknown field 'lr_max'"),
     ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\nbudgets = { short = { eval_k = 1 } }',
      "run 'a' budget 'short' has unknown field 'eval_k'; valid: epochs, max_kl_warmup_epochs, k, n_test"),
+    ('name = "x"\ndataset = "toy"\nruns = []\nseed = 3', "bad.toml has unknown field 'seed'; valid: name,"),
+    ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\nlatent = 3',
+     "run 'a' has unknown field 'latent'; valid: name, model, config"),
+    ('name = "../x"\ndataset = "toy"\nruns = []', "bad.toml: name '../x': a name is letters"),
+    ('name = "x"\ndataset = "toy"\nseeds = "2"\nruns = []', "seeds must be an integer >= 1, got '2'"),
+    ('name = "x"\ndataset = "toy"\nruns = []\n[budgets.short]\nk = 0',
+     "budget 'short': k must be an integer >= 1, got 0"),
+    ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vea"', "run 'a': unknown model 'vea'"),
+    ('name = "x"\ndataset = "toy"\n[[runs]]\nname = "a"\nmodel = "vae"\nconfig = { layers = 0 }',
+     "run 'a': model 'vae': hyperparameter layers=0 is outside"),
 ])
 def test_bad_suite_files_give_one_clear_error(text, message):
     with pytest.raises(GenbenchError, match=message):
