@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     tables = sub.add_parser("tables", help="paper comparison tables",
                             description="A paper's table with its published numbers beside "
                             "the measured ones from the results database.")
-    tables.add_argument("--paper", required=True, help="paper key (see genbench list)")
+    tables.add_argument("--paper", required=True, type=name_of("--paper"),
+                        help="paper key (see genbench list)")
     tables.add_argument("--db", default="runs/genbench.sqlite", help="results database")
     tables.add_argument("--out", type=Path, help="also write the table to this file, and its "
                         "paper-vs-measured chart to figures/paper-<key>.png beside it (embedded in it)")

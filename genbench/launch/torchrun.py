@@ -4,6 +4,9 @@ torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MA
 each process it starts. With a world of more than one, every rank joins one process group: nccl
 where it trains on CUDA (one GPU per rank, ``cuda:LOCAL_RANK``), gloo on CPU. Ranks other than 0
 write nothing: their stdout goes nowhere and their (duplicate) warnings are silenced.
+
+The group is left with ``destroy_process_group``, which frees it (gloo's worker threads stopped and
+joined) only where nothing else holds it: ``_import_before_the_group`` sees to that.
 """
 
 from __future__ import annotations
@@ -52,6 +55,20 @@ def rank_device(requested: str) -> torch.device:
     return device
 
 
+def _import_before_the_group() -> None:
+    """Import ``torch.distributed.nn`` while no process group exists.
+
+    Its functions take ``group=group.WORLD``, a default evaluated at import: imported after
+    ``init_process_group`` (torch._dynamo imports it, lazily, the first time a torch op passes
+    through its wrappers: a model's ``//`` of tensors does), ten functions hold the group, and
+    ``destroy_process_group`` cannot free it. gloo's worker threads then outlive it into interpreter
+    shutdown, where a worker that drops its last finished collective (tensors Python made) takes the
+    GIL, and a finalizing Python ends that thread with ``pthread_exit`` through C++ frames:
+    std::terminate, "terminate called without an active exception", the rank dies of SIGABRT
+    (tests/test_distributed.py reproduces it; 39 ms of import)."""
+    import torch.distributed.nn  # noqa: F401
+
+
 @contextlib.contextmanager
 def process_group(requested_device: str) -> Iterator[torch.device | None]:
     """Inside ``torchrun`` (a world of more than one): join the process group and yield this rank's
@@ -64,6 +81,7 @@ def process_group(requested_device: str) -> Iterator[torch.device | None]:
         raise GenbenchError("torchrun started genbench but this torch has no torch.distributed")
     device = rank_device(requested_device)
     backend = choose_backend(device)
+    _import_before_the_group()
     dist.init_process_group(backend, timeout=TIMEOUT, **({"device_id": device} if backend == "nccl" else {}))
     rank, world = dist.get_rank(), dist.get_world_size()
     quiet = contextlib.ExitStack()
