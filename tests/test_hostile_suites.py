@@ -3,9 +3,9 @@
 ``genbench run --suite FILE.toml`` with a suite whose names would put run folders or leaderboards
 outside ``--runs-dir`` and ``--leaderboards``, or whose keys and values are unknown, of the wrong
 type, out of range or huge: each gives one line and exit 2 before anything is trained or written
-(through ``tests/hostile_driver.py``, as ``tests/test_hostile_inputs.py``'s cases), and so does
-``genbench status --sweep ../../x``. Hypothesis checks
-that any value of any suite key is accepted in range or refused in one line, and every numeric flag
+(through ``tests/hostile_driver.py``, as ``tests/test_hostile_inputs.py``'s cases), and so do
+``genbench status --sweep ../x`` and ``genbench tables --paper ../suites/smoke``. Hypothesis
+checks that any value of any suite key is accepted in range or refused in one line, and every numeric flag
 of the CLI whose name is a suite key refuses a value in the suite file's words.
 """
 
@@ -129,8 +129,10 @@ def test_every_hostile_suite_file_is_one_line_before_anything_is_trained_or_writ
         argv = ["run", "--suite", str(path), "--budget", "smoke", "--runs-dir", str(box / "runs"),
                 "--leaderboards", str(box / "lb"), "--db", str(box / "db.sqlite"), "--no-progress"]
         cases.append(Case(name, argv, f"suite {path}{fragment}"))  # the file, the run and the key named
-    cases.append(Case("status_sweep_up", ["status", "--runs-dir", str(box / "runs"), "--sweep", "../../x"],
-                      "--sweep '../../x': a name is letters"))
+    cases += [Case("status_sweep_up", ["status", "--runs-dir", str(box / "runs"), "--sweep", "../x"],
+                   "--sweep '../x': a name is letters"),
+              Case("tables_paper_up", ["tables", "--paper", "../suites/smoke", "--db", str(box / "x.sqlite")],
+                   "--paper '../suites/smoke': a name is letters")]
     results = zip(cases, run_driver(cases, tmp_path), strict=True)
     failures = {case.name: [*problems(case, result), result["stderr"].strip()[-400:]]
                 for case, result in results if problems(case, result)}
