@@ -6,8 +6,10 @@ format version, a data shape that is its data set's); hyperparameters are checke
 bounds (``genbench.core.hyperparameters``); the model is built on the meta device first and its
 every key, shape and kind of number compared with the file's tensors, read from the safetensors
 header without loading them (``genbench.core.state_specs``), its size with ``MAX_MODEL_BYTES``.
-Only then are the tensors read, refused if any is NaN or infinite, and the model built.
-A ``.pt`` file is read by ``torch.load(weights_only=True)`` only, after its zip members are checked.
+Only then are the tensors read, cast to the model's dtypes, refused if any is NaN or infinite at
+that precision, and the model built. A ``.pt`` file is read by ``torch.load(weights_only=True)``
+only, once what it can allocate is bounded: a zip archive's members checked, or a legacy-format
+(torch < 1.6) file's declared storages found in the file (``check_torch_file``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 import re
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +34,10 @@ from genbench.core.models import MODELS, ModelEntry, config_dict
 from genbench.core.state_specs import (
     SAFETENSORS_DTYPES,
     TensorSpec,
-    check_finite,
+    check_dense,
     check_state_specs,
-    check_torch_zip,
+    check_torch_file,
+    finite_state,
     model_specs,
     spec_of,
 )
@@ -231,16 +235,21 @@ STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "modu
 
 
 def read_torch_state_dict(path: Path, state_key: str | None = None) -> dict[str, Tensor]:
-    """A state dict from a zip-format ``.pt``/``.pth`` file via ``torch.load(weights_only=True)``
-    only, once ``check_torch_zip`` has bounded what it can allocate: the file's dict of tensors,
-    the one under ``state_key``, else the one found under a common key (``STATE_KEYS``)."""
-    check_torch_zip(path, "torch state dict")
+    """A state dict from a ``.pt``/``.pth`` file (zip or legacy format) via ``torch.load(weights_only=True)``
+    only, once ``check_torch_file`` has bounded what it can allocate: the file's dict of tensors,
+    the one under ``state_key``, else the one found under a common key (``STATE_KEYS``); dense
+    tensors only (``check_dense``). torch's warnings while loading (a quantized tensor's) are its own."""
+    check_torch_file(path, "torch state dict")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise GenbenchError(f"{path}: refused, not a weights-only state dict ({_refusal(exc)}); genbench "
                             "never unpickles code") from None
-    return _nested_state(obj, state_key, path)
+    state = _nested_state(obj, state_key, path)
+    check_dense(state, str(path))
+    return state
 
 
 def _is_state(obj: Any) -> bool:
@@ -276,9 +285,9 @@ def _checked_model(entry: ModelEntry, values: dict[str, Any], shape: tuple[int, 
     ``read()`` gives once their ``specs`` fit it: checked on the meta device before any allocation."""
     config = entry.make_config(values)
     skeleton = entry.skeleton(config, shape)
-    check_state_specs(model_specs(skeleton), specs, source, type(skeleton).__name__)
-    state = read()
-    check_finite(state, source)
+    expected = model_specs(skeleton)
+    check_state_specs(expected, specs, source, type(skeleton).__name__)
+    state = finite_state(read(), expected, source)
     model = entry.model_cls(config, shape)
     model.load_state_dict(state)
     return model.eval(), config

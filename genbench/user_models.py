@@ -9,6 +9,11 @@ key against the model (``check_state_specs``) before they are loaded.
 Before the long evaluation the model's contract is checked on a tiny batch (``check_contract``):
 each protocol method it has must give outputs of the documented shape, finite, samples in [0, 1],
 so a transposed ``log_importance_weights`` is one line in a second, not a wrong NLL in an hour.
+
+Whatever the user's code raises is its failure, one line: an exception, an exit it asks for
+(``sys.exit``: never a silent exit 0) or a KeyboardInterrupt it raises itself. A real Ctrl-C is
+still an interrupt: while ``interrupts_marked`` lasts, SIGINT raises ``Interrupted``, a
+KeyboardInterrupt genbench can tell from one that code raised (``raised_by_code``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import functools
 import importlib
 import importlib.util
 import json
+import signal
 import sys
+import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +37,7 @@ from torch.distributions import Distribution
 
 from genbench.core.errors import GenbenchError
 from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Representation, Sampler
-from genbench.core.state_specs import check_finite, check_state_specs, model_specs, spec_of
+from genbench.core.state_specs import check_state_specs, finite_state, model_specs, spec_of
 from genbench.data import DATASETS
 from genbench.metrics.registry import METRICS
 from genbench.scoring import LoadedModel, read_safetensors, read_safetensors_header, read_torch_state_dict
@@ -91,8 +98,43 @@ def _run_import(source: str, load):
     except SyntaxError as exc:  # an installed module's, or one it imports
         raise GenbenchError(f"--model-code {source}: not Python (syntax error in {exc.filename} at line "
                             f"{exc.lineno}: {exc.msg})") from None
-    except Exception as exc:
+    except BaseException as exc:
+        if not raised_by_code(exc):
+            raise
         raise GenbenchError(f"--model-code {source}: importing it raised {_described(exc)}") from None
+
+
+class Interrupted(KeyboardInterrupt):
+    """The KeyboardInterrupt of a real SIGINT (Ctrl-C) while ``interrupts_marked`` lasts."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted
+
+
+@contextmanager
+def interrupts_marked():
+    """While it lasts, SIGINT raises ``Interrupted`` where it would raise a KeyboardInterrupt (Python's
+    own handler, in the main thread); anywhere else (SIGINT ignored, another handler) nothing changes."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def raised_by_code(exc: BaseException) -> bool:
+    """Whether ``exc``, out of the user's code, is that code's own failure: an exception, an exit it asked
+    for (SystemExit), or a KeyboardInterrupt no SIGINT raised (no handler that raises one is installed
+    but ``interrupts_marked``'s, and this is not its ``Interrupted``)."""
+    if isinstance(exc, KeyboardInterrupt):
+        handler = signal.getsignal(signal.SIGINT)
+        return not isinstance(exc, Interrupted) and (handler is _raise_interrupted or not callable(handler))
+    return isinstance(exc, Exception | SystemExit)
 
 
 def _described(exc: BaseException) -> str:
@@ -126,7 +168,9 @@ def build_user_model(module, source: str, name: str, kwargs: dict[str, Any]) -> 
         raise GenbenchError(f"--model-code {source}:{name} is not a class or a function")
     try:
         model = factory(**kwargs)
-    except Exception as exc:
+    except BaseException as exc:
+        if not raised_by_code(exc):
+            raise
         raise GenbenchError(f"--model-code {source}:{name}({_call_text(kwargs)}) raised "
                             f"{_described(exc)}") from None
     if not isinstance(model, nn.Module):
@@ -159,14 +203,14 @@ def strip_parallel_prefix(state: dict[str, Tensor], model_keys) -> dict[str, Ten
 
 
 def load_user_weights(model: nn.Module, path: Path, state_key: str | None) -> None:
-    """The file's weights into ``model``: every key and shape checked first, NaNs refused."""
+    """The file's weights into ``model``: every key and shape checked first, NaNs refused at the
+    model's precision."""
     path = Path(path)
     state = read_user_state(path, state_key)
     expected = model_specs(model)
     state = strip_parallel_prefix(state, expected)
     check_state_specs(expected, {k: spec_of(v) for k, v in state.items()}, str(path), type(model).__name__)
-    check_finite(state, str(path))
-    model.load_state_dict(state)
+    model.load_state_dict(finite_state(state, expected, str(path)))
 
 
 def load_user_model(path: Path, model_code: str, init: list[str], state_key: str | None,
@@ -272,7 +316,9 @@ def _call(name: str, method: str, fn, *args):
     """A protocol method's output; an exception it raises is one line naming it."""
     try:
         return fn(*args)
-    except Exception as exc:
+    except BaseException as exc:
+        if not raised_by_code(exc):
+            raise
         raise GenbenchError(f"{name}.{method} raised {_described(exc)} on a batch of "
                             f"{CONTRACT_POINTS} test points") from None
 
@@ -311,15 +357,17 @@ def raised_at(exc: BaseException, path: Path) -> str | None:
 def user_code_errors(model_code: str | None, name: str):
     """Around the evaluation of the user's model: an exception raised in the user's code (after its
     contract check passed) is one line naming it and where in the user's file it was raised, as
-    ``check_contract`` reports one; genbench's own errors, and any other code's, pass unchanged."""
+    ``check_contract`` reports one; genbench's own errors, and any other code's, pass unchanged. An
+    exit or a KeyboardInterrupt the code raised (``raised_by_code``) is one line wherever it came from."""
     path = user_code_file(model_code) if model_code is not None else None
     try:
         yield
     except GenbenchError:
         raise
-    except Exception as exc:
+    except BaseException as exc:
         where = raised_at(exc, path) if path is not None else None
-        if where is None:
+        if not raised_by_code(exc) or where is None and isinstance(exc, Exception):
             raise
-        raise GenbenchError(f"{name} raised {_described(exc)} at {where}, during the evaluation (its "
-                            f"contract check on {CONTRACT_POINTS} test points had passed)") from None
+        at = f" at {where}" if where else ""
+        raise GenbenchError(f"{name} raised {_described(exc)}{at}, during the evaluation (its contract "
+                            f"check on {CONTRACT_POINTS} test points had passed)") from None

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from genbench.core.errors import GenbenchError
-from genbench.core.state_specs import check_finite, check_state_specs, model_specs, spec_of
+from genbench.core.state_specs import check_state_specs, finite_state, model_specs, spec_of
 from genbench.data import DATASETS
 from genbench.scoring import LoadedModel, read_torch_state_dict
 
@@ -164,9 +164,9 @@ def load_pythae_folder(folder: Path, dataset: str | None) -> LoadedModel:
     if not weights.is_file():
         raise GenbenchError(f"{folder}: no model.pt (pythae's model.save writes it beside model_config.json)")
     state = read_torch_state_dict(weights, "model_state_dict")
-    check_state_specs(model_specs(skeleton), {k: spec_of(v) for k, v in state.items()}, str(weights),
-                      f"pythae {name}")
-    check_finite(state, str(weights))
+    expected = model_specs(skeleton)
+    check_state_specs(expected, {k: spec_of(v) for k, v in state.items()}, str(weights), f"pythae {name}")
+    state = finite_state(state, expected, str(weights))
     model = wrap(model_cls(config))
     model.load_state_dict(state)
     return LoadedModel(model.eval(), f"pythae.{name}", values, dataset, shape)
