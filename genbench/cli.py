@@ -2,15 +2,21 @@
 
 Bad input raises :class:`GenbenchError`; ``main`` prints it as one line and exits 2. A bad
 argument is one too (``Parser.error``), and every numeric flag is checked by its argparse type
-(``SETTING_TYPES``). With ``--json`` stdout holds the JSON report alone: whatever else is printed
-while the command runs, by genbench or a library, goes to stderr.
+(``SETTING_TYPES``). With ``--json`` stdout holds the JSON report alone, strict JSON (a value that
+is not a finite number is null, its reason beside it): while the command runs, file descriptor 1 is
+stderr's, so whatever else is printed, by genbench, a library, the user's model code or a process
+it starts, goes to stderr, and the report is written to the real stdout at the end. An exit that
+code asks for while a command runs (``sys.exit``) is a failure, one line, never a silent exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
+import math
+import os
 import signal
 import sys
 from dataclasses import asdict, fields, replace
@@ -380,7 +386,7 @@ def cmd_status(args) -> int:
     manifest = find_sweep(args.runs_dir, args.sweep)
     rows = sweep_status(manifest)
     if args.json:
-        print(json.dumps({"sweep": manifest["id"], "launcher": manifest["launcher"], "runs": rows}, indent=2),
+        print(json_text({"sweep": manifest["id"], "launcher": manifest["launcher"], "runs": rows}),
               file=args.stdout)
         return 0
     counts = {}
@@ -411,11 +417,16 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
 
 def _print_report(report: dict, header: str, args) -> None:
     """The report as JSON (``--json``: on the real stdout, ``args.stdout``) or as a header and lines;
-    first recorded in the results database where ``--name`` asked for it (``args.record``)."""
-    if getattr(args, "record", None) is not None:
+    first recorded in the results database where ``--name`` asked for it (``args.record``). A metric
+    that is not a finite number fails the score, as it fails a zoo run, and nothing is recorded."""
+    from genbench.runner import check_finite_metrics
+
+    recording = getattr(args, "record", None) is not None
+    check_finite_metrics(report["metrics"], "scoring failed" + (", nothing recorded" if recording else ""))
+    if recording:
         args.record(report)
     if args.json:
-        print(json.dumps(report, indent=2), file=args.stdout)
+        print(json_text(report), file=args.stdout)
         return
     print(header)
     for name, value in report["metrics"].items():
@@ -575,7 +586,7 @@ def cmd_compare(args) -> int:
         raise GenbenchError("nothing to compare: both models need a likelihood (NLL), or samples "
                             "(give --quality-samples N for FID)")
     if args.json:
-        print(json.dumps(report, indent=2), file=args.stdout)
+        print(json_text(report), file=args.stdout)
         return 0
     print(f"{args.run_a} (A) vs {args.run_b} (B) on {a.dataset}; {source} settings, k={settings.k}, "
           f"test points: {report['test_points']}")
@@ -588,6 +599,14 @@ def cmd_compare(args) -> int:
 
 
 def cmd_score(args) -> int:
+    """``genbench score``, a real Ctrl-C told apart from a KeyboardInterrupt the user's code raises."""
+    from genbench.user_models import interrupts_marked
+
+    with interrupts_marked():
+        return _score(args)
+
+
+def _score(args) -> int:
     import torch
 
     from genbench.data import load_dataset
@@ -754,9 +773,78 @@ def _run(args) -> int:
         compilation.disable()
     with _torchrun_rank(args):
         args.stdout = sys.stdout
-        as_json = getattr(args, "json", False)
-        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
-            return COMMANDS[args.command](args)
+        try:
+            if not getattr(args, "json", False):
+                return COMMANDS[args.command](args)
+            with _stdout_kept_for_json() as args.stdout:
+                return COMMANDS[args.command](args)
+        except SystemExit as exc:  # argparse's exits are over: this one was asked for by code the command ran
+            raise GenbenchError(f"code run by genbench {args.command} called sys.exit({exc.code!r}): "
+                                "a failure, whatever its exit code") from None
+
+
+def json_text(report: dict) -> str:
+    """The report as strict JSON (RFC 8259 has no NaN or Infinity): a value that is not a finite
+    number is null, and ``nulls`` says why, by its path (``metrics.nll_se``, ``config.x``)."""
+    reasons: dict[str, str] = {}
+
+    def finite(value, path: str):
+        if isinstance(value, float) and not math.isfinite(value):
+            reasons[path] = f"{value} is not a finite number"
+            return None
+        if isinstance(value, dict):
+            return {key: finite(item, f"{path}.{key}" if path else str(key)) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return value
+
+    clean = finite(report, "")
+    if reasons:
+        clean["nulls"] = reasons
+    return json.dumps(clean, indent=2, allow_nan=False)
+
+
+@contextlib.contextmanager
+def _stdout_kept_for_json():
+    """While a ``--json`` command runs: file descriptor 1 pointed at stderr (``os.dup2``: what model code
+    writes to it, and every process it starts, goes there) and ``sys.stdout`` with it; yields the real
+    stdout, where the JSON report goes. Where ``sys.stdout`` is not on descriptor 1 (a caller capturing
+    it), that object is the real stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no descriptor 1 to keep apart
+        saved = None
+    on_fd_1 = saved is not None and _descriptor(sys.stdout) == 1
+    real = os.fdopen(saved, "w", closefd=False) if on_fd_1 else sys.stdout
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield real
+    finally:
+        real.flush()
+        if on_fd_1:
+            real.close()  # the wrapper alone: descriptor ``saved`` is closed below, once restored
+        if saved is not None:
+            _flush_c_stdio()  # a C library's buffered printf goes to stderr, not after the report
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _descriptor(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return None
+
+
+def _flush_c_stdio() -> None:
+    """C's stdio buffers flushed (``fflush(NULL)``), where the C library can be found."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
 
 
 @contextlib.contextmanager

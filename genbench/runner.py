@@ -509,11 +509,12 @@ def check_finite_weights(model: torch.nn.Module) -> None:
                                    "run stopped")
 
 
-def check_finite_metrics(metrics: dict[str, float]) -> None:
-    """Refuse a metric value that is not finite (an uncertainty may be NaN: one seed, one point)."""
+def check_finite_metrics(metrics: dict[str, float], outcome: str = "run not recorded as done") -> None:
+    """Refuse a metric value that is not finite (an uncertainty may be NaN: one seed, one point);
+    ``outcome`` says what became of the result."""
     for key, value in metrics.items():
         if not math.isfinite(value) and not _is_uncertainty(key):
-            raise GenbenchError(f"metric {key} is {value}; run not recorded as done")
+            raise GenbenchError(f"metric {key} is {value}; {outcome}")
 
 
 def _is_uncertainty(key: str) -> bool:
