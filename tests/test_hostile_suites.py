@@ -172,11 +172,11 @@ def test_a_name_that_reached_a_path_another_way_is_refused_where_the_folder_is_m
 
 # --- values: any value is in range or one clear line ---------------------------------------------------
 #: every key a suite sets values of, where it sets it
-PLACES = ([("seeds",)] + [("train", key) for key in TRAIN_KEYS]
+PLACES = ([("seeds",), ("name",), ("runs", "0", "name")] + [("train", key) for key in TRAIN_KEYS]
           + [("budgets", "smoke", key) for key in Budget.fields()]
           + [("runs", "0", "budgets", "smoke", key) for key in Budget.fields()])
 VALUES = (st.integers(-2**63, 2**63 - 1) | st.integers(-3, 20) | st.floats() | st.booleans()
-          | st.text(max_size=6) | st.sampled_from(["iwae", "test", "train", "lenet", ""])
+          | st.text(max_size=6) | st.text("a./-_+ \\", max_size=6) | st.sampled_from(["iwae", "test", ""])
           | st.lists(st.integers(0, 3), max_size=2)
           | st.dictionaries(st.sampled_from("ab"), st.integers(), max_size=1))
 
@@ -202,7 +202,11 @@ def test_any_value_of_any_suite_key_is_in_range_or_one_clear_error(where, value)
         assert "\n" not in message and message.startswith("suite h.toml: "), message
         assert key in message or "invalid TOML" in message, message
         return
-    assert in_range(key, value) if key in RANGES else isinstance(value, str), (key, value)
+    if key == "name":  # a name accepted is no path: one folder or file name, neither hidden nor a flag
+        assert isinstance(value, str) and value and not value.startswith((".", "-")), value
+        assert ".." not in value and not set(value) & set("/\\ \0"), value
+    else:
+        assert in_range(key, value) if key in RANGES else isinstance(value, str), (key, value)
 
 
 def _numeric_flags() -> list[tuple[str, str, str]]:
