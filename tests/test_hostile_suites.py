@@ -101,6 +101,7 @@ SUITE_CASES = [
      ": budget 'smoke': quality_samples must be 0 or an integer >= 10, got 3"),
     ("split_5", (*SMOKE, "split"), 5, ": budget 'smoke': split must be a string, got 5"),
     ("run_budget_k_0", (*RUN, "budgets"), {"smoke": {"k": 0}}, ": run 'r' budget 'smoke': k must be"),
+    ("run_budget_typo", (*RUN, "budgets"), {"smoek": {}}, ": run 'r' budgets has unknown field 'smoek'"),
     ("lr_0", ("train", "lr"), 0, ": [train]: lr must be a number > 0, got 0"),
     ("batch_size_false", ("train", "batch_size"), False, ": [train]: batch_size must be an integer >= 1"),
     ("run_batch_size_0", (*RUN, "train"), {"batch_size": 0}, ": run 'r': batch_size must be"),

@@ -218,6 +218,8 @@ def _checked_suite(raw: dict[str, Any], where: str) -> Suite:
     for budget, override in _named_tables(raw.get("budgets", {}), f"{where}: budgets").items():
         budgets[budget] = budgets.get(budget, replace(NEW_BUDGET, name=budget)).override(
             _checked_budget(override, f"{where}: budget {budget!r}"))
+    for run in runs:
+        _known_keys(run.budgets, tuple(budgets), f"{where}: run {run.name!r} budgets")  # a typo of a budget
     notes = [_string(where, "notes", note) for note in _list(raw.get("notes", []), f"{where}: notes")]
     return Suite(name=name, description=_string(where, "description", raw.get("description", "")),
                  dataset=_string(where, "dataset", raw["dataset"]),
