@@ -4,6 +4,11 @@ A budget sets both training (epochs) and evaluation (an ``EvalSettings``: import
 ``k``, test points ``n_test`` ...). Every suite may use the four named budgets: ``BUDGET_DEFAULTS``
 holds them, built on ``EvalSettings``' defaults (the one table of evaluation defaults), and a
 suite's ``[budgets.NAME]`` section overrides their fields by the same names.
+
+A suite file is checked whole as it is parsed (``parse_suite``), before anything loads or trains:
+its names are identifiers, not paths (``genbench.core.names``), its numbers lie in ``RANGES``, the
+table the command line's flags of the same names use, and its keys, models, hyperparameters, data
+sets and schedules exist; anything else is one line naming the file, the run and the key.
 """
 
 from __future__ import annotations
