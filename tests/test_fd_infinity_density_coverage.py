@@ -169,3 +169,29 @@ def test_density_coverage_rejects_bad_shapes_and_settings():
     for fake, k, chunk in [(torch.randn(5, 4), 5, 8), (torch.randn(5, 3), 10, 8), (torch.randn(5, 3), 3, 0)]:
         with pytest.raises(ValueError):
             density_coverage(real, fake, k=k, chunk=chunk)
+
+
+def test_fd_infinity_and_fid_stderr_work_in_row_blocks_never_a_float64_copy_of_the_features(monkeypatch):
+    """float32 features 20,000 x 256 (20 MB; 41 MB as float64): peak numpy allocation within a few 1 MB
+    blocks and the D x D matrices (old code: a float64 copy and its centred copy, over 80 MB), and the
+    same values as in one block."""
+    import tracemalloc
+
+    import genbench.metrics.fd_infinity as fdi
+
+    d = 256
+    x = np.random.default_rng(0).normal(size=(20_000, d)).astype(np.float32)
+    mu, sigma = np.zeros(d), _covariance(d)
+    monkeypatch.setattr(fdi, "ROW_BLOCK_BYTES", 1 << 40)
+    whole = fd_infinity(x, mu, sigma, rng=np.random.default_rng(0)), fdi.fid_stderr(x, mu, sigma)
+    monkeypatch.setattr(fdi, "ROW_BLOCK_BYTES", 1 << 20)
+    tracemalloc.start()
+    try:
+        blocked = fd_infinity(x, mu, sigma, rng=np.random.default_rng(0)), fdi.fid_stderr(x, mu, sigma)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * fdi.ROW_BLOCK_BYTES + 12 * 8 * d * d + 3 * 8 * len(x), peak / 2**20
+    for key in ("fd_infinity", "slope", "stderr", "fid"):
+        assert blocked[0][key] == pytest.approx(whole[0][key], rel=1e-9)
+    assert blocked[1] == pytest.approx(whole[1], rel=1e-9)
