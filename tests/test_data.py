@@ -60,7 +60,7 @@ def test_download_fetches_and_checksums(tmp_path, http_dir):
     spec = RemoteFile("sub/f.amat", url + "f.amat", sha1=_sha1(source))
     [path] = ensure_files("demo", root, [spec], download=True)
     assert path.read_bytes() == source.read_bytes()
-    assert not list(path.parent.glob("*.part"))
+    assert [p.name for p in path.parent.iterdir()] == ["f.amat"]  # no temporary file left
 
 
 def test_download_with_a_wrong_checksum_is_refused_and_leaves_nothing(tmp_path, http_dir):
@@ -69,7 +69,24 @@ def test_download_with_a_wrong_checksum_is_refused_and_leaves_nothing(tmp_path, 
     spec = RemoteFile("f.amat", url + "f.amat", sha1="0" * 40)
     with pytest.raises(GenbenchError, match="checksum mismatch"):
         ensure_files("demo", tmp_path / "root", [spec], download=True)
-    assert not any((tmp_path / "root").iterdir())
+    assert not (tmp_path / "root").exists()  # neither the file nor the folder it would have gone to
+
+
+def test_a_failed_download_leaves_no_folder_it_made(tmp_path, http_dir):
+    _, url = http_dir
+    (tmp_path / "root").mkdir()
+    spec = RemoteFile("a/b/f.amat", url + "nowhere/f.amat")  # 404
+    with pytest.raises(GenbenchError, match="download failed"):
+        ensure_files("demo", tmp_path / "root" / "new", [spec], download=True)
+    assert list((tmp_path / "root").iterdir()) == []
+
+
+def test_a_failed_torchvision_download_leaves_no_folder_it_made(tmp_path, monkeypatch, http_dir):
+    _, url = http_dir
+    monkeypatch.setattr(MNIST, "mirrors", [url + "nowhere/"])  # every file a 404
+    with pytest.raises(GenbenchError, match="download failed"):
+        load_mnist8(tmp_path / "root", download=True)
+    assert not (tmp_path / "root").exists()
 
 
 def test_missing_files_offline_give_one_clear_error(tmp_path, http_dir):

@@ -104,16 +104,20 @@ def test_lenet_is_trained_once_cached_as_safetensors_and_keyed_by_config(digits,
         load_or_train_lenet(digits, cache, other)
 
 
-def test_cache_falls_back_when_the_data_root_is_not_writable(tmp_path, monkeypatch):
+def test_the_cache_is_genbench_cache_where_set_else_the_data_root_else_the_default(tmp_path, monkeypatch):
+    monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "user"))
+    assert feats.cache_dir(tmp_path / "ok") == tmp_path / "user" / feats.CACHE_FOLDER
+    assert not (tmp_path / "ok").exists()  # a writable data root is not written to
+    monkeypatch.delenv(feats.CACHE_ENV)
+    monkeypatch.setattr(feats, "DEFAULT_ROOT", str(tmp_path / "home"))
+    assert feats.cache_dir(tmp_path / "ok") == tmp_path / "ok" / feats.CACHE_FOLDER
     blocked = tmp_path / "file"
     blocked.write_text("a file where the data root should be")
-    monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "user"))
-    assert feats.cache_dir(blocked / "root") == tmp_path / "user" / feats.CACHE_FOLDER
+    assert feats.cache_dir(blocked / "root") == tmp_path / "home" / feats.CACHE_FOLDER
     read_only = tmp_path / "shared"
     read_only.mkdir(mode=0o555)  # root could write here; genbench honours the mode anyway
-    assert feats.cache_dir(read_only) == tmp_path / "user" / feats.CACHE_FOLDER
+    assert feats.cache_dir(read_only) == tmp_path / "home" / feats.CACHE_FOLDER
     assert not (read_only / feats.CACHE_FOLDER).exists()
-    assert feats.cache_dir(tmp_path / "ok") == tmp_path / "ok" / feats.CACHE_FOLDER
 
 
 @pytest.fixture

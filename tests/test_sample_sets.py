@@ -98,4 +98,4 @@ def test_score_prints_is_fid_kid_pr_of_a_png_folder_with_a_torchscript_net(tmp_p
     assert report["features"] == "TorchScript(tiny.pt)" and report["n_reference"] == 60
     assert set(report["metrics"]) >= {"is_ts_tiny", "fid_ts_tiny", "kid_ts_tiny", "precision_ts_tiny",
                                       "recall_ts_tiny"}
-    assert (tmp_path / "data" / feats.CACHE_FOLDER).is_dir()
+    assert (tmp_path / "cache" / feats.CACHE_FOLDER).is_dir() and not (tmp_path / "data").exists()

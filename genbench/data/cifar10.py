@@ -8,7 +8,7 @@ import torch
 
 from genbench.core.errors import GenbenchError
 from genbench.data.base import ImageDataset
-from genbench.data.download import missing_files_error
+from genbench.data.download import folders_removed_on_failure, missing_files_error
 
 FOLDER = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
 RAW_FILES = [f"{FOLDER}/{name}" for name in (
@@ -28,7 +28,8 @@ def read_cifar10(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, to
     out = {}
     for split, train in (("train", True), ("test", False)):
         try:
-            ds = CIFAR10(str(root), train=train, download=download)
+            with folders_removed_on_failure(root / FOLDER):
+                ds = CIFAR10(str(root), train=train, download=download)
         except Exception as exc:
             raise _unreadable(root, download, exc) from None
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW

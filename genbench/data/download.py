@@ -1,13 +1,26 @@
-"""Canonical downloads with checksums, and the one clear error when files are missing."""
+"""Canonical downloads with checksums, and the one clear error when files are missing.
+
+A download writes through ``atomic_write`` (a locked temporary file, replaced once its checksum
+matches), and a failed one leaves nothing it created: no partial file, no empty folder
+(``folders_removed_on_failure``, which the torchvision data sets use too).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from genbench.core.errors import GenbenchError
+from genbench.core.weights import atomic_write
+
+#: seconds a download waits for the server to answer (connecting, or between two reads)
+TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -59,27 +72,61 @@ def ensure_files(dataset: str, root: Path, files: list[RemoteFile], download: bo
     if not download:
         raise missing_files_error(dataset, root, [f.relpath for f, _ in missing], "download disabled")
     for spec, path in missing:
-        # a name of its own: two processes fetching the same file never write into one
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
         try:
-            _fetch(spec, path, tmp, dataset)
+            with folders_removed_on_failure(path.parent):
+                _fetch(spec, path, dataset)
         except Exception as exc:  # offline, HTTP error, read-only root ...
             if isinstance(exc, GenbenchError):
                 raise
             raise missing_files_error(
                 dataset, root, [f.relpath for f, _ in missing], f"download failed: {exc}"
             ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
     return paths
 
 
-def _fetch(spec: RemoteFile, path: Path, tmp: Path, dataset: str) -> None:
-    """Download ``spec`` into ``tmp`` and, if its checksum matches, move it to ``path``."""
-    from torchvision.datasets.utils import download_url  # imported when used: torchvision takes ~1 s
-
+def _fetch(spec: RemoteFile, path: Path, dataset: str) -> None:
+    """Download ``spec`` to ``path`` (atomically), refused unless its checksum matches."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    download_url(spec.url, str(tmp.parent), filename=tmp.name)
+    atomic_write(path, lambda tmp: _download_checked(spec, tmp, dataset))
+
+
+def _download_checked(spec: RemoteFile, tmp: Path, dataset: str) -> None:
+    """Write the file at ``spec.url`` into ``tmp``; a checksum mismatch is one error."""
+    request = urllib.request.Request(spec.url, headers={"User-Agent": "genbench"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response, open(tmp, "wb") as out:
+        shutil.copyfileobj(response, out, 1 << 20)
     if not verify(tmp, spec):
         raise GenbenchError(f"data set {dataset!r}: checksum mismatch for {spec.url}; refused")
-    tmp.replace(path)
+
+
+@contextmanager
+def folders_removed_on_failure(folder: Path) -> Iterator[None]:
+    """Run the body (a download into ``folder``, which it may create); if it fails, remove the folders
+    that did not exist before it and are left empty, ``folder``'s missing parents included. A folder
+    holding a file (another process's download, a file that did arrive) is kept."""
+    created = _topmost_missing(Path(folder))
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            _remove_empty_folders(created)
+        raise
+
+
+def _topmost_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist (None: ``folder`` exists)."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove ``top`` and the folders below it, deepest first, where they are empty."""
+    for here, _, _ in os.walk(top, topdown=False):
+        try:
+            os.rmdir(here)
+        except OSError:
+            continue

@@ -8,7 +8,7 @@ import torch
 
 from genbench.core.errors import GenbenchError
 from genbench.data.base import EVAL_BINARIZATION_SEED, ImageDataset, binarize_once
-from genbench.data.download import missing_files_error
+from genbench.data.download import folders_removed_on_failure, missing_files_error
 
 RAW_FILES = [
     "MNIST/raw/train-images-idx3-ubyte",
@@ -29,7 +29,8 @@ def read_mnist(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torc
     out = {}
     for split, train in (("train", True), ("test", False)):
         try:
-            ds = MNIST(str(root), train=train, download=download)
+            with folders_removed_on_failure(root / "MNIST" / "raw"):
+                ds = MNIST(str(root), train=train, download=download)
         except Exception as exc:
             reason = "download disabled" if not download else f"download failed: {exc}"
             raise missing_files_error("mnist", root, RAW_FILES, reason) from None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: the data root where neither is given (and the feature cache's, where the data root is read-only)
+DEFAULT_ROOT = "~/.cache/genbench"
+
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
     if explicit:
@@ -12,4 +15,4 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     env = os.environ.get("GENBENCH_DATA")
     if env:
         return Path(env).expanduser()
-    return Path("~/.cache/genbench").expanduser()
+    return Path(DEFAULT_ROOT).expanduser()

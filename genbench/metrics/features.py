@@ -49,7 +49,7 @@ from genbench.core.errors import GenbenchError, MetricSkipped, log
 from genbench.core.registry import Registry
 from genbench.core.state_specs import check_torch_zip
 from genbench.core.weights import file_sha256
-from genbench.data.root import data_root
+from genbench.data.root import DEFAULT_ROOT, data_root
 from genbench.metrics.lenet import SHIPPED_SOURCE, lenet_fits, shipped_lenet
 
 #: torch-fidelity's Inception-v3 weights (its ``URL_INCEPTION_V3``; tests/test_fidelity_extractors.py
@@ -130,15 +130,17 @@ def _writable(folder: Path) -> bool:
 
 
 def cache_dir(root: str | os.PathLike | None = None) -> Path:
-    """``<data root>/genbench-cache``, or $GENBENCH_CACHE (~/.cache/genbench) where it is read-only."""
-    preferred = data_root(root) / CACHE_FOLDER
-    if _writable(preferred):
-        return preferred
-    fallback = Path(os.environ.get(CACHE_ENV) or "~/.cache/genbench").expanduser() / CACHE_FOLDER
-    if _writable(fallback):
-        return fallback
-    raise GenbenchError(f"no writable cache folder: {preferred} and {fallback} are read-only "
-                        f"(set {CACHE_ENV})")
+    """Where feature caches go: ``$GENBENCH_CACHE/genbench-cache`` where the variable is set (and
+    nowhere else: a shared data root stays untouched), else ``<data root>/genbench-cache``, or
+    ``~/.cache/genbench/genbench-cache`` where the data root is read-only."""
+    chosen = os.environ.get(CACHE_ENV)
+    candidates = [Path(chosen).expanduser() / CACHE_FOLDER] if chosen else [
+        data_root(root) / CACHE_FOLDER, data_root(DEFAULT_ROOT) / CACHE_FOLDER]
+    for folder in candidates:
+        if _writable(folder):
+            return folder
+    raise GenbenchError(f"no writable cache folder ({', '.join(map(str, candidates))}); "
+                        f"set {CACHE_ENV} to a folder genbench may write in")
 
 
 def default_feature_net(dataset) -> str:

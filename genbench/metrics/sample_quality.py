@@ -8,7 +8,7 @@ definition, k = ``prc_neighborhood``) and density/coverage are genbench's, in
 at once, twice while it concatenates them (8 GB at N = 100,000, the default ``--max-samples``);
 genbench's blocks stay within ``knn.BLOCK_BYTES`` (256 MiB) whatever N.
 The features of the real data (a split of the data set, its first n images) are computed
-once and cached as safetensors under ``<data root>/genbench-cache/``, keyed by a hash of the
+once and cached as safetensors in the feature cache (``features.cache_dir``), keyed by a hash of the
 images and of the network: scoring ten models extracts the real features once.
 torch-fidelity's own cache is not used because it stores pickles. torch-fidelity is imported
 where it is called (it imports torchvision, about a second), so a process that never scores
