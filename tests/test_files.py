@@ -142,3 +142,17 @@ def test_every_file_genbench_writes_has_the_users_umask_permissions(tmp_path, mo
     wrong = {path: mode for path, mode in written.items()
              if mode != (oct(0o755) if (tmp_path / path).is_dir() else oct(0o644))}
     assert wrong == {}
+
+
+def test_an_unwritable_genbench_cache_is_one_line_not_a_write_into_the_data_root(tmp_path, monkeypatch,
+                                                                                  capsys, tiny_torchscript):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "cache"))
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    np.savez(tmp_path / "s.npz", samples=np.zeros((30, 8, 8), np.uint8))
+    code = main(["score", str(tmp_path / "s.npz"), "--dataset", "toy", "--features", str(tiny_torchscript),
+                 "--n-reference", "60", "--data-root", str(data_root)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("genbench: no writable cache folder")
+    assert feats.CACHE_ENV in lines[0] and list(data_root.iterdir()) == []
