@@ -56,6 +56,7 @@ from genbench.metrics.registry import METRICS, EvalSettings, evaluate
 from genbench.metrics.sample_quality import curve_monitor
 from genbench.results.db import Claim, Lease, ResultsDB
 from genbench.results.pictures import save_pictures
+from genbench.results.rows import is_uncertainty
 from genbench.scoring import load_for_scoring, write_evaluation
 from genbench.suites import SUITES, Budget, RunEntry, Suite, parse_suite
 from genbench.train.callbacks import Callback, QualityMonitor, watches_samples
@@ -513,17 +514,8 @@ def check_finite_metrics(metrics: dict[str, float], outcome: str = "run not reco
     """Refuse a metric value that is not finite (an uncertainty may be NaN: one seed, one point);
     ``outcome`` says what became of the result."""
     for key, value in metrics.items():
-        if not math.isfinite(value) and not _is_uncertainty(key):
+        if not math.isfinite(value) and not is_uncertainty(key):
             raise GenbenchError(f"metric {key} is {value}; {outcome}")
-
-
-def _is_uncertainty(key: str) -> bool:
-    """Whether ``key`` is another value's declared uncertainty (a standard error or std)."""
-    for spec in METRICS.in_order():
-        column = spec.column_of(key)
-        if column is not None:
-            return any(c.error == column.key for c in spec.columns)
-    return False
 
 
 def failure_reason(exc: BaseException) -> str:

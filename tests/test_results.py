@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import sqlite3
 from dataclasses import replace
 
 import pytest
 import torch
 
+from genbench.core.errors import GenbenchError
 from genbench.metrics.lenet import SHIPPED_RECORD
 from genbench.results.db import ResultsDB
 from genbench.results.leaderboard import render_leaderboard
@@ -46,11 +48,18 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert len(runs) == 80 and all(len(r["metrics"]) == 2 for r in runs)
 
 
-def test_a_failed_write_leaves_no_half_written_run(tmp_path):
+def test_a_failed_write_leaves_no_half_written_run(tmp_path, monkeypatch):
     db = ResultsDB(tmp_path / "db.sqlite")
     run_id = db.start_run(spec("a"), "/tmp/x", "cpu")
-    with pytest.raises(ValueError):
+    with pytest.raises(GenbenchError, match="metric elbo of the run is 'not a number', not a number"):
         db.finish_run(run_id, {"nll": 90.0, "elbo": "not a number"}, 1.0, 1.0)
+
+    def fails(*args, **kwargs):  # a write that fails inside the transaction, after the status changed
+        raise sqlite3.IntegrityError("the disk went away")
+
+    monkeypatch.setattr(ResultsDB, "_insert_results", staticmethod(fails))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.finish_run(run_id, {"nll": 90.0}, 1.0, 1.0)
     [row] = db.runs(status=None)
     assert row["status"] == "running" and row["metrics"] == {}
 

@@ -188,7 +188,9 @@ def test_an_old_database_gains_the_ownership_columns_and_its_running_rows_are_ta
             run = spec(status)
             conn.execute("INSERT INTO runs (run_key, suite, name, model, dataset, config, seed, budget, "
                          "train, eval, status, started_at, versions) VALUES (?, 's', 'n', 'vae', 'mnist', "
-                         "'{}', 0, 'short', '{}', '{}', ?, 'then', '{}')", (run.key, status))
+                         "'{}', 0, 'short', '{\"epochs\": 1}', '{}', ?, 'then', '{}')", (run.key, status))
+        conn.execute("INSERT INTO metrics (run_id, name, value) SELECT id, 'nll', 90.0 FROM runs "
+                     "WHERE status = 'done'")  # a done row has its numbers
     db = ResultsDB(path)
     assert {r["status"] for r in db.runs(status=None)} == {"done", "running"}
     claim = db.claim_run(spec("running"), "/tmp/x", "cpu")

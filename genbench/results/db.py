@@ -17,13 +17,28 @@ collecting twice, or from two launchers at once, adds no row.
 
 Each run records the world it trained in: ``world_size`` (ranks under torchrun, else 1) and
 ``backend`` (nccl, gloo, or none for one process).
+
+Nothing without numbers is recorded as done, and every row read is decoded in one place
+(``genbench.results.rows``): a row no renderer could show is named in one warning and left out.
+A database that cannot be used (corrupt, in a folder SQLite cannot write its WAL files in, locked
+by another process for longer than ``LOCK_WAIT``) is one ``GenbenchError`` line; a write waiting
+for another process's lock says so after ``SAY_WAITING_AFTER`` seconds.
+
+A new database is made WAL under an exclusive ``flock`` of its folder: switching the journal mode
+upgrades the pragma's read lock to a write lock, and two connections that both hold the read lock
+and both want the write lock deadlock, which SQLite breaks by failing one of them at once with
+"database is locked" (its busy handler is not called where waiting could not help). Under the lock
+one opener switches; every later one finds WAL set and needs no write lock for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
 import platform
+import re
 import secrets
 import socket
 import sqlite3
@@ -36,8 +51,18 @@ from pathlib import Path
 from typing import Any
 
 import genbench
-from genbench.core.errors import GenbenchError
+from genbench.core.errors import GenbenchError, log
 from genbench.core.heartbeat import Heartbeat
+from genbench.results.rows import (
+    BadRow,
+    check_curve,
+    check_fields,
+    check_identity,
+    check_metrics,
+    check_skipped,
+    decode_run,
+    is_number,
+)
 from genbench.train.identity import RunIdentity
 
 DEFAULT_DB = Path("runs/genbench.sqlite")
@@ -47,6 +72,10 @@ DEFAULT_DB = Path("runs/genbench.sqlite")
 STALE_AFTER = 120.0
 #: seconds between heartbeats of a run being trained or evaluated
 HEARTBEAT_EVERY = STALE_AFTER / 8
+#: seconds a write waits for another process's lock on the database before giving up
+LOCK_WAIT = 60.0
+#: seconds of waiting for a lock after which the wait is said on stderr
+SAY_WAITING_AFTER = 2.0
 #: columns added after the first schema (ownership; the provenance of an external result, JSON,
 #: NULL for a zoo run; the world a run trained in); older databases gain them on opening
 ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "external": "TEXT", "world_size": "INTEGER",
@@ -101,6 +130,8 @@ CREATE TABLE IF NOT EXISTS skipped (
     PRIMARY KEY (run_id, metric)
 );
 """
+#: the tables of SCHEMA
+TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
 
 
 def now() -> str:
@@ -180,13 +211,18 @@ class Claim:
         return f"{self.holder} (heartbeat {self.heartbeat_age:.0f} s ago)"
 
 
+class DatabaseUnusable(GenbenchError):
+    """The results database cannot be read or written: corrupt, locked too long, or a folder SQLite
+    cannot write in."""
+
+
 class Lease(Heartbeat):
     """A claimed run's heartbeat: a daemon thread refreshes it every ``HEARTBEAT_EVERY`` seconds
     while the run trains and evaluates (a thread, so long evaluations beat too). ``lost`` is set
     once the row is no longer this owner's running run (another process took it over); a database
     locked or busy for longer than the timeout is tried again at the next beat."""
 
-    retry_on = (sqlite3.Error,)
+    retry_on = (sqlite3.Error, DatabaseUnusable)
 
     def __init__(self, db: ResultsDB, run_id: int):
         super().__init__(HEARTBEAT_EVERY, f"genbench-heartbeat-{run_id}")
@@ -215,30 +251,41 @@ class ResultsDB:
     def __init__(self, path: str | Path = DEFAULT_DB, owner: str | None = None):
         self.path = Path(path)
         self.owner = owner or new_owner()
+        self._warned: set[int] = set()  # rows named already as left out
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
+        with _folder_lock(self.path.parent), self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            # in one transaction: a concurrent reader (check_database_file) sees all tables or none
-            conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
-            outdated = bool(_missing_columns(conn))
-        if outdated:
+        with self._connect() as conn:
+            complete = _has_schema(conn)
+        if not complete:  # a write only where tables or columns are missing: reading needs no lock
             with self.transaction() as conn:
+                # in one transaction: a concurrent reader (check_database_file) sees all tables or none
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    conn.execute(statement)
                 _add_missing_columns(conn)
 
     @contextmanager
     def _connect(self):
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys=ON")
+        """A connection; an SQLite error that is not a bug of genbench's (a corrupt file, a lock held
+        too long, a folder it cannot write its WAL files in) becomes one ``DatabaseUnusable`` line."""
+        conn = None
         try:
+            conn = sqlite3.connect(self.path, timeout=LOCK_WAIT, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys=ON")
             yield conn
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseUnusable(_unusable(self.path, exc)) from None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     @contextmanager
     def transaction(self):
         with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            _begin_immediate(conn, self.path)
             try:
                 yield conn
             except BaseException:
@@ -304,9 +351,9 @@ class ResultsDB:
         """Record a run trained away from the database, in one transaction, exactly once: nothing
         where the run is done already (collected before, or trained here) or where ``finished`` is a
         failure already recorded, or one of a run a live process is retrying now. Returns whether
-        anything was recorded. The run's newest unfinished row becomes this outcome, else a new row."""
-        if finished.status not in ("done", "failed"):
-            raise GenbenchError(f"a run's result has status {finished.status!r}, not done or failed")
+        anything was recorded. The run's newest unfinished row becomes this outcome, else a new row;
+        one without finite numbers is refused (``check_finished``)."""
+        check_finished(run, finished)
         with self.transaction() as conn:
             done = conn.execute("SELECT 1 FROM runs WHERE run_key = ? AND status = 'done'", (run.key,))
             if done.fetchone() is not None:
@@ -364,7 +411,10 @@ class ResultsDB:
                    curve: list[dict[str, float]] | None = None) -> bool:
         """Store all metric values (and why any applicable metric was skipped, and the learning
         curve's rows, each with its ``epoch``) and mark the run done, in one transaction. Only
-        this owner's running run: returns False (and stores nothing) where it is not that."""
+        this owner's running run: returns False (and stores nothing) where it is not that. Refused
+        (one line naming the value) without finite metric values."""
+        metrics, skipped = check_metrics(metrics), check_skipped(skipped or {})
+        curve = check_curve(curve or [])
         with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE runs SET status='done', finished_at=?, train_seconds=?, eval_seconds=? "
@@ -384,6 +434,7 @@ class ResultsDB:
                     eval_settings: dict[str, Any], eval_seconds: float) -> None:
         """Add one metric's values (or why it was skipped) to a finished run, evaluated later
         from its final checkpoint with ``eval_settings``; replaces that metric's old outcome."""
+        values = check_metrics(values, f"metric {metric}") if values else {}
         with self.transaction() as conn:
             conn.execute("DELETE FROM skipped WHERE run_id = ? AND metric = ?", (run_id, metric))
             self._insert_results(conn, run_id, values, {metric: skipped} if skipped else {}, replace=True)
@@ -403,7 +454,10 @@ class ResultsDB:
                         skipped: dict[str, str], device: str, eval_seconds: float) -> int:
         """A result scored outside genbench's training (``genbench score --name``): its row, done, with
         its provenance ``external``, metrics and skipped reasons, in one transaction under run key
-        ``key``; a key that has a row already is refused (a finished result is never changed)."""
+        ``key``; a key that has a row already is refused (a finished result is never changed), and so
+        is one without finite metric values."""
+        what = f"result {run.name!r}"
+        metrics, skipped = check_metrics(metrics, what), check_skipped(skipped, what)
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_key = ?", (key,)).fetchone() is not None:
                 raise GenbenchError(f"{run.name!r} is recorded already for suite {run.suite} on "
@@ -448,12 +502,16 @@ class ResultsDB:
         return dict(row) if row else None
 
     def metrics(self, run_id: int) -> dict[str, float]:
+        """A run's metric values that are numbers (a NULL uncertainty, or a hand-edited value, left out)."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT name, value FROM metrics WHERE run_id=?", (run_id,))
-            return {r["name"]: r["value"] for r in rows}
+            rows = conn.execute("SELECT name, value FROM metrics WHERE run_id=?", (run_id,)).fetchall()
+        return {r["name"]: float(r["value"]) for r in rows
+                if is_number(r["value"]) and math.isfinite(r["value"])}
 
     def runs(self, suite: str | None = None, status: str | None = "done") -> list[dict[str, Any]]:
-        """Runs (newest first) with their metrics as a dict under ``"metrics"``."""
+        """Runs (newest first) with their metrics as a dict under ``"metrics"``, each decoded by
+        ``decode_run``: a row that cannot be rendered is named in one warning (once per database
+        object) and left out."""
         query, args = "SELECT * FROM runs WHERE 1=1", []
         if suite is not None:
             query += " AND suite = ?"
@@ -471,13 +529,19 @@ class ResultsDB:
         reasons: dict[int, dict[str, str]] = {}
         for m in skipped_rows:
             reasons.setdefault(m["run_id"], {})[m["metric"]] = m["reason"]
+        decoded = []
         for r in rows:
-            for key in ("config", "train", "eval", "versions"):
-                r[key] = json.loads(r[key])
-            r["external"] = json.loads(r["external"]) if r.get("external") else None
-            r["metrics"] = by_run.get(r["id"], {})
-            r["skipped"] = reasons.get(r["id"], {})
-        return rows
+            try:
+                decoded.append(decode_run(r, by_run.get(r["id"], {}), reasons.get(r["id"], {})))
+            except BadRow as exc:
+                self._left_out(r, exc)
+        return decoded
+
+    def _left_out(self, row: dict[str, Any], why: BadRow) -> None:
+        """Say once that a row is left out of what is rendered, and why."""
+        if row["id"] not in self._warned:
+            self._warned.add(row["id"])
+            log(f"warning: {self.path}: run {row['id']} ({row.get('name')!r}) left out of the tables: {why}")
 
     def curve(self, run_id: int) -> list[dict[str, float]]:
         """The run's learning curve: one dict per epoch, with its ``epoch``."""
@@ -488,6 +552,28 @@ class ResultsDB:
         for r in rows:
             by_epoch.setdefault(r["epoch"], {"epoch": r["epoch"]})[r["name"]] = r["value"]
         return list(by_epoch.values())
+
+
+def check_finished(run: RunIdentity, finished: FinishedRun, what: str = "result") -> None:
+    """A result to ingest as rows need it (``GenbenchError`` naming the value where not): its
+    identity, its fields' types, and, done, finite metric values and a learning curve of epochs."""
+    check_identity(run, what)
+    if finished.status not in ("done", "failed"):
+        raise GenbenchError(f"{what}: its status is {finished.status!r}, not done or failed")
+    check_fields(finished, FINISHED_FIELDS, what)
+    versions = finished.versions
+    if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
+        raise GenbenchError(f"{what}: its versions are not a mapping of names to text")
+    if finished.status == "done":
+        check_metrics(finished.metrics, what)
+        check_skipped(finished.skipped, what)
+        check_curve(finished.curve, what)
+
+
+#: a FinishedRun's fields and the types they may hold (None: may be missing)
+FINISHED_FIELDS = {"run_dir": (str,), "device": (str,), "producer": (str,), "backend": (str,),
+                   "world_size": (int,), "error": (str, None), "started_at": (str, None),
+                   "finished_at": (str, None), "train_seconds": (float, None), "eval_seconds": (float, None)}
 
 
 def _identity_values(run: RunIdentity) -> tuple:
@@ -511,6 +597,64 @@ def run_key_taken(path: str | Path, key: str) -> bool:
         conn.close()
 
 
+def _has_schema(conn) -> bool:
+    """Whether the database has every table and column of SCHEMA (read without writing)."""
+    tables = {row["name"] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return set(TABLES) <= tables and not _missing_columns(conn)
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    """Whether an SQLite error is another connection's lock (SQLITE_BUSY or SQLITE_LOCKED)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> str:
+    """The one line of an SQLite error that is the database's, not genbench's."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if _is_locked(exc):
+        return (f"results database {path}: locked by another process for over {LOCK_WAIT:.0f} s; gave up "
+                "(run again once it is done)")
+    if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR):
+        return (f"results database {path}: cannot write it ({exc}); SQLite writes its -wal and -shm files "
+                "beside it, so its folder must be writable")
+    return f"results database {path}: corrupt or not genbench's ({exc})"
+
+
+def _begin_immediate(conn, path: Path) -> None:
+    """Begin a write transaction, waiting up to ``LOCK_WAIT`` seconds for another process's write
+    lock: after ``SAY_WAITING_AFTER`` seconds the wait is said on stderr, once."""
+    conn.execute(f"PRAGMA busy_timeout = {int(SAY_WAITING_AFTER * 1000)}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if not _is_locked(exc):
+            raise
+        log(f"waiting for the results database {path}, locked by another process (up to {LOCK_WAIT:.0f} s)")
+        conn.execute(f"PRAGMA busy_timeout = {int((LOCK_WAIT - SAY_WAITING_AFTER) * 1000)}")
+        conn.execute("BEGIN IMMEDIATE")
+    conn.execute(f"PRAGMA busy_timeout = {int(LOCK_WAIT * 1000)}")
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive ``flock`` of the database's folder while a connection sets WAL (the module says
+    why). The folder, not the database file: closing a second descriptor of the database would drop
+    the POSIX locks SQLite's connections in this process hold on it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:
+        raise DatabaseUnusable(f"results database folder {folder}: unreadable ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise DatabaseUnusable(f"results database folder {folder}: cannot be locked ({exc.strerror}); "
+                                   "the database needs a local file system") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _missing_columns(conn) -> list[str]:
     have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
     return [name for name in ADDED_COLUMNS if name not in have]
@@ -527,36 +671,44 @@ def _add_missing_columns(conn) -> None:
 def check_database_file(path: str | Path) -> None:
     """One line where ``path`` cannot be genbench's results database, before anything opens it: a
     folder, a file that is not SQLite, an SQLite database of another schema (its tables and
-    ``user_version`` said), or a place that cannot be written. An absent or empty file is a new one."""
-    import re
-
+    ``user_version`` said), a corrupt one (``PRAGMA quick_check``), or a place that cannot be written
+    (the file, or its folder, where SQLite writes its -wal and -shm files). An absent or empty file is
+    a new one."""
     path = Path(path)
     folder = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
     if path.is_dir():
         raise GenbenchError(f"--db {path}: a directory, not a genbench results database")
     if folder != path.absolute() and not (folder.is_dir() and os.access(folder, os.W_OK)):
         raise GenbenchError(f"--db {path}: cannot write there ({folder} is not a writable folder)")
-    if folder != path.absolute() or path.stat().st_size == 0:
+    if folder != path.absolute():
         return
     if not os.access(path, os.R_OK | os.W_OK):
         raise GenbenchError(f"--db {path}: cannot write to it")
+    if not os.access(path.absolute().parent, os.W_OK | os.X_OK):
+        raise GenbenchError(f"--db {path}: its folder {path.absolute().parent} is not writable, and SQLite "
+                            "writes the database's -wal and -shm files beside it")
+    if path.stat().st_size == 0:
+        return
     with open(path, "rb") as f:
         if f.read(16) != b"SQLite format 3\x00":
             raise GenbenchError(f"--db {path}: not a genbench results database (not an SQLite file)")
     conn = None
     try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=LOCK_WAIT)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        health = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     except sqlite3.Error as exc:
         raise GenbenchError(f"--db {path}: not a genbench results database ({exc})") from None
     finally:
         if conn is not None:
             conn.close()
-    wanted = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+    wanted = set(TABLES)
     runs = re.search(r"CREATE TABLE IF NOT EXISTS runs \((.*?)\n\);", SCHEMA, re.S).group(1)
     needed = {line.split()[0] for line in runs.strip().splitlines()} - set(ADDED_COLUMNS)
     if tables - {"sqlite_sequence"} and not (wanted <= tables and needed <= columns):
         raise GenbenchError(f"--db {path}: an SQLite database of another schema, version {version} (tables: "
                             f"{', '.join(sorted(tables)) or 'none'}), not genbench results")
+    if health != "ok":
+        raise GenbenchError(f"--db {path}: a corrupt database (SQLite's quick_check: {health})")

@@ -126,7 +126,8 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         row["seeds"] = len(group)
         row["epochs"] = "" if is_external(first) else _epochs(group)
         evaluation = first["eval"]
-        row[K_TEST] = f"{evaluation['k']} / {evaluation['n_test'] or 'all'}" if _emits("nll", group) else ""
+        row[K_TEST] = (f"{evaluation.get('k')} / {evaluation.get('n_test') or 'all'}" if _emits("nll", group)
+                      else "")
         quality = _emits("sample_quality", group)
         row[SAMPLES] = str(evaluation.get("quality_samples", "")) if quality else ""
         row[FEATURES] = _feature_nets(group) if quality else ""
@@ -233,7 +234,8 @@ def _dataset_lines(runs: list[dict], suite: Suite) -> list[str]:
     """The data sets the rows ran on (read from the runs: a suite run with --dataset used another
     than the suite file names); the suite's own where there are no rows yet."""
     names = sorted({run["dataset"] for run in runs}) or [suite.dataset]
-    return [f"- `{n}`: {DATASETS[n].summary}" for n in names]
+    return [f"- `{n}`: {DATASETS[n].summary if n in DATASETS else 'a data set this genbench does not know'}"
+            for n in names]
 
 
 def _figure_name(group: list[dict], kind: str) -> str:
