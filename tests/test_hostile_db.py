@@ -15,14 +15,17 @@ import os
 import re
 import sqlite3
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from genbench.cli import main
 from genbench.core.errors import GenbenchError
-from genbench.launch.rundir import write_result
+from genbench.launch.collect import collect
+from genbench.launch.rundir import RESULT_FILE, finished_run, read_result, write_result
 from genbench.results import db as dbmod
 from genbench.results.db import FinishedRun, ResultsDB
 from genbench.results.leaderboard import render_leaderboard
@@ -326,3 +329,165 @@ def test_a_locked_database_says_it_waits_then_gives_one_line(tmp_path, monkeypat
     assert code == 2 and len(lines) == 2, lines
     assert lines[0] == f"waiting for the results database {path}, locked by another process (up to 1 s)"
     assert lines[1].startswith(f"genbench: results database {path}: locked by another process for over 1 s")
+
+
+# --- collect: a bad record is skipped and named ---------------------------------------------------
+def _result_record(run_dir: Path) -> dict:
+    write_result(run_dir, spec("rec"), _finished())
+    return json.loads((run_dir / RESULT_FILE).read_text())
+
+
+RECORD_EDITS = {
+    "string_metric": (lambda r: r["metrics"].update(nll="abc"), "metric nll of the"),
+    "no_seed": (lambda r: r["run"]["train"].pop("seed"), "training seed is None"),
+    "curve_row_without_epoch": (lambda r: r["curve"].append({"loss": 1.0}), "has no finite epoch"),
+    "null_metric": (lambda r: r["metrics"].update(nll=None), "metric nll of the"),
+    "no_metrics": (lambda r: r.update(metrics={}), "no metric values"),
+    "metrics_a_list": (lambda r: r.update(metrics=[1]), "no metric values"),
+    "name_a_number": (lambda r: r["run"].update(name=5), "its name is 5"),
+    "config_a_list": (lambda r: r["run"].update(config=[1]), "its config is not a JSON object"),
+    "data_shape_text": (lambda r: r["run"].update(data_shape="abc"), "data shape"),
+    "versions_a_list": (lambda r: r.update(versions=["torch"]), "its versions"),
+}
+
+
+def test_collect_skips_and_names_each_bad_record_and_never_opens_a_fifo(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    good = _result_record(runs / "good")
+    for name, (edit, _) in RECORD_EDITS.items():
+        record = json.loads(json.dumps(good))
+        edit(record)
+        (runs / name).mkdir(parents=True)
+        (runs / name / RESULT_FILE).write_text(json.dumps(record))
+    (runs / "fifo").mkdir()
+    os.mkfifo(runs / "fifo" / RESULT_FILE)
+    (runs / "link").mkdir()
+    (runs / "link" / RESULT_FILE).symlink_to(runs / "good" / RESULT_FILE)
+    (runs / "huge").mkdir()
+    with open(runs / "huge" / RESULT_FILE, "wb") as f:
+        f.truncate(64 << 20)  # sparse: no disk, but over the limit
+    warnings: list[str] = []
+    report = collect(runs, ResultsDB(tmp_path / "db.sqlite"), warn=warnings.append)
+    assert len(report.added) == 1 and report.added[0][1]["key"] == good["key"]
+    for name, (_, fragment) in RECORD_EDITS.items():
+        [line] = [w for w in warnings if f"/{name}/" in w]
+        assert fragment in line and line.endswith("skipped"), line
+    for name, fragment in (("fifo", "not a regular file"), ("link", "not a regular file"),
+                           ("huge", "over the limit of 16,777,216 bytes")):
+        [line] = [w for w in warnings if f"/{name}/" in w]
+        assert fragment in line, line
+    assert len(warnings) == len(RECORD_EDITS) + 3
+    [row] = ResultsDB(tmp_path / "db.sqlite").runs(status=None)
+    assert row["metrics"] == {"nll": 90.0}
+
+
+def test_read_result_refuses_a_fifo_without_blocking(tmp_path):
+    """A FIFO with no writer: opening it for reading would block forever."""
+    (tmp_path / "r").mkdir()
+    os.mkfifo(tmp_path / "r" / RESULT_FILE)
+    with pytest.raises(GenbenchError, match="not a regular file"):
+        read_result(tmp_path / "r")
+
+
+def test_a_good_record_round_trips_through_collect(tmp_path):
+    run_dir = tmp_path / "runs" / "a"
+    finished = finished_run("done", run_dir, "cpu", "job 1", (1, "none"), metrics={"nll": 90.0},
+                            curve=[{"epoch": 1.0, "loss": 2.0}])
+    write_result(run_dir, spec("a"), finished)
+    run, read, _ = read_result(run_dir)
+    assert run == spec("a") and asdict(read) == asdict(finished)
+
+
+# --- property: random interleavings of open, claim, finish, fail, collect and render ---------------
+#: the runs the actors contend for
+CONTENDED = 3
+OPERATIONS = st.one_of(
+    st.tuples(st.just("open")),
+    st.tuples(st.just("claim"), st.integers(0, CONTENDED - 1)),
+    st.tuples(st.just("finish"), st.integers(0, CONTENDED - 1), st.integers(0, 99)),
+    st.tuples(st.just("fail"), st.integers(0, CONTENDED - 1)),
+    st.tuples(st.just("collect"), st.integers(0, CONTENDED - 1), st.integers(0, 99)),
+    st.tuples(st.just("render")),
+    st.tuples(st.just("scribble")),
+)
+
+
+def _contended(i: int):
+    return spec(f"contended{i}")
+
+
+def act(path: str, runs_dir: str, script: list[tuple]) -> list[tuple]:
+    """One actor (a process or a thread, its own owner): ``script`` on the database at ``path``; what
+    it did: ("done", key, value) for each run it recorded as done (a finish or a collected result
+    that the database took), ("seen", {key: value}) for each render (whose tables it also drew).
+    ``scribble`` is another program writing a done row without numbers by hand: no render may show
+    it, or fail on it."""
+    from genbench.results.leaderboard import leaderboard_markdown
+
+    db = ResultsDB(path)
+    held: dict[int, int] = {}
+    events: list[tuple] = []
+    for op, *args in script:
+        if op == "open":
+            db = ResultsDB(path, owner=db.owner)
+        elif op == "claim":
+            claim = db.claim_run(_contended(args[0]), Path(runs_dir) / str(args[0]), "cpu")
+            if claim.status == "claimed":
+                held[args[0]] = claim.run_id
+        elif op == "finish" and args[0] in held:
+            if db.finish_run(held.pop(args[0]), {"nll": float(args[1])}, 1.0, 1.0):
+                events.append(("done", _contended(args[0]).key, float(args[1])))
+        elif op == "fail" and args[0] in held:
+            db.fail_run(held.pop(args[0]), "failed on purpose")
+        elif op == "collect":
+            folder = Path(runs_dir) / f"results-{args[0]}-{args[1]}"
+            write_result(folder, _contended(args[0]), _finished(metrics={"nll": float(args[1])}))
+            for _, record in collect(folder, db, warn=lambda line: None).added:
+                events.append(("done", record["key"], record["metrics"]["nll"]))
+        elif op == "scribble":
+            run_id = db.start_run(spec(f"scribbled-{os.getpid()}-{len(events)}-{threading.get_ident()}"),
+                                  runs_dir, "cpu")
+            with sqlite3.connect(path, timeout=60) as conn:
+                conn.execute("UPDATE runs SET status = 'done' WHERE id = ?", (run_id,))
+                conn.execute("INSERT INTO metrics (run_id, name, value) VALUES (?, 'nll', NULL)", (run_id,))
+            events.append(("scribbled",))
+        elif op == "render":
+            leaderboard_markdown(db, SUITES["mnist"], Path(runs_dir) / "lb", with_figures=False)
+            render_paper_table("iwae", db)
+            events.append(("seen", {r["run_key"]: r["metrics"]["nll"] for r in db.runs()}))
+    return events
+
+
+@pytest.fixture(scope="module")
+def processes():
+    """Two worker processes (spawned once for the module) that run actors' scripts."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        yield pool
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(scripts=st.lists(st.lists(OPERATIONS, min_size=1, max_size=8), min_size=3, max_size=3))
+def test_interleaved_writers_and_readers_lose_nothing_undo_nothing_and_always_render(tmp_path_factory,
+                                                                                    processes, scripts):
+    """Three actors at once on a new database (two processes and a thread of this one): every run
+    recorded as done stays done with its numbers (one done row per run, the value its recorder
+    recorded), every render succeeds, and no reader ever sees a done run change or vanish."""
+    folder = tmp_path_factory.mktemp("interleaved")
+    path = str(folder / "db.sqlite")
+    pending = [processes.apply_async(act, (path, str(folder / f"actor{i}"), script))
+               for i, script in enumerate(scripts[:2])]
+    here = act(path, str(folder / "actor2"), scripts[2])
+    histories = [p.get(timeout=120) for p in pending] + [here]
+    recorded = [tuple(event[1:]) for events in histories for event in events if event[0] == "done"]
+    keys = [key for key, _ in recorded]
+    assert len(keys) == len(set(keys)), recorded  # a run is recorded as done once
+    final = {r["run_key"]: r["metrics"]["nll"] for r in ResultsDB(path).runs()}
+    assert final == dict(recorded)  # nothing lost, nothing more
+    for events in histories:
+        seen = [state for kind, *state in events if kind == "seen" for state in state]
+        for before, after in zip(seen, seen[1:], strict=False):
+            assert before.items() <= after.items()  # nothing undone, as a reader sees it
+        assert all(state.items() <= final.items() for state in seen)

@@ -3,6 +3,9 @@
 Every ``result.json`` under the folder is read and handed to ``ResultsDB.ingest``, which records
 it in one transaction unless the run is done already (or the failure is recorded already): so a
 second collect, or one running beside a launcher that collects the same results, adds nothing.
+A record that is not a well-formed result (not JSON, a metric that is not a number, no seed, a
+curve row without its epoch, a FIFO or a link named ``result.json``) is skipped and named in one
+warning; nothing of it is recorded.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from genbench.core.errors import GenbenchError, log
 from genbench.launch.rundir import RESULT_FILE, read_result
-from genbench.results.db import ResultsDB
+from genbench.results.db import DatabaseUnusable, ResultsDB
 
 
 @dataclass
@@ -33,15 +36,24 @@ def collect(runs_dir: Path, db: ResultsDB, warn=log) -> Collected:
     for path in sorted(runs_dir.rglob(RESULT_FILE)):
         try:
             found = read_result(path)
+            added = found is not None and db.ingest(found[0], found[1])
+        except DatabaseUnusable:
+            raise  # the database's fault, not the record's: one line, no more records tried
         except GenbenchError as exc:
-            warn(f"warning: {exc}")
+            warn(f"warning: {exc}; skipped")
             report.unreadable.append(str(exc))
             continue
         if found is None:
             continue
-        run, finished, record = found
-        if db.ingest(run, finished):
-            report.added.append((record.get("suite_source") or run.suite, record))
+        run, _, record = found
+        if added:
+            report.added.append((_suite_source(record, run.suite), record))
         else:
             report.known += 1
     return report
+
+
+def _suite_source(record: dict, suite: str) -> str:
+    """Where the result's suite came from (its TOML file, or a built-in suite's name)."""
+    source = record.get("suite_source")
+    return source if isinstance(source, str) and source else suite

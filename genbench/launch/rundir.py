@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +28,14 @@ from typing import Any
 from genbench.core.errors import GenbenchError, log
 from genbench.core.heartbeat import Heartbeat
 from genbench.core.weights import atomic_write
-from genbench.results.db import HEARTBEAT_EVERY, STALE_AFTER, FinishedRun, now, package_versions
+from genbench.results.db import (
+    HEARTBEAT_EVERY,
+    STALE_AFTER,
+    FinishedRun,
+    check_finished,
+    now,
+    package_versions,
+)
 from genbench.train.identity import RunIdentity
 
 LOCK_FILE = ".lock"
@@ -35,6 +43,8 @@ OWNER_FILE = "owner.json"
 RESULT_FILE = "result.json"
 #: what result.json says it is, and the version of its layout
 RESULT_FORMAT, RESULT_VERSION = "genbench-run-result", 1
+#: the largest owner.json or result.json read (a result's metrics and curve take a few kB)
+MAX_RECORD_BYTES = 16 << 20
 #: errors of a file system that has no flock (the lock is skipped, once said)
 _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 _warned_no_locks: set[str] = set()
@@ -164,8 +174,9 @@ def finished_run(status: str, run_dir: Path, device: str, producer: str, world: 
 
 def read_result(path: Path) -> tuple[RunIdentity, FinishedRun, dict] | None:
     """(identity, outcome, the whole record) of a run directory's result file (or the file itself);
-    None where there is none. A file that is not a genbench result, or whose identity does not hash
-    to its key, is refused in one line."""
+    None where there is none. A file that is not a genbench result, whose fields are not what a
+    results row holds (``check_finished``: a metric that is not a finite number, no seed, a curve row
+    without its epoch), or whose identity does not hash to its key, is refused in one line."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULT_FILE
@@ -179,8 +190,9 @@ def read_result(path: Path) -> tuple[RunIdentity, FinishedRun, dict] | None:
         run = RunIdentity(**{**raw, "data_shape": tuple(raw["data_shape"])})
         fields = {name: record[name] for name in FinishedRun.__dataclass_fields__ if name in record}
         finished = FinishedRun(**fields)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise GenbenchError(f"{path}: a genbench run result with missing or unknown fields ({exc})") from None
+    check_finished(run, finished, f"{path}")
     if run.key != record.get("key"):
         raise GenbenchError(f"{path}: its run's identity hashes to {run.key}, not the key "
                             f"{record.get('key')} it names; not ingested")
@@ -215,8 +227,11 @@ def _write_json(path: Path, record: dict) -> None:
 
 
 def _read_json(path: Path) -> dict | None:
+    """A JSON object from a record file (None where there is none); anything but a regular file
+    of at most ``MAX_RECORD_BYTES`` is refused in one line, without being opened for long: a FIFO
+    or a device is never read (opened without blocking, checked before and after opening)."""
     try:
-        text = Path(path).read_text()
+        text = _read_regular(Path(path))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -228,3 +243,18 @@ def _read_json(path: Path) -> dict | None:
     if not isinstance(record, dict):
         raise GenbenchError(f"{path}: not a JSON object")
     return record
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file (not a link, FIFO, socket or device) no larger than
+    ``MAX_RECORD_BYTES``: ``GenbenchError`` otherwise."""
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        raise GenbenchError(f"{path}: not a regular file; not read")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the two looks
+            raise GenbenchError(f"{path}: not a regular file; not read")
+        data = f.read(MAX_RECORD_BYTES + 1)
+    if len(data) > MAX_RECORD_BYTES:
+        raise GenbenchError(f"{path}: over the limit of {MAX_RECORD_BYTES:,} bytes for a record; not read")
+    return data

@@ -60,7 +60,7 @@ def _state(manifest: dict, run: dict, row: dict, local_alive: bool | None) -> st
         owner = read_owner(run_dir)
     except GenbenchError:
         owner = None
-    if owner and owner.get("job_id") and (owner.get("heartbeat") or 0) >= manifest.get("created_at", 0):
+    if owner and owner.get("job_id") and _beat_since(owner, manifest.get("created_at", 0)):
         row["job_id"], row["log"] = owner["job_id"], owner.get("log")  # the job that took the run
     try:
         found = read_result(run_dir)
@@ -84,6 +84,12 @@ def _state(manifest: dict, run: dict, row: dict, local_alive: bool | None) -> st
     row["error"] = "its workers ended without a result (see their logs)"
     row["log"] = row["log"] or ", ".join(job["log"] for job in manifest["jobs"])
     return "failed"
+
+
+def _beat_since(owner: dict, since: float) -> bool:
+    """Whether owner.json's heartbeat (a number, where the record is well formed) is from ``since`` on."""
+    beat = owner.get("heartbeat")
+    return isinstance(beat, int | float) and not isinstance(beat, bool) and beat >= since
 
 
 def _local_workers_alive(manifest: dict) -> bool | None:
