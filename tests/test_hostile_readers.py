@@ -3,8 +3,9 @@
 Through the CLI (``tests/hostile_driver.py``: exit 2, one ``genbench:`` line, bounded peak RSS): a
 PostScript, JPEG, GIF or BMP file named ``.png`` is refused before any decoder sees it (a fake
 ``gs`` first on PATH proves that no program is started), and a Fortran-order float128 ``.npz`` of
-100,000 MNIST-sized images is streamed, not read whole. In process, ``tracemalloc`` bounds the
-reader's memory for every order, layout and dtype by the output plus a few chunks.
+100,000 MNIST-sized images is streamed, not read whole; a legitimate set of 30,000 samples is
+scored with every sample metric within the bound. In process, ``tracemalloc`` bounds the reader's
+memory for every order, layout and dtype by the output plus a few chunks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -124,3 +127,33 @@ def test_every_order_layout_and_dtype_is_read_exactly_within_the_output_and_a_fe
         tracemalloc.stop()
     assert np.array_equal(images.numpy(), expected)
     assert peak <= expected.nbytes + 4 * sample_sets.CHUNK_BYTES + 4 * sample_sets.READ_BYTES + offsets, peak
+
+
+def _command_with_peak_rss(args: list[str], cwd: Path) -> tuple[int, str, str, int]:
+    """``python -m genbench.cli ARGS``: (exit code, stdout, stderr, its own peak RSS in bytes)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "GENBENCH_CACHE": str(cwd / "cache"), "GENBENCH_DATA": str(cwd / "data")}
+    with open(cwd / "out", "w") as out, open(cwd / "err", "w") as err:
+        child = subprocess.Popen([sys.executable, "-m", "genbench.cli", *args], stdout=out, stderr=err,
+                                 env=env, cwd=cwd)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, (cwd / "out").read_text(), (cwd / "err").read_text(), usage.ru_maxrss * 1024
+
+
+def test_a_set_of_30000_samples_is_scored_within_the_bound_through_the_cli(tmp_path):
+    """30,000 toy samples against the toy test split, TinyFeatures: every sample metric in one process
+    under PEAK_RSS_BOUND: 1.23 GiB (old code 5.45 GiB: torch-fidelity's precision/recall holds 10,000 x
+    30,000 float32 distances at once, several times over)."""
+    from tests.helpers import TinyFeatures
+    from tests.test_hostile_inputs import PEAK_RSS_BOUND, script
+
+    net = script(TinyFeatures(), tmp_path / "tiny.pt")
+    images = np.random.default_rng(0).integers(0, 256, (30_000, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "s.npz", samples=images)
+    code, out, err, peak = _command_with_peak_rss(
+        ["score", str(tmp_path / "s.npz"), "--dataset", "toy", "--features", str(net), "--json"], tmp_path)
+    assert code == 0, err[-2000:]
+    metrics = json.loads(out)["metrics"]
+    assert {"precision_ts_tiny", "recall_ts_tiny", "density_ts_tiny", "coverage_ts_tiny"} <= set(metrics)
+    assert peak < PEAK_RSS_BOUND, peak / 2**30
