@@ -491,3 +491,36 @@ def test_interleaved_writers_and_readers_lose_nothing_undo_nothing_and_always_re
         for before, after in zip(seen, seen[1:], strict=False):
             assert before.items() <= after.items()  # nothing undone, as a reader sees it
         assert all(state.items() <= final.items() for state in seen)
+
+
+def test_status_reads_hostile_run_records_without_hanging_or_a_traceback(tmp_path):
+    """`genbench status` over a sweep whose run directories hold a FIFO named result.json and
+    owner.json (before: it hung forever), an owner.json whose heartbeat is text (before: a
+    TypeError), and a result with a text metric: each run's state, its record's problem as its error.
+    A subprocess, so that the old hang fails the test instead of stopping it."""
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    dirs = {name: runs / name for name in ("fifo", "hostile", "bad")}
+    for folder in dirs.values():
+        folder.mkdir(parents=True)
+    os.mkfifo(dirs["fifo"] / RESULT_FILE)
+    os.mkfifo(dirs["fifo"] / "owner.json")
+    (dirs["hostile"] / "owner.json").write_text(json.dumps({"job_id": "7", "heartbeat": "abc"}))
+    record = _result_record(dirs["bad"])
+    record["metrics"]["nll"] = "abc"
+    (dirs["bad"] / RESULT_FILE).write_text(json.dumps(record))
+    manifest = {"id": "s1", "launcher": "local", "suite": "mnist", "budget": "short", "host": "elsewhere",
+                "created_at": 0, "jobs": [],
+                "runs": [{"name": name, "seed": 0, "run_dir": str(folder), "key": record["key"],
+                          "planned": "queued"} for name, folder in dirs.items()]}
+    (runs / "sweeps" / "s1").mkdir(parents=True)
+    (runs / "sweeps" / "s1" / "sweep.json").write_text(json.dumps(manifest))
+    done = subprocess.run([sys.executable, "-m", "genbench.cli", "status", "--runs-dir", str(runs), "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = {row["name"]: row for row in json.loads(done.stdout)["runs"]}
+    assert "not a regular file" in rows["fifo"]["error"]
+    assert rows["hostile"]["state"] == "unknown" and rows["hostile"]["job_id"] is None
+    assert "metric nll of the" in rows["bad"]["error"]
