@@ -6,7 +6,7 @@ from the checkpoint in its run directory.
 
 Each run is claimed in the database before it trains (``ResultsDB.claim_run``): a run a live
 process holds is skipped, one whose owner died is taken over, so several ``genbench run`` of
-one suite share its runs. The run directory's lock (``genbench.launch.rundir``) keeps out the
+one suite share its runs. The run directory's lock (``genbench.results.rundir``) keeps out the
 processes that do not use the database (sweep jobs); a run such a job finished is ingested from
 its ``result.json``, not trained again, and every run finished here writes one too. Whatever goes
 wrong in one run (an exception of any kind, weights or a metric that are not finite) fails that
@@ -43,7 +43,12 @@ from genbench.core.distributed import (
 from genbench.core.errors import GenbenchError, TrainingDiverged, log
 from genbench.core.models import MODELS, config_dict
 from genbench.data import load_dataset
-from genbench.launch.rundir import (
+from genbench.metrics.registry import METRICS, EvalSettings, evaluate
+from genbench.metrics.sample_quality import curve_monitor
+from genbench.results.db import Claim, Lease, ResultsDB
+from genbench.results.pictures import save_pictures
+from genbench.results.rows import is_uncertainty
+from genbench.results.rundir import (
     RunDirLock,
     describe_owner,
     finished_run,
@@ -52,11 +57,6 @@ from genbench.launch.rundir import (
     read_result,
     write_result,
 )
-from genbench.metrics.registry import METRICS, EvalSettings, evaluate
-from genbench.metrics.sample_quality import curve_monitor
-from genbench.results.db import Claim, Lease, ResultsDB
-from genbench.results.pictures import save_pictures
-from genbench.results.rows import is_uncertainty
 from genbench.scoring import load_for_scoring, write_evaluation
 from genbench.suites import SUITES, Budget, RunEntry, Suite, parse_suite
 from genbench.train.callbacks import Callback, QualityMonitor, watches_samples

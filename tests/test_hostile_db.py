@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 from genbench.cli import main
 from genbench.core.errors import GenbenchError
 from genbench.launch.collect import collect
-from genbench.launch.rundir import RESULT_FILE, finished_run, read_result, write_result
 from genbench.results import db as dbmod
 from genbench.results.db import FinishedRun, ResultsDB
 from genbench.results.leaderboard import render_leaderboard
 from genbench.results.paper_tables import render_paper_table
+from genbench.results.rundir import RESULT_FILE, finished_run, read_result, write_result
 from genbench.suites import SUITES
 from tests.test_hostile_inputs import Case, problems, run_driver
 from tests.test_results import spec

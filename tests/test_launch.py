@@ -19,9 +19,9 @@ import torch
 
 from genbench.cli import main
 from genbench.launch.executors import LaunchOptions, local_threads, parse_time, slurm_parameters
-from genbench.launch.rundir import read_owner
 from genbench.launch.sweep import run_sweep
 from genbench.results.db import ResultsDB
+from genbench.results.rundir import read_owner
 from genbench.runner import load_suite, run_suite
 from genbench.suites import SUITES
 from genbench.train.checkpoint import read_checkpoint

@@ -2,7 +2,7 @@
 
 A thread, not a callback of the training loop, so that a long evaluation beats too. Both beats of
 a run use it: its database row's (``genbench.results.db.Lease``) and its run directory's
-``owner.json`` (``genbench.launch.rundir.OwnerHeartbeat``).
+``owner.json`` (``genbench.results.rundir.OwnerHeartbeat``).
 """
 
 from __future__ import annotations

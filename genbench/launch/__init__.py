@@ -1,10 +1,10 @@
 """Beyond one process: ``torchrun`` ranks for one run, and sweeps of a suite's runs as jobs.
 
+What a run directory tells other processes (its lock, ``owner.json``, ``result.json``) lives below
+the runner, in ``genbench.results.rundir``: the runner and the jobs both use it.
+
 - ``torchrun``: the process group from torchrun's environment (nccl on CUDA, gloo on CPU), so
   ``torchrun -m genbench run|score`` is data-parallel.
-- ``rundir``: what a run directory says of its run to other processes: its lock (one trainer at a
-  time, released when the process dies), its ``job.json`` (which job holds it, its log) and its
-  ``result.json`` (the outcome, written atomically: jobs never touch the database).
 - ``job``: the submitit job that trains runs into their directories (torchrun inside for several
   GPUs), requeued through submitit's checkpointing and resuming from genbench's checkpoint.
 - ``executors``: submitit executors for ``--launcher local`` (W processes here) and ``slurm``.

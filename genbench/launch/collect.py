@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genbench.core.errors import GenbenchError, log
-from genbench.launch.rundir import RESULT_FILE, read_result
 from genbench.results.db import DatabaseUnusable, ResultsDB
+from genbench.results.rundir import RESULT_FILE, read_result
 
 
 @dataclass

@@ -32,7 +32,7 @@ import torch
 
 from genbench.core.distributed import barrier, broadcast, is_main, main_first, rank_and_world
 from genbench.core.errors import GenbenchError, log
-from genbench.launch.rundir import RunDirLock, finished_run, holding, result_status, write_result
+from genbench.results.rundir import RunDirLock, finished_run, holding, result_status, write_result
 
 #: what a job says of each run it was given
 STATUSES = ("done", "done already", "busy", "failed", "error")

@@ -15,8 +15,8 @@ import socket
 from pathlib import Path
 
 from genbench.core.errors import GenbenchError
-from genbench.launch.rundir import owner_is_live, read_owner, read_result
 from genbench.launch.sweep import MANIFEST, sweeps_dir
+from genbench.results.rundir import owner_is_live, read_owner, read_result
 
 #: Slurm job states (sacct) of a job that has not started, and of one that runs
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESIZING", "SUSPENDED"}

@@ -28,15 +28,15 @@ from genbench.core.errors import GenbenchError, log
 from genbench.core.weights import atomic_write
 from genbench.launch import executors
 from genbench.launch.job import RunJob, RunSpec
-from genbench.launch.rundir import (
+from genbench.metrics.registry import EvalSettings
+from genbench.results.db import ResultsDB, now
+from genbench.results.rundir import (
     clear_failed_result,
     describe_owner,
     owner_is_live,
     read_owner,
     read_result,
 )
-from genbench.metrics.registry import EvalSettings
-from genbench.results.db import ResultsDB, now
 from genbench.runner import RunOutcome, ingest_result, run_identity, say_outcome
 from genbench.suites import Budget, Suite
 
