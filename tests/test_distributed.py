@@ -191,7 +191,7 @@ def test_torchrun_two_gloo_ranks_train_a_suite_as_one_process_would_and_resume_a
 
 
 def test_two_torchrun_agents_as_two_nodes_then_collect_as_readmes_cluster_recipe(tmp_path):
-    """README's multi-node recipe, two agents on this machine standing in for two nodes: a c10d
+    """docs/clusters.md's multi-node recipe, two agents on this machine standing in for two nodes: a c10d
     rendezvous, the run directory shared, each node's own database; then ``genbench collect``
     brings the result into another database, once."""
     from genbench.cli import main

@@ -1,6 +1,6 @@
-"""README's "Score your own model" examples run as written: each model file trained a few steps by
-examples/score_your_own/make_weights.py on the toy set, saved as that script saves it, and scored
-through the CLI with the command README gives (small settings)."""
+"""The examples of docs/scoring.md ("Score your own model") run as written: each model file trained
+a few steps by examples/score_your_own/make_weights.py on the toy set, saved as that script saves it,
+and scored through the CLI with the command docs/scoring.md gives (small settings)."""
 
 from __future__ import annotations
 

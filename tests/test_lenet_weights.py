@@ -106,7 +106,7 @@ def test_the_shipped_network_scores_its_recorded_accuracy_on_the_real_test_split
     ("binarized_mnist", "valid", {"is_lenet": 9.59, "fid_lenet": 1.26}),
 ])
 def test_readmes_reference_pairs_reproduce_to_the_digits_shown(name, split, expected, tmp_path):
-    """README's figures: a seeded random 10,000 of a split against the whole test split."""
+    """docs/metrics.md's figures: a seeded random 10,000 of a split against the whole test split."""
     from genbench.metrics.features import resolve_feature_net
     from genbench.metrics.subsets import representative
 

@@ -1,0 +1,181 @@
+"""README and docs/ stay true: every `genbench` command they show parses with genbench's own argument
+parser (a removed or renamed flag fails here; a command quoted in a sentence may leave out the
+arguments the sentence does not need), every relative link and image points at a file that
+exists (and at a heading that exists, where it names one), and README stays a front door."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from genbench.cli import build_parser
+from genbench.core.errors import GenbenchError
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS, ROOT / "benchmarks" / "RESULTS.md"]
+README_MAX_LINES = 300
+
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
+INLINE = re.compile(r"`([^`\n]+)`")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
+# where a documented command line starts: `genbench ...`, a console prompt, or torchrun's `-m genbench`
+START = re.compile(r"(?:^|^\$ |\s-m )genbench (?=\S)")
+PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def code_lines(text: str) -> list[str]:
+    """The lines of fenced code blocks, backslash continuations joined."""
+    lines = []
+    for block in FENCE.findall(text):
+        lines += block.replace("\\\n", " ").splitlines()
+    return lines
+
+
+def table_cells(text: str) -> list[str]:
+    """The inline code spans of table rows, markdown's escaped pipe unescaped."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    return [span.replace("\\|", "|") for row in rows for span in INLINE.findall(row)]
+
+
+def commands(text: str) -> list[str]:
+    """Every `genbench` command line of a page's code blocks and table cells, without `genbench`."""
+    found = []
+    for line in code_lines(text) + table_cells(text):
+        match = START.search(line.strip())
+        if match:
+            found.append(line.strip()[match.end():])
+    return found
+
+
+def prose_commands(text: str) -> list[str]:
+    """The `genbench` commands quoted in sentences (inline code outside code blocks and tables)."""
+    prose = "\n".join(line for line in FENCE.sub("", text).splitlines() if not line.startswith("|"))
+    spans = (span.strip() for span in INLINE.findall(prose.replace("\n", " ")))
+    return [span[match.end():] for span in spans if (match := START.search(span))]
+
+
+def argv_of(command: str) -> list[str]:
+    """A documented command as parser input: optional groups [..] taken, the first of a|b alternatives,
+    `...` dropped, an UPPERCASE placeholder given the value 10 (valid for every flag and positional)."""
+    argv = []
+    for token in shlex.split(command, comments=True):
+        token = token.strip("[]").split("|")[0]
+        if token in ("", "..."):
+            continue
+        argv.append("10" if PLACEHOLDER.match(token) else token)
+    return argv
+
+
+def strict_parser() -> argparse.ArgumentParser:
+    """genbench's parser, refusing abbreviated flags: the docs spell every flag out."""
+    parser = build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in [parser, *(p for a in subs for p in a.choices.values())]:
+        sub.allow_abbrev = False
+    return parser
+
+
+def parse_error(command: str, partial: bool = False) -> str | None:
+    """Why genbench's parser refuses the command, or None; ``partial``: a missing required argument is
+    no error (a sentence quotes the flags it speaks of)."""
+    try:
+        strict_parser().parse_args(argv_of(command))
+    except GenbenchError as exc:
+        missing = partial and str(exc).startswith("the following arguments are required")
+        return None if missing else str(exc)
+    except SystemExit as exc:  # --help, or argparse's own exit
+        return None if exc.code == 0 else f"exit {exc.code}"
+    return None
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    out = set()
+    for heading in HEADING.findall(path.read_text()):
+        base = slug(heading)
+        out.add(base if base not in seen else f"{base}-{seen[base]}")
+        seen[base] = seen.get(base, 0) + 1
+    return out
+
+
+def broken_link(page: Path, target: str) -> str | None:
+    """Why a link of a page is broken, or None: an external or bare-anchor link is not checked here."""
+    if re.match(r"^[a-z]+:", target):
+        return None
+    path, _, anchor = target.partition("#")
+    resolved = (page.parent / path).resolve() if path else page
+    if not resolved.exists():
+        return f"{target}: no such file"
+    if anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+        return f"{target}: no heading #{anchor} in {rel(resolved)}"
+    return None
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_every_documented_command_parses(page):
+    found = commands(page.read_text())
+    refused = [f"genbench {c}: {why}" for c in found if (why := parse_error(c))]
+    assert not refused, "\n".join(refused)
+
+
+def test_the_pages_show_commands_of_every_subcommand():
+    """The extraction finds the documented commands: each subcommand appears somewhere."""
+    shown = {argv_of(c)[0] for page in PAGES for c in commands(page.read_text())}
+    assert shown >= {"run", "score", "compare", "tables", "report", "collect", "status", "list"}
+
+
+def test_a_flag_the_parser_lacks_is_refused():
+    """The check itself: a renamed flag, a removed one, or an unknown command fails."""
+    text = ("```bash\ngenbench score RUN_DIR --ais-steps 100 --n-points 3\n```\n"
+            "| `genbench runn --suite mnist` |\n")
+    assert commands(text) == ["score RUN_DIR --ais-steps 100 --n-points 3", "runn --suite mnist"]
+    assert all(parse_error(c) for c in commands(text))
+    assert parse_error("score RUN_DIR --ais-steps 100 --bdmc [N]") is None
+    assert parse_error("run --suite S [--ensemble auto|on|off] ...") is None
+    prose = "Use `genbench score --model-code FILE.py:NAME` or `genbench score --model-cod X`.\n"
+    assert prose_commands(prose) == ["score --model-code FILE.py:NAME", "score --model-cod X"]
+    assert [parse_error(c, partial=True) is None for c in prose_commands(prose)] == [True, False]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_every_command_quoted_in_a_sentence_has_real_flags(page):
+    found = prose_commands(page.read_text())
+    refused = [f"genbench {c}: {why}" for c in found if (why := parse_error(c, partial=True))]
+    assert not refused, "\n".join(refused)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_relative_links_point_at_files_that_exist(page):
+    broken = [why for target in LINK.findall(page.read_text()) if (why := broken_link(page, target))]
+    assert not broken, "\n".join(broken)
+
+
+def test_readme_is_a_front_door_that_links_every_docs_page():
+    text = README.read_text()
+    assert len(text.splitlines()) <= README_MAX_LINES
+    linked = {(ROOT / target.partition("#")[0]).resolve() for target in LINK.findall(text)}
+    assert DOCS and not [rel(page) for page in DOCS if page.resolve() not in linked]
+
+
+def test_readme_keeps_the_install_and_test_commands_ci_follows():
+    """.ci/run installs and tests as README says."""
+    text = README.read_text()
+    assert ("python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest -q"
+            in text)
+    assert "--no-deps pythae==0.1.2 && .venv/bin/pip install -e '.[pythae]'" in text.replace("\n", " ")
