@@ -21,7 +21,6 @@ every rank; any other exception ends the process, and torchrun then stops every 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import traceback
@@ -47,7 +46,7 @@ from genbench.metrics.registry import METRICS, EvalSettings, evaluate
 from genbench.metrics.sample_quality import curve_monitor
 from genbench.results.db import Claim, Lease, ResultsDB
 from genbench.results.pictures import save_pictures
-from genbench.results.rows import is_uncertainty
+from genbench.results.rows import RunRecord, is_uncertainty
 from genbench.results.rundir import (
     RunDirLock,
     describe_owner,
@@ -230,7 +229,7 @@ class _Plan:
 
     action: str
     claim: Claim | None = None
-    done: dict | None = None
+    done: RunRecord | None = None
     error: str | None = None
 
 
@@ -270,10 +269,12 @@ def _not_trained(entry: RunEntry, seed: int, plan: _Plan, run_dir: Path, setting
     if plan.action == "busy":
         return RunOutcome(entry.name, seed, "busy", {}, run_dir, error=plan.error)
     done = plan.done
-    for metric in _later_metrics_due(done, settings):
-        _add_later_metric(metric, done, settings, dataset, db, warn)
-    metrics = db.metrics(done["id"]) if is_main() else {}
-    return RunOutcome(entry.name, seed, "cached", metrics, Path(done["run_dir"]))
+    due = _later_metrics_due(done, settings)
+    for metric in due:
+        done = _add_later_metric(metric, done, settings, dataset, db, warn)
+    if due and is_main():
+        done = db.done_run(done.run_key)  # with the metrics added
+    return RunOutcome(entry.name, seed, "cached", done.metrics if is_main() else {}, Path(done.run_dir))
 
 
 def _run_as_ensemble(entry: RunEntry, runs: list[RunIdentity], models, dataset, db: ResultsDB, runs_dir: Path,
@@ -546,36 +547,35 @@ def _later_settings(metric: str) -> tuple[str, ...]:
     return tuple(name for name in METRICS[metric].settings if name not in LOCATIONS)
 
 
-def _later_metrics_due(done: dict, settings) -> list[str]:
+def _later_metrics_due(done: RunRecord, settings) -> list[str]:
     """The later metrics of a finished run the budget asks for, evaluated under other settings than
     the budget's now (typically: none, before the budget asked for them)."""
-    stored = json.loads(done["eval"])
+    stored = done.eval
     return [metric for metric, switch in LATER_METRICS.items()
             if getattr(settings, switch) > 0
             and any(stored.get(name) != getattr(settings, name) for name in _later_settings(metric))]
 
 
-def _add_later_metric(metric: str, done: dict, settings, dataset, db: ResultsDB | None, warn=log) -> None:
+def _add_later_metric(metric: str, done: RunRecord, settings, dataset, db: ResultsDB | None,
+                      warn=log) -> RunRecord:
     """Evaluate one later metric of a finished run from its final checkpoint (the weights its other
     metrics were computed with) and add it to the run's results; where that fails, the reason is
-    recorded instead (the run stays done). Under torchrun every rank evaluates it and rank 0 records it."""
+    recorded instead (the run stays done). Under torchrun every rank evaluates it and rank 0 records
+    it. The run with its evaluation settings now."""
     started = time.perf_counter()
     skipped: dict[str, str] = {}
     try:
-        model = load_for_scoring(Path(done["run_dir"]), None, {}, None).model.to(dataset.device)
+        model = load_for_scoring(Path(done.run_dir), None, {}, None).model.to(dataset.device)
         values = evaluate(model, dataset.eval_tensor("test"), settings, only=[metric],
                           dataset=dataset, skipped=skipped)
     except Exception as exc:  # its run directory is gone or unreadable: say so in the table
         if not isinstance(exc, GenbenchError):
             warn(traceback.format_exc().rstrip())
         values, skipped = {}, {metric: f"not added to the finished run: {failure_reason(exc)}"}
-    stored = json.loads(done["eval"])
-    recorded = {**stored, **{name: getattr(settings, name) for name in _later_settings(metric)},
+    recorded = {**done.eval, **{name: getattr(settings, name) for name in _later_settings(metric)},
                 "cache_root": settings.cache_root}
-    if not is_main():
-        return
-    if Path(done["run_dir"]).is_dir():
-        write_evaluation(Path(done["run_dir"]), recorded)
-    db.add_results(done["id"], metric, values, skipped.get(metric), recorded,
-                   time.perf_counter() - started)
-    done["eval"] = json.dumps(recorded, sort_keys=True)
+    if is_main():
+        if Path(done.run_dir).is_dir():
+            write_evaluation(Path(done.run_dir), recorded)
+        db.add_results(done.id, metric, values, skipped.get(metric), recorded, time.perf_counter() - started)
+    return replace(done, eval=recorded)

@@ -8,6 +8,7 @@ import torch
 from genbench.core.errors import GenbenchError
 from genbench.core.models import ModelEntry
 from genbench.results.db import ResultsDB
+from genbench.results.rows import RunRecord
 from genbench.runner import run_suite
 from genbench.suites import SUITES, parse_suite
 from zoo import IWAE, MODELS
@@ -226,3 +227,37 @@ def test_on_a_cpu_seeds_train_one_by_one_unless_the_ensemble_is_asked_for(tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("genbench: unknown --ensemble 'sometimes'; valid: auto, on, off")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_row_has_one_shape_whether_reused_by_the_runner_or_rendered(tmp_path):
+    """``done_run`` (what the runner reuses) and ``runs()`` (what renderers read) give the same typed,
+    decoded record: JSON columns as objects and the metrics with it (before: ``done_run`` gave the
+    raw row, its JSON as text, and the runner decoded it itself)."""
+    from tests.test_results import spec
+
+    db = ResultsDB(tmp_path / "db.sqlite")
+    run = spec("a")
+    db.finish_run(db.start_run(run, "/tmp/x", "cpu"), {"nll": 95.0}, 10.0, 1.0, {"fid": "no samples"})
+    done, [listed] = db.done_run(run.key), db.runs()
+    assert done == listed and isinstance(done, RunRecord)
+    assert done.eval == run.eval and done.metrics == {"nll": 95.0} and done.skipped == {"fid": "no samples"}
+    assert done["config"] == run.config and dict(done)["seed"] == run.seed  # a read-only mapping too
+    assert db.done_run(spec("b").key) is None
+
+
+def test_a_done_row_the_runner_cannot_read_is_one_line_not_a_crash(tmp_path):
+    """A done row whose metric was made NULL by hand: the runner's reuse of it is one ``GenbenchError``
+    naming the row (before: a cached run with the value silently gone)."""
+    import sqlite3
+
+    from tests.test_results import spec
+
+    db = ResultsDB(tmp_path / "db.sqlite")
+    run = spec("a")
+    run_id = db.start_run(run, "/tmp/x", "cpu")
+    db.finish_run(run_id, {"nll": 95.0, "fid": 3.0}, 10.0, 1.0)
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        conn.execute("UPDATE metrics SET value = NULL WHERE name = 'fid'")
+    with pytest.raises(GenbenchError, match=rf"run {run_id} \('vae-L1-k1'\) is done but cannot be read: "
+                                            "its metric fid is NULL"):
+        db.done_run(run.key)

@@ -215,7 +215,7 @@ def _manifest(sweep_id, suite, suite_source, budget, db, options, planned, jobs,
 
 def _cached(db: ResultsDB, spec: RunSpec) -> RunOutcome:
     done = db.done_run(spec.key)
-    return RunOutcome(spec.name, spec.seed, "cached", db.metrics(done["id"]), Path(done["run_dir"]))
+    return RunOutcome(spec.name, spec.seed, "cached", done.metrics, Path(done.run_dir))
 
 
 def _wait(jobs: list, pending: list[RunSpec], db: ResultsDB, outcomes: dict, poll: float, log, warn) -> None:
@@ -257,6 +257,5 @@ def _landed(db: ResultsDB, spec: RunSpec) -> RunOutcome | None:
     run, finished, _ = found
     db.ingest(run, finished)
     if finished.status == "done":
-        done = db.done_run(spec.key)
-        return RunOutcome(spec.name, spec.seed, "done", db.metrics(done["id"]), Path(spec.run_dir))
+        return RunOutcome(spec.name, spec.seed, "done", db.done_run(spec.key).metrics, Path(spec.run_dir))
     return RunOutcome(spec.name, spec.seed, "failed", {}, Path(spec.run_dir), error=finished.error)

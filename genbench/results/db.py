@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import platform
 import re
@@ -55,13 +54,13 @@ from genbench.core.errors import GenbenchError, log
 from genbench.core.heartbeat import Heartbeat
 from genbench.results.rows import (
     BadRow,
+    RunRecord,
     check_curve,
     check_fields,
     check_identity,
     check_metrics,
     check_skipped,
     decode_run,
-    is_number,
 )
 from genbench.train.identity import RunIdentity
 
@@ -495,34 +494,35 @@ class ResultsDB:
         age = None if row["heartbeat"] is None else at - row["heartbeat"]
         return Claim("busy", int(row["id"]), row["owner"], age)
 
-    def done_run(self, run_key: str) -> dict[str, Any] | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE run_key=? AND status='done' "
-                               "ORDER BY id DESC LIMIT 1", (run_key,)).fetchone()
-        return dict(row) if row else None
+    def done_run(self, run_key: str) -> RunRecord | None:
+        """The run's newest done row, decoded as ``runs`` decodes rows (None where it has none); a
+        done row that cannot be read is one ``GenbenchError`` line, not a run to reuse or train again."""
+        where = ("id = (SELECT MAX(id) FROM runs WHERE run_key = ? AND status = 'done')", [run_key])
+        found = self._decoded(*where, on_bad=self._refuse)
+        return found[0] if found else None
 
-    def metrics(self, run_id: int) -> dict[str, float]:
-        """A run's metric values that are numbers (a NULL uncertainty, or a hand-edited value, left out)."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT name, value FROM metrics WHERE run_id=?", (run_id,)).fetchall()
-        return {r["name"]: float(r["value"]) for r in rows
-                if is_number(r["value"]) and math.isfinite(r["value"])}
-
-    def runs(self, suite: str | None = None, status: str | None = "done") -> list[dict[str, Any]]:
-        """Runs (newest first) with their metrics as a dict under ``"metrics"``, each decoded by
-        ``decode_run``: a row that cannot be rendered is named in one warning (once per database
-        object) and left out."""
-        query, args = "SELECT * FROM runs WHERE 1=1", []
+    def runs(self, suite: str | None = None, status: str | None = "done") -> list[RunRecord]:
+        """Runs (newest first), each decoded by ``decode_run`` with its metrics and skipped reasons:
+        a row that cannot be rendered is named in one warning (once per database object) and left out."""
+        where, args = "1=1", []
         if suite is not None:
-            query += " AND suite = ?"
+            where += " AND suite = ?"
             args.append(suite)
         if status is not None:
-            query += " AND status = ?"
+            where += " AND status = ?"
             args.append(status)
+        return self._decoded(where, args, on_bad=self._left_out)
+
+    def _decoded(self, where: str, args: list[Any], on_bad) -> list[RunRecord]:
+        """The rows of ``runs`` matching ``where`` (newest first) decoded with their metrics and
+        skipped reasons; ``on_bad(row, why)`` is told of each that cannot be, which is left out."""
+        chosen = f"SELECT id FROM runs WHERE {where}"
         with self._connect() as conn:
-            rows = [dict(r) for r in conn.execute(query + " ORDER BY id DESC", args)]
-            metric_rows = conn.execute("SELECT run_id, name, value FROM metrics").fetchall()
-            skipped_rows = conn.execute("SELECT run_id, metric, reason FROM skipped").fetchall()
+            rows = [dict(r) for r in conn.execute(f"SELECT * FROM runs WHERE {where} ORDER BY id DESC", args)]
+            metric_rows = conn.execute(f"SELECT run_id, name, value FROM metrics "
+                                       f"WHERE run_id IN ({chosen})", args).fetchall()
+            skipped_rows = conn.execute(f"SELECT run_id, metric, reason FROM skipped "
+                                        f"WHERE run_id IN ({chosen})", args).fetchall()
         by_run: dict[int, dict[str, float]] = {}
         for m in metric_rows:
             by_run.setdefault(m["run_id"], {})[m["name"]] = m["value"]
@@ -534,8 +534,12 @@ class ResultsDB:
             try:
                 decoded.append(decode_run(r, by_run.get(r["id"], {}), reasons.get(r["id"], {})))
             except BadRow as exc:
-                self._left_out(r, exc)
+                on_bad(r, exc)
         return decoded
+
+    def _refuse(self, row: dict[str, Any], why: BadRow) -> None:
+        raise GenbenchError(f"{self.path}: run {row['id']} ({row.get('name')!r}) is done but cannot be read: "
+                            f"{why}")
 
     def _left_out(self, row: dict[str, Any], why: BadRow) -> None:
         """Say once that a row is left out of what is rendered, and why."""

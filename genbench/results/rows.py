@@ -3,10 +3,11 @@
 Writing (``ResultsDB.finish_run``, ``record_external``, ``ingest``, and ``genbench collect``'s reading
 of a ``result.json``) refuses, in one line naming the value, a run that would be done without
 numbers: no metric, or one that is not a finite number (a declared uncertainty may be NaN: one
-seed, one point; SQLite stores it as NULL). Reading (``ResultsDB.runs``) decodes each row with
-``decode_run``; a row that cannot be rendered (a metric NULL or text, config not JSON, versions a
-list, a field missing) is refused there, so every renderer (leaderboards, paper tables, figures,
-the report, status) gets only well-formed rows and a database holding a bad row still renders.
+seed, one point; SQLite stores it as NULL). Reading (``ResultsDB.runs`` and ``ResultsDB.done_run``)
+decodes each row with ``decode_run`` into a ``RunRecord``, the one shape of a row; a row that cannot
+be rendered (a metric NULL or text, config not JSON, versions a list, a field missing) is refused
+there, so every renderer (leaderboards, paper tables, figures, the report, status) and the runner
+get only well-formed rows and a database holding a bad row still renders.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from genbench.core.errors import GenbenchError
@@ -138,10 +141,60 @@ def check_identity(run: RunIdentity, what: str = "run") -> None:
 
 
 # --- reading ----------------------------------------------------------------------------------
-def decode_run(row: dict[str, Any], metrics: dict[str, Any], skipped: dict[str, Any]) -> dict[str, Any]:
-    """A runs row as renderers read it: JSON columns decoded, its metrics (finite numbers; an
-    uncertainty that is NULL left out) and skipped reasons under ``metrics`` and ``skipped``.
-    ``BadRow`` where it cannot be rendered."""
+@dataclass(frozen=True)
+class RunRecord(Mapping):
+    """One row of the runs table, decoded: its columns (JSON ones as objects), its metric values
+    and why applicable metrics were skipped. Read by attribute; renderers that look fields up by
+    name (``run["metrics"]``, ``run.get("external")``) read it as a read-only mapping."""
+
+    id: int
+    run_key: str
+    suite: str
+    name: str
+    model: str
+    dataset: str
+    config: dict[str, Any]
+    seed: int
+    budget: str
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    status: str
+    error: str | None
+    run_dir: str | None
+    device: str | None
+    started_at: str
+    finished_at: str | None
+    train_seconds: float | None
+    eval_seconds: float | None
+    versions: dict[str, str]
+    owner: str | None
+    heartbeat: float | None
+    external: dict[str, Any] | None
+    """An external result's provenance (``genbench score --name``); None for a zoo run."""
+    world_size: int | None
+    backend: str | None
+    metrics: dict[str, float]
+    skipped: dict[str, str]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _RECORD_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_RECORD_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_RECORD_FIELDS)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(RunRecord))
+
+
+def decode_run(row: dict[str, Any], metrics: dict[str, Any], skipped: dict[str, Any]) -> RunRecord:
+    """A runs row as the runner and renderers read it: JSON columns decoded, its metrics (finite
+    numbers; an uncertainty that is NULL left out) and skipped reasons. ``BadRow`` where it cannot
+    be rendered."""
     run = dict(row)
     _check_columns(run)
     for key in OBJECTS:
@@ -160,7 +213,7 @@ def decode_run(row: dict[str, Any], metrics: dict[str, Any], skipped: dict[str, 
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in skipped.items()):
         raise BadRow("a skipped metric's reason is not text")
     run["skipped"] = dict(skipped)
-    return run
+    return RunRecord(**{name: run.get(name) for name in _RECORD_FIELDS})
 
 
 def _check_columns(run: dict[str, Any]) -> None:
