@@ -134,3 +134,15 @@ def test_active_units_per_layer_for_a_hierarchical_model(toy):
     per_layer = metrics.active_units_per_layer(model, x, threshold=0.0)
     assert per_layer == [100, 50]  # every unit varies at threshold 0
     assert metrics.active_units_per_layer(model, x, threshold=1e9) == [0, 0]
+
+
+def test_metric_and_column_declarations_take_keywords_only():
+    """A declaration names each field, so a reader never counts positions."""
+    from genbench.metrics.columns import Column
+    from genbench.metrics.registry import METRICS, MetricSpec
+
+    with pytest.raises(TypeError):
+        Column("nll", "NLL (nats)", "nats", 2, "lower")
+    spec = METRICS["nll"]
+    with pytest.raises(TypeError):
+        MetricSpec(spec.name, spec.summary, spec.requires, spec.compute, spec.columns)

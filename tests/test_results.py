@@ -183,7 +183,7 @@ def test_a_metric_declares_its_group_and_an_unknown_one_is_refused():
     assert set(groups.values()) <= set(GROUP_NAMES)
     assert set(GROUP_NAMES) == {"likelihood", "sample_quality", "latent", "other"}
     with pytest.raises(ValueError, match="group must be one of likelihood, sample_quality, latent, other"):
-        MetricSpec("x", "x", (), lambda m, c: {}, (), group="quality")
+        MetricSpec(name="x", summary="x", requires=(), compute=lambda m, c: {}, columns=(), group="quality")
 
 
 def _vamp_runs(db: ResultsDB) -> None:
@@ -263,8 +263,8 @@ def test_a_newly_registered_metric_reaches_leaderboards_and_paper_tables_from_it
         return {"sharpness": float(model.sample(8).diff(dim=-1).abs().mean()) + 0.25}
 
     monkeypatch.setitem(METRICS._entries, "sharpness", MetricSpec(
-        "sharpness", "mean gradient magnitude of samples, plus a quarter", (Sampler,), sharpness,
-        (Column("sharpness", "sharpness", "", 3, "higher"),)))
+        name="sharpness", summary="mean gradient magnitude of samples, plus a quarter", requires=(Sampler,),
+        compute=sharpness, columns=(Column(key="sharpness", label="sharpness", digits=3, better="higher"),)))
     values = evaluate(_Blurry(), torch.zeros(4, 1, 4, 4), EvalSettings(), only=["sharpness"])
     assert values == {"sharpness": 0.25}
     db = ResultsDB(tmp_path / "db.sqlite")
@@ -283,8 +283,9 @@ def test_a_newly_registered_metric_reaches_leaderboards_and_paper_tables_from_it
     paper = paper_tables.load_paper("sharp", tmp_path)  # the key is declared: accepted
     assert {column["metric"] for column in paper["columns"]} == {"sharpness"}
 
-    monkeypatch.setitem(METRICS._entries, "sloppy", MetricSpec("sloppy", "returns a key it never declared",
-                        (Sampler,), lambda model, ctx: {"undeclared": 1.0}, (Column("sloppy", "sloppy"),)))
+    monkeypatch.setitem(METRICS._entries, "sloppy", MetricSpec(
+        name="sloppy", summary="returns a key it never declared", requires=(Sampler,),
+        compute=lambda model, ctx: {"undeclared": 1.0}, columns=(Column(key="sloppy", label="sloppy"),)))
     with pytest.raises(AssertionError, match="undeclared keys"):
         evaluate(_Blurry(), torch.zeros(4, 1, 4, 4), EvalSettings(), only=["sloppy"])
 

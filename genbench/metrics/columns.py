@@ -41,7 +41,7 @@ GROUPS = (
 GROUP_NAMES = tuple(group.name for group in GROUPS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Column:
     key: str
     """Metric key in the results (``{net}``: one column per feature network)."""
@@ -95,8 +95,8 @@ class Column:
 
 def error_column(column: Column) -> Column:
     """The stored (not shown) column of a column's own uncertainty."""
-    return Column(column.error, f"{column.label} {column.error_kind}", column.unit, column.digits,
-                  None, column.scale, shown=False)
+    return Column(key=column.error, label=f"{column.label} {column.error_kind}", unit=column.unit,
+                  digits=column.digits, scale=column.scale, shown=False)
 
 
 def with_errors(*columns: Column) -> tuple[Column, ...]:

@@ -135,7 +135,7 @@ class EvalContext:
         return self.dataset.train_batch(index.to(self.dataset.device))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MetricSpec:
     name: str
     summary: str
@@ -184,6 +184,20 @@ class MetricSpec:
                                  "declare them in its MetricSpec.columns")
         return values
 
+METRICS: Registry[MetricSpec] = Registry("metric")
+
+
+def _declare(spec: MetricSpec) -> MetricSpec:
+    """Register a metric under its name. Tables show metrics in declaration order, so the
+    sections below keep the order of the leaderboard's columns."""
+    return METRICS.register(spec.name, spec)
+
+
+#: the uncertainty of a mean over test points
+SE_TEST = "s.e. over test points"
+
+
+# ---- nll: the test negative log-likelihood ------------------------------------------------------
 
 def _nll(model, ctx: EvalContext) -> dict[str, float]:
     value, se = nll_and_se(model, ctx.data, k=ctx.settings.k)
@@ -193,10 +207,50 @@ def _nll(model, ctx: EvalContext) -> dict[str, float]:
             "bits_per_dim_se": bits_per_dim(se, ctx.dims)}
 
 
+def _test_points_text(values: dict[str, str]) -> str:
+    """The paper-table footer of the NLL: k and which test points (a seeded random subset)."""
+    subset = ("" if values["n_test"] == "all"
+              else f" (seeded random subsets, evaluation seeds {values['seed']})")
+    return f"NLL with k = {values['k']} on {values['n_test']} test points{subset}"
+
+
+_declare(MetricSpec(
+    name="nll",
+    summary="test NLL in nats (exact, or -L_k with k importance samples) and bits/dim",
+    requires=(ExactLikelihood, LatentVariableModel),
+    compute=_nll,
+    columns=with_errors(
+        Column(key="nll", label="NLL (nats)", unit="nats", digits=2, better="lower",
+               error="nll_se", error_kind=SE_TEST),
+        Column(key="bits_per_dim", label="bits/dim", unit="bits", digits=3, better="lower",
+               error="bits_per_dim_se", error_kind=SE_TEST)),
+    settings=("k", "n_test", "seed"),
+    table_text=_test_points_text,
+    group="likelihood",
+))
+
+
+# ---- elbo: the test ELBO ------------------------------------------------------------------------
+
 def _elbo(model, ctx: EvalContext) -> dict[str, float]:
     value, se = global_mean_and_se(importance_bounds(model, shard(ctx.data), k=1).elbo)
     return {"elbo": value, "elbo_se": se}
 
+
+_declare(MetricSpec(
+    name="elbo",
+    summary="test ELBO in nats (one posterior sample per point)",
+    requires=(LatentVariableModel,),
+    compute=_elbo,
+    columns=with_errors(
+        Column(key="elbo", label="test ELBO (nats)", unit="nats", digits=2, better="higher",
+               error="elbo_se", error_kind=SE_TEST)),
+    settings=("n_test",),
+    group="likelihood",
+))
+
+
+# ---- active_units -------------------------------------------------------------------------------
 
 def _active_units(model, ctx: EvalContext) -> dict[str, float]:
     per_layer, std = active_units_with_std(model, ctx.data, ctx.settings.active_threshold)
@@ -204,6 +258,25 @@ def _active_units(model, ctx: EvalContext) -> dict[str, float]:
     if len(per_layer) > 1:
         out |= {f"active_units_l{i + 1}": float(n) for i, n in enumerate(per_layer)}
     return out
+
+
+_declare(MetricSpec(
+    name="active_units",
+    summary="units with Cov_x(E_q[z_u]) > 0.01 (Burda et al.), per layer",
+    requires=(LatentVariableModel,),
+    compute=_active_units,
+    columns=with_errors(
+        Column(key="active_units", label="active units", unit="units", digits=0, layers="active_units_l",
+               error="active_units_std",
+               error_kind=f"std over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the test points")),
+    settings=("n_test", "active_threshold"),
+    group="likelihood",
+))
+
+
+# ---- elbo_surgery: avg KL = mutual information + marginal KL, on training points ---------------
+
+_SE_SURGERY = "s.e. over the training points' posterior samples"
 
 
 def _has_fixed_prior(model) -> bool:
@@ -236,6 +309,163 @@ def _elbo_surgery(model, ctx: EvalContext) -> dict[str, float]:
             "surgery_mutual_info": terms.mutual_info, "surgery_mutual_info_se": terms.mutual_info_stderr,
             "surgery_marginal_kl": terms.marginal_kl, "surgery_marginal_kl_se": terms.marginal_kl_stderr,
             "surgery_train_elbo": result.elbo}
+
+
+def _surgery_budget_text(s: EvalSettings) -> str:
+    return f"ELBO surgery over {s.surgery_points} training points"
+
+
+_declare(MetricSpec(
+    name="elbo_surgery",
+    summary="training avg KL = index-code mutual information + marginal KL (Hoffman & Johnson), "
+            "with the training ELBO",
+    requires=(LatentVariableModel,),
+    compute=_elbo_surgery,
+    columns=(
+        *with_errors(
+            Column(key="surgery_avg_kl", label="avg KL (train)", unit="nats", digits=2,
+                   error="surgery_avg_kl_se", error_kind=_SE_SURGERY),
+            Column(key="surgery_mutual_info", label="mutual info", unit="nats", digits=2,
+                   error="surgery_mutual_info_se", error_kind=_SE_SURGERY),
+            Column(key="surgery_marginal_kl", label="marginal KL", unit="nats", digits=2, better="lower",
+                   error="surgery_marginal_kl_se", error_kind=_SE_SURGERY)),
+        Column(key="surgery_train_elbo", label="train ELBO (nats)", unit="nats", digits=2, better="higher",
+               shown=False)),
+    settings=("seed", "surgery_points", "surgery_samples"),
+    available=_surgery_applies,
+    budget_text=_surgery_budget_text,
+    table_text="ELBO surgery over {surgery_points} training points",
+    group="latent",
+))
+
+
+# ---- beta_vae_score, factor_vae_score, mig: disentanglement on data with known factors ----------
+
+_SE_ACCURACY = "binomial s.e. of the evaluation accuracy"
+
+
+def representation_function(model, device: torch.device) -> Callable[[Tensor], Tensor]:
+    """r(x): the model's ``represent`` where it has one, else its posterior mean E_q[z | x]."""
+    if isinstance(model, Representation):
+        return lambda x: model.represent(x.to(device))
+    return lambda x: model.encode(x.to(device)).mean
+
+
+def _ground_truth_given(model, ctx: EvalContext) -> bool:
+    return isinstance(ctx.dataset, GroundTruthData)
+
+
+def _disentanglement_metric(score, prefix: str):
+    """A registry compute function around one score: fresh rng from the seed, flat keys."""
+
+    def compute(model, ctx: EvalContext) -> dict[str, float]:
+        rng = np.random.default_rng(ctx.settings.seed)
+        device = ctx.data.device
+        values = score(ctx.dataset, representation_function(model, device), rng,
+                       ctx.settings.disentanglement(device))
+        if "eval_accuracy" in values:
+            return {prefix: values.pop("eval_accuracy"), f"{prefix}_se": values.pop("eval_accuracy_se"),
+                    **{f"{prefix}_{key}": value for key, value in values.items()}}
+        return values
+
+    return compute
+
+
+def _disentanglement_budget_text(s: EvalSettings) -> str:
+    return (f"disentanglement classifiers on {s.disentanglement_train} training / "
+            f"{s.disentanglement_eval} evaluation points")
+
+
+def _accuracy_columns(key: str, label: str) -> tuple[Column, ...]:
+    """A classifier score (shown in %) and its training accuracy (stored only)."""
+    return (*with_errors(Column(key=key, label=label, unit="%", digits=1, better="higher", scale=100,
+                                error=f"{key}_se", error_kind=_SE_ACCURACY)),
+            Column(key=f"{key}_train_accuracy", label=f"{label} train accuracy", unit="%", digits=1,
+                   better="higher", scale=100, shown=False))
+
+
+#: what the three disentanglement scores declare alike
+_DISENTANGLEMENT = dict(
+    requires=(Representation, LatentVariableModel),
+    settings=("seed", "disentanglement_group_size", "disentanglement_train", "disentanglement_eval"),
+    available=_ground_truth_given,
+    budget_text=_disentanglement_budget_text,
+    table_text="classifiers on {disentanglement_train} training and {disentanglement_eval} evaluation points",
+    group="latent",
+)
+
+_declare(MetricSpec(
+    name="beta_vae_score",
+    summary="eval accuracy of Higgins et al.'s linear factor classifier",
+    compute=_disentanglement_metric(disentanglement.beta_vae_score, "beta_vae_score"),
+    columns=_accuracy_columns("beta_vae_score", "beta-VAE score (%)"),
+    **_DISENTANGLEMENT,
+))
+_declare(MetricSpec(
+    name="factor_vae_score",
+    summary="eval accuracy of Kim & Mnih's majority-vote factor classifier",
+    compute=_disentanglement_metric(disentanglement.factor_vae_score, "factor_vae_score"),
+    columns=(*_accuracy_columns("factor_vae_score", "FactorVAE score (%)"),
+             Column(key="factor_vae_score_active_dims", label="FactorVAE active dimensions", digits=0,
+                    shown=False)),
+    **_DISENTANGLEMENT,
+))
+_declare(MetricSpec(
+    name="mig",
+    summary="mutual information gap (Chen et al.), 20 bins per latent",
+    compute=_disentanglement_metric(disentanglement.mig, "mig"),
+    columns=with_errors(
+        Column(key="mig", label="MIG", digits=3, better="higher", error="mig_std",
+               error_kind=f"std over {disentanglement.MIG_RESAMPLES} bootstrap resamples "
+                          "of the observations")),
+    **_DISENTANGLEMENT,
+))
+
+
+# ---- sample_quality: IS, FID, KID, FD-infinity, precision/recall, density/coverage -------------
+
+_SE_FIXED_SET = "s.e. over the scored points, the other set's neighbourhoods fixed"
+
+
+def _quality_budget_text(s: EvalSettings) -> str | None:
+    if not s.quality_samples:
+        return None
+    reference = ("all" if s.quality_reference is None
+                 else f"{s.quality_reference} (a seeded random subset where fewer)")
+    return (f"IS/FID/KID/precision-recall, FD-infinity and density/coverage of {s.quality_samples} samples "
+            f"against {reference} {s.quality_split} images")
+
+
+_declare(MetricSpec(
+    name="sample_quality",
+    summary="IS, FID, KID, precision/recall of samples (torch-fidelity), FD-infinity (Chong & Forsyth) "
+            "and density/coverage (Naeem et al.) on a named feature net: LeNet for MNIST-like data, "
+            "else Inception",
+    requires=(Sampler,),
+    compute=sample_quality_metrics,
+    columns=with_errors(
+        Column(key="is_{net}", label="IS-{net}", digits=2, better="higher",
+               error="is_{net}_std", error_kind="std over 10 splits of the samples"),
+        Column(key="fid_{net}", label="FID-{net}", digits=2, better="lower",
+               error="fid_{net}_se", error_kind="s.e. over samples (delta method)"),
+        Column(key="fdinf_{net}", label="FD∞-{net}", digits=2, better="lower",
+               error="fdinf_{net}_se", error_kind="s.e. of the extrapolation (Chong & Forsyth)"),
+        Column(key="kid_{net}", label="KID-{net}", digits=3, better="lower",
+               error="kid_{net}_std", error_kind="std over 100 subsets"),
+        *(Column(key=f"{key}_{{net}}", label=f"{key}-{{net}}", digits=3, better="higher",
+                 error=f"{key}_{{net}}_se", error_kind=_SE_FIXED_SET)
+          for key in ("precision", "recall", "density", "coverage"))),
+    settings=("seed", "quality_samples", "quality_reference", "quality_split", "features", "cache_root"),
+    available=sample_quality_applies,
+    budget_text=_quality_budget_text,
+    group="sample_quality",
+))
+
+
+# ---- ais: annealed importance sampling, and the BDMC gap --------------------------------------
+
+_SE_SIMULATED = "s.e. over the points simulated from the model"
+_SE_PAIRED = "s.e. of the paired difference over the AIS test points"
 
 
 def _validation_points(ctx: EvalContext, n: int) -> Tensor | None:
@@ -319,165 +549,37 @@ def _ais_table_text(values: dict[str, str]) -> str:
             f"{values['ais_points']} test points{bdmc_text}")
 
 
-def representation_function(model, device: torch.device) -> Callable[[Tensor], Tensor]:
-    """r(x): the model's ``represent`` where it has one, else its posterior mean E_q[z | x]."""
-    if isinstance(model, Representation):
-        return lambda x: model.represent(x.to(device))
-    return lambda x: model.encode(x.to(device)).mean
-
-
-def _ground_truth_given(model, ctx: EvalContext) -> bool:
-    return isinstance(ctx.dataset, GroundTruthData)
-
-
-def _disentanglement_metric(score, prefix: str):
-    """A registry compute function around one score: fresh rng from the seed, flat keys."""
-
-    def compute(model, ctx: EvalContext) -> dict[str, float]:
-        rng = np.random.default_rng(ctx.settings.seed)
-        device = ctx.data.device
-        values = score(ctx.dataset, representation_function(model, device), rng,
-                       ctx.settings.disentanglement(device))
-        if "eval_accuracy" in values:
-            return {prefix: values.pop("eval_accuracy"), f"{prefix}_se": values.pop("eval_accuracy_se"),
-                    **{f"{prefix}_{key}": value for key, value in values.items()}}
-        return values
-
-    return compute
-
-
-def _test_points_text(values: dict[str, str]) -> str:
-    """The paper-table footer of the NLL: k and which test points (a seeded random subset)."""
-    subset = ("" if values["n_test"] == "all"
-              else f" (seeded random subsets, evaluation seeds {values['seed']})")
-    return f"NLL with k = {values['k']} on {values['n_test']} test points{subset}"
-
-
-#: the uncertainty of a mean over test points
-SE_TEST = "s.e. over test points"
-_SE_SURGERY = "s.e. over the training points' posterior samples"
-_SE_ACCURACY = "binomial s.e. of the evaluation accuracy"
-_SE_FIXED_SET = "s.e. over the scored points, the other set's neighbourhoods fixed"
-_SE_SIMULATED = "s.e. over the points simulated from the model"
-_SE_PAIRED = "s.e. of the paired difference over the AIS test points"
-
-
-def _quality_budget_text(s: EvalSettings) -> str | None:
-    if not s.quality_samples:
-        return None
-    reference = ("all" if s.quality_reference is None
-                 else f"{s.quality_reference} (a seeded random subset where fewer)")
-    return (f"IS/FID/KID/precision-recall, FD-infinity and density/coverage of {s.quality_samples} samples "
-            f"against {reference} {s.quality_split} images")
-
-
-def _disentanglement_budget_text(s: EvalSettings) -> str:
-    return (f"disentanglement classifiers on {s.disentanglement_train} training / "
-            f"{s.disentanglement_eval} evaluation points")
-
-
-_DISENTANGLEMENT_SETTINGS = ("seed", "disentanglement_group_size", "disentanglement_train",
-                             "disentanglement_eval")
-_DISENTANGLEMENT_TABLE = ("classifiers on {disentanglement_train} training and {disentanglement_eval} "
-                          "evaluation points")
-
-
-def _accuracy_columns(key: str, label: str) -> tuple[Column, ...]:
-    """A classifier score (shown in %) and its training accuracy (stored only)."""
-    return (*with_errors(Column(key, label, "%", 1, "higher", 100, error=f"{key}_se",
-                                error_kind=_SE_ACCURACY)),
-            Column(f"{key}_train_accuracy", f"{label} train accuracy", "%", 1, "higher", 100, shown=False))
-
-
-METRICS: Registry[MetricSpec] = Registry("metric")
-for _spec in (
-    MetricSpec("nll", "test NLL in nats (exact, or -L_k with k importance samples) and bits/dim",
-               (ExactLikelihood, LatentVariableModel), _nll,
-               with_errors(Column("nll", "NLL (nats)", "nats", 2, "lower", error="nll_se",
-                                  error_kind=SE_TEST),
-                           Column("bits_per_dim", "bits/dim", "bits", 3, "lower", error="bits_per_dim_se",
-                                  error_kind=SE_TEST)),
-               ("k", "n_test", "seed"), table_text=_test_points_text, group="likelihood"),
-    MetricSpec("elbo", "test ELBO in nats (one posterior sample per point)",
-               (LatentVariableModel,), _elbo,
-               with_errors(Column("elbo", "test ELBO (nats)", "nats", 2, "higher", error="elbo_se",
-                                  error_kind=SE_TEST)),
-               ("n_test",), group="likelihood"),
-    MetricSpec("active_units", "units with Cov_x(E_q[z_u]) > 0.01 (Burda et al.), per layer",
-               (LatentVariableModel,), _active_units,
-               with_errors(Column("active_units", "active units", "units", 0, None, layers="active_units_l",
-                                  error="active_units_std",
-                                  error_kind=f"std over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the "
-                                             "test points")),
-               ("n_test", "active_threshold"), group="likelihood"),
-    MetricSpec("elbo_surgery", "training avg KL = index-code mutual information + marginal KL "
-               "(Hoffman & Johnson), with the training ELBO", (LatentVariableModel,), _elbo_surgery,
-               (*with_errors(Column("surgery_avg_kl", "avg KL (train)", "nats", 2, error="surgery_avg_kl_se",
-                                    error_kind=_SE_SURGERY),
-                             Column("surgery_mutual_info", "mutual info", "nats", 2,
-                                    error="surgery_mutual_info_se", error_kind=_SE_SURGERY),
-                             Column("surgery_marginal_kl", "marginal KL", "nats", 2, "lower",
-                                    error="surgery_marginal_kl_se", error_kind=_SE_SURGERY)),
-                Column("surgery_train_elbo", "train ELBO (nats)", "nats", 2, "higher", shown=False)),
-               ("seed", "surgery_points", "surgery_samples"), _surgery_applies,
-               lambda s: f"ELBO surgery over {s.surgery_points} training points",
-               "ELBO surgery over {surgery_points} training points", group="latent"),
-    MetricSpec("beta_vae_score", "eval accuracy of Higgins et al.'s linear factor classifier",
-               (Representation, LatentVariableModel),
-               _disentanglement_metric(disentanglement.beta_vae_score, "beta_vae_score"),
-               _accuracy_columns("beta_vae_score", "beta-VAE score (%)"), _DISENTANGLEMENT_SETTINGS,
-               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE, group="latent"),
-    MetricSpec("factor_vae_score", "eval accuracy of Kim & Mnih's majority-vote factor classifier",
-               (Representation, LatentVariableModel),
-               _disentanglement_metric(disentanglement.factor_vae_score, "factor_vae_score"),
-               (*_accuracy_columns("factor_vae_score", "FactorVAE score (%)"),
-                Column("factor_vae_score_active_dims", "FactorVAE active dimensions", "", 0, shown=False)),
-               _DISENTANGLEMENT_SETTINGS,
-               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE, group="latent"),
-    MetricSpec("mig", "mutual information gap (Chen et al.), 20 bins per latent",
-               (Representation, LatentVariableModel), _disentanglement_metric(disentanglement.mig, "mig"),
-               with_errors(Column("mig", "MIG", "", 3, "higher", error="mig_std",
-                                  error_kind=f"std over {disentanglement.MIG_RESAMPLES} bootstrap resamples "
-                                             "of the observations")), _DISENTANGLEMENT_SETTINGS,
-               _ground_truth_given, _disentanglement_budget_text, _DISENTANGLEMENT_TABLE, group="latent"),
-    MetricSpec("sample_quality", "IS, FID, KID, precision/recall of samples (torch-fidelity), FD-infinity "
-               "(Chong & Forsyth) and density/coverage (Naeem et al.) on a named feature net: LeNet for "
-               "MNIST-like data, else Inception", (Sampler,), sample_quality_metrics,
-               with_errors(Column("is_{net}", "IS-{net}", "", 2, "higher", error="is_{net}_std",
-                                  error_kind="std over 10 splits of the samples"),
-                           Column("fid_{net}", "FID-{net}", "", 2, "lower", error="fid_{net}_se",
-                                  error_kind="s.e. over samples (delta method)"),
-                           Column("fdinf_{net}", "FD∞-{net}", "", 2, "lower", error="fdinf_{net}_se",
-                                  error_kind="s.e. of the extrapolation (Chong & Forsyth)"),
-                           Column("kid_{net}", "KID-{net}", "", 3, "lower", error="kid_{net}_std",
-                                  error_kind="std over 100 subsets"),
-                           *(Column(f"{key}_{{net}}", f"{key}-{{net}}", "", 3, "higher",
-                                    error=f"{key}_{{net}}_se", error_kind=_SE_FIXED_SET)
-                             for key in ("precision", "recall", "density", "coverage"))),
-               ("seed", "quality_samples", "quality_reference", "quality_split", "features", "cache_root"),
-               sample_quality_applies, _quality_budget_text, group="sample_quality"),
-    MetricSpec("ais", "AIS NLL (Wu et al. 2017): HMC from the prior to the posterior on a sigmoidal "
-               "schedule, for every decoder (a generator under a Gaussian observation model); with BDMC "
-               "points, the gap between forward and reverse AIS on data simulated from the model "
-               "(Grosse et al.)",
-               (DecoderModel, DeterministicDecoder), _ais,
-               (*with_errors(Column("ais_nll", "AIS NLL (nats)", "nats", 2, "lower", error="ais_nll_se",
-                                    error_kind=SE_TEST),
-                             Column("ais_bits_per_dim", "AIS bits/dim", "bits", 3, "lower", shown=False,
-                                    error="ais_bits_per_dim_se", error_kind=SE_TEST),
-                             Column("ais_minus_iwae", "AIS log p - L_k, same points (nats)", "nats", 2, None,
-                                    error="ais_minus_iwae_se", error_kind=_SE_PAIRED),
-                             Column("bdmc_gap", "BDMC gap (nats)", "nats", 2, None, error="bdmc_gap_se",
-                                    error_kind=_SE_SIMULATED)),
-                Column("ais_chain_se", "AIS NLL s.e. over chains (delta method)", "nats", 3, shown=False),
-                Column("ais_acceptance", "AIS HMC acceptance", "", 3, shown=False),
-                Column("ais_observation_std", "generator observation std", "", 3, shown=False),
-                Column("bdmc_lower", "BDMC lower bound, simulated log p(x)", "nats", 2, shown=False),
-                Column("bdmc_upper", "BDMC upper bound, simulated log p(x)", "nats", 2, shown=False)),
-               ("seed", "k", "ais_steps", "ais_chains", "ais_points", "ais_sigma_points", "ais_bdmc_points"),
-               _ais_applies, _ais_budget_text, _ais_table_text, group="likelihood"),
-):
-    METRICS.register(_spec.name, _spec)
+_declare(MetricSpec(
+    name="ais",
+    summary="AIS NLL (Wu et al. 2017): HMC from the prior to the posterior on a sigmoidal schedule, for "
+            "every decoder (a generator under a Gaussian observation model); with BDMC points, the gap "
+            "between forward and reverse AIS on data simulated from the model (Grosse et al.)",
+    requires=(DecoderModel, DeterministicDecoder),
+    compute=_ais,
+    columns=(
+        *with_errors(
+            Column(key="ais_nll", label="AIS NLL (nats)", unit="nats", digits=2, better="lower",
+                   error="ais_nll_se", error_kind=SE_TEST),
+            Column(key="ais_bits_per_dim", label="AIS bits/dim", unit="bits", digits=3, better="lower",
+                   shown=False, error="ais_bits_per_dim_se", error_kind=SE_TEST),
+            Column(key="ais_minus_iwae", label="AIS log p - L_k, same points (nats)", unit="nats", digits=2,
+                   error="ais_minus_iwae_se", error_kind=_SE_PAIRED),
+            Column(key="bdmc_gap", label="BDMC gap (nats)", unit="nats", digits=2,
+                   error="bdmc_gap_se", error_kind=_SE_SIMULATED)),
+        Column(key="ais_chain_se", label="AIS NLL s.e. over chains (delta method)", unit="nats", digits=3,
+               shown=False),
+        Column(key="ais_acceptance", label="AIS HMC acceptance", digits=3, shown=False),
+        Column(key="ais_observation_std", label="generator observation std", digits=3, shown=False),
+        Column(key="bdmc_lower", label="BDMC lower bound, simulated log p(x)", unit="nats", digits=2,
+               shown=False),
+        Column(key="bdmc_upper", label="BDMC upper bound, simulated log p(x)", unit="nats", digits=2,
+               shown=False)),
+    settings=("seed", "k", "ais_steps", "ais_chains", "ais_points", "ais_sigma_points", "ais_bdmc_points"),
+    available=_ais_applies,
+    budget_text=_ais_budget_text,
+    table_text=_ais_table_text,
+    group="likelihood",
+))
 
 
 @contextmanager
