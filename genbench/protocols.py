@@ -1,9 +1,14 @@
-"""The model contract, importable as ``genbench.protocols`` (it lives in ``genbench.core.protocols``)."""
+"""The model contract, importable as ``genbench.protocols`` (it lives in ``genbench.core.protocols``):
+every capability a model may implement, and the helpers that read them."""
 
 from genbench.core.protocols import (
     CAPABILITIES,
     DataInitialized,
+    DecoderModel,
+    DeterministicDecoder,
     ExactLikelihood,
+    JointPrior,
+    LatentSimulator,
     LatentVariableModel,
     LayeredEncoder,
     ProgressAware,
@@ -12,7 +17,11 @@ from genbench.core.protocols import (
     Sampler,
     Trainable,
     capabilities,
+    decoder_prior,
+    log_prob_is_density,
 )
 
-__all__ = ["CAPABILITIES", "DataInitialized", "ExactLikelihood", "LatentVariableModel", "LayeredEncoder",
-           "ProgressAware", "Reconstructor", "Representation", "Sampler", "Trainable", "capabilities"]
+__all__ = ["CAPABILITIES", "DataInitialized", "DecoderModel", "DeterministicDecoder", "ExactLikelihood",
+           "JointPrior", "LatentSimulator", "LatentVariableModel", "LayeredEncoder", "ProgressAware",
+           "Reconstructor", "Representation", "Sampler", "Trainable", "capabilities", "decoder_prior",
+           "log_prob_is_density"]

@@ -80,7 +80,8 @@ def test_iwae_objective_is_tighter_than_the_vae_objective_on_the_same_samples():
 
 def test_capabilities_decide_the_contract():
     assert capabilities(MODELS["vae"].build({}, MNIST)) == [
-        "Sampler", "LatentVariableModel", "Trainable", "DataInitialized"]
+        "Sampler", "LatentVariableModel", "Trainable", "DataInitialized", "DecoderModel", "LayeredEncoder",
+        "Reconstructor", "ProgressAware", "JointPrior", "LatentSimulator"]
     ppca = fitted_ppca(low_rank_data())
     assert isinstance(ppca, ExactLikelihood) and isinstance(ppca, LatentVariableModel)
     assert isinstance(ppca, Sampler) and not isinstance(ppca, Trainable)

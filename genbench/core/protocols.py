@@ -193,6 +193,9 @@ def decoder_prior(model: object) -> Distribution:
     return model.joint_prior() if isinstance(model, JointPrior) else model.prior()
 
 
+#: every capability by name, in the order listings show them: what a metric or the training loop
+#: asks for first, then the optional refinements of a capability (tests/test_public_contract.py
+#: checks that every Protocol of this module is here and in ``genbench.protocols``)
 CAPABILITIES: dict[str, type] = {
     "Sampler": Sampler,
     "LatentVariableModel": LatentVariableModel,
@@ -200,9 +203,16 @@ CAPABILITIES: dict[str, type] = {
     "Trainable": Trainable,
     "DataInitialized": DataInitialized,
     "Representation": Representation,
+    "DecoderModel": DecoderModel,
+    "DeterministicDecoder": DeterministicDecoder,
+    "LayeredEncoder": LayeredEncoder,
+    "Reconstructor": Reconstructor,
+    "ProgressAware": ProgressAware,
+    "JointPrior": JointPrior,
+    "LatentSimulator": LatentSimulator,
 }
 
 
 def capabilities(model: object) -> list[str]:
-    """Names of the capabilities a model implements, for listings and checkpoints."""
+    """Names of the capabilities a model implements, in ``CAPABILITIES`` order, for listings."""
     return [name for name, proto in CAPABILITIES.items() if isinstance(model, proto)]
