@@ -18,7 +18,8 @@ from genbench.core.errors import GenbenchError
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-PAGES = [README, *DOCS, ROOT / "benchmarks" / "RESULTS.md"]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+PAGES = [README, *DOCS, ROOT / "benchmarks" / "README.md", RESULTS]
 README_MAX_LINES = 300
 
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
@@ -28,6 +29,9 @@ HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
 # where a documented command line starts: `genbench ...`, a console prompt, or torchrun's `-m genbench`
 START = re.compile(r"(?:^|^\$ |\s-m )genbench (?=\S)")
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+# a file of the repository named in inline code: `genbench/metrics/registry.py`, `leaderboards/mnist.md`
+REPO_PATH = re.compile(r"^(?:genbench|zoo|tests|benchmarks|examples|leaderboards|docs|\.ci)/[\w./-]*$")
 
 
 def rel(path: Path) -> str:
@@ -164,6 +168,36 @@ def test_every_command_quoted_in_a_sentence_has_real_flags(page):
 def test_relative_links_point_at_files_that_exist(page):
     broken = [why for target in LINK.findall(page.read_text()) if (why := broken_link(page, target))]
     assert not broken, "\n".join(broken)
+
+
+def named_paths_missing(text: str) -> list[str]:
+    """Repository paths a page names in inline code that do not exist (placeholders such as NAME aside)."""
+    spans = {span for span in INLINE.findall(text) if REPO_PATH.match(span)}
+    return sorted(span for span in spans if not (ROOT / span).exists()
+                  and not any(PLACEHOLDER.match(part) for part in re.split(r"[/.]", span)))
+
+
+def prose_without_code_or_links(text: str) -> str:
+    """A page's words: code blocks, inline code and links (paths, sample output) removed."""
+    return LINK.sub("", INLINE.sub("", FENCE.sub("", text)))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_files_the_pages_name_exist(page):
+    assert not named_paths_missing(page.read_text())
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != RESULTS], ids=rel)
+def test_dated_figures_live_only_in_results_md(page):
+    """A measurement carries its date in benchmarks/RESULTS.md alone; the other pages link there."""
+    assert not DATE.findall(prose_without_code_or_links(page.read_text()))
+
+
+def test_the_path_and_date_checks_see_what_they_look_for():
+    text = "See `genbench/metrics/registy.py` and `leaderboards/figures/NAME.png`; measured 2026-12-07.\n"
+    assert named_paths_missing(text) == ["genbench/metrics/registy.py"]
+    assert DATE.findall(prose_without_code_or_links(text)) == ["2026-12-07"]
+    assert not DATE.findall(prose_without_code_or_links("[a](leaderboards/long-2026-12-04/mnist.md)"))
 
 
 def test_readme_is_a_front_door_that_links_every_docs_page():
