@@ -28,6 +28,9 @@ from genbench.core.weights import atomic_write, file_sha256
 from genbench.metrics.columns import Column
 from genbench.metrics.features import feature_label
 from genbench.metrics.registry import METRICS
+from genbench.results.aggregate import summarize
+from genbench.results.paper_tables import declared_column as paper_column
+from genbench.results.paper_tables import load_paper, measured_cells, row_label
 
 #: part of every figure's source hash: raise it when the drawing code changes, so all are redrawn
 FIGURE_VERSION = 1
@@ -289,10 +292,6 @@ def paper_chart_png(title: str, panels: list[tuple[str, list[tuple[str, float | 
 def paper_chart_panels(paper: dict, runs: list[dict]):
     """The points of a paper's chart: per column, each row's published number and the measured
     mean with its interval (± the std over seeds; one seed: the run's own uncertainty)."""
-    from genbench.results.aggregate import summarize
-    from genbench.results.paper_tables import declared_column as paper_column
-    from genbench.results.paper_tables import measured_cells, row_label
-
     cells = measured_cells(paper, runs)
     panels = []
     for j, column in enumerate(paper["columns"]):
@@ -316,8 +315,6 @@ def paper_chart_panels(paper: dict, runs: list[dict]):
 def paper_chart(key: str, db, folder: Path, name: str | None = None) -> str | None:
     """The paper-vs-measured chart of paper ``key`` as ``folder/<name>.png`` (default
     ``paper-<key>``): its file name, or None where no cell is measured yet (no chart)."""
-    from genbench.results.paper_tables import load_paper
-
     paper = load_paper(key)
     panels = paper_chart_panels(paper, db.runs())
     if not any(mean is not None for _, points in panels for _, _, mean, _ in points):
