@@ -213,3 +213,19 @@ def test_readme_keeps_the_install_and_test_commands_ci_follows():
     assert ("python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest -q"
             in text)
     assert "--no-deps pythae==0.1.2 && .venv/bin/pip install -e '.[pythae]'" in text.replace("\n", " ")
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """A markdown page's table rows as stripped cells, separator rows left out."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|")]
+    return [row for row in rows if not all(set(cell) <= set("-: ") for cell in row)]
+
+
+def test_readmes_glimpse_is_the_committed_table():
+    """README's excerpt of a paper table holds the committed table's cells, header included."""
+    text = README.read_text()
+    source = re.search(r"An excerpt of `([^`]+)`", text).group(1)
+    committed = {tuple(row[:2]): row for row in table_rows((ROOT / source).read_text())}
+    excerpt = [row for row in table_rows(text) if row[0] == "stoch. layers" or row[0].isdigit()]
+    assert excerpt and all(row == committed[tuple(row[:2])][:len(row)] for row in excerpt)
