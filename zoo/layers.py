@@ -82,7 +82,8 @@ def diagonal_normal(mean: Tensor, log_std: Tensor) -> torch.distributions.Distri
 
 
 def fused_supported(module: nn.Module) -> bool:
-    """Whether the fused Adam kernel runs where the module's parameters live (2x faster on CPU)."""
+    """Whether the fused Adam kernel runs where the module's parameters live (faster, on a CPU
+    too: benchmarks/RESULTS.md, "Figures behind code choices")."""
     return next(module.parameters()).device.type in ("cpu", "cuda")
 
 

@@ -217,7 +217,8 @@ class LocalPixelCNN(nn.Module):
         The first convolution sees only x: with x ``[B, ...]`` and maps ``[k, B, ...]`` it
         runs once per image and its output is broadcast over the k codes. Later layers add
         their map and rectify in place (a convolution's output is not needed for its backward).
-        Features are channels-last: a third faster for these convolutions on a CPU.
+        Features are channels-last, faster for these convolutions on a CPU
+        (benchmarks/RESULTS.md, "Figures behind code choices").
         """
         maps = iter(maps)
         h = F.relu_(self.first(x) + next(maps)).flatten(0, -4).contiguous(memory_format=torch.channels_last)

@@ -27,18 +27,15 @@ from genbench.core.errors import log
 
 #: the environment switch of ``--no-compile``
 SWITCH = "GENBENCH_NO_COMPILE"
-#: calls of a workload from which compiling pays (benchmarks/compile.py, README "Compilation")
+#: calls of a workload from which compiling pays: above every break-even that ``benchmarks/compile.py``
+#: and ``benchmarks/nll_estimator.py`` measured (the figures: benchmarks/RESULTS.md, Compilation)
 MIN_CALLS = {
-    # log_importance_weights at k = 5000, one point per call (8192 rows): 1.12x faster once compiled
-    # at 1 thread, 1.23x at 2, its compilation (4-5 s, cold cache) paid after 790 and 676 calls
-    # (benchmarks/compile.py, 2026-12-07); benchmarks/nll_estimator.py found 2,091 and 541 points:
-    # set above all of them. The long and paper budgets' 10,000 calls compile; the short budget's
-    # ~125 do not
+    # log_importance_weights at k = 5000, one point per call (8192 rows): the long and paper
+    # budgets' 10,000 calls compile; the short budget's ~125 do not
     "estimator": 2500,
     # a one-optimizer model's training step (its losses and their backward; the optimizer steps
-    # eagerly): 1.23x at batch 20 and 1 thread, 1.15x at 2 (idle), compiled in 16 s with a cold
-    # cache, paid after 35,800 steps: from 100,000 steps on (the long budget's 363,000; the short
-    # budget's 6,000 and every test run stay eager)
+    # eagerly): the long budget's 363,000 steps compile; the short budget's 6,000 and every test
+    # run stay eager
     "train step": 100_000,
 }
 #: torch.compile's ``dynamic`` per workload: the estimator's shapes are fixed; the loss of a

@@ -43,8 +43,8 @@ def average_gradients(params) -> None:
 
     The gradients travel as one flat buffer per dtype and device, one all-reduce for all of them,
     as DDP's buckets do: a collective's latency is paid once per step, not once per parameter
-    (2 gloo ranks, a 1-layer VAE's 14 gradients: 21.5 ms a step one by one, 3.4 ms flat,
-    benchmarks/allreduce.py). The sums are the same elementwise sums."""
+    (``benchmarks/allreduce.py``; benchmarks/RESULTS.md, All-reduce of the gradients). The sums are
+    the same elementwise sums."""
     world = rank_and_world()[1]
     if world == 1:
         return

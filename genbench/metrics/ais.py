@@ -213,9 +213,9 @@ def _reverse(decoder, prior, x: Tensor, z_exact: Tensor, chains: slice, betas: l
 
 
 def ais_max_rows(device: torch.device) -> int:
-    """Rows (chains x points) per model call: 1024 on a CPU (the IWAE estimator's default over 16 up
-    to 2026-12-07, kept), 16384 on a GPU, since every row keeps its activations for the gradient (a
-    DCGAN generator's are ~60k floats)."""
+    """Rows (chains x points) per model call: 1024 on a CPU, 16384 on a GPU; fewer than the IWAE
+    estimator's since every row keeps its activations for the gradient (a DCGAN generator's are ~60k
+    floats)."""
     return 1 << 14 if device.type == "cuda" else 1 << 10
 
 
@@ -236,8 +236,8 @@ def rows_limit(model, max_rows: int | None, device: torch.device) -> int:
 @contextmanager
 def frozen(model):
     """The parameters of ``model`` (and of a wrapped ``generator``) without requires_grad while AIS runs:
-    only gradients in z are wanted, and autograd then builds no graph towards the weights (1.5x faster
-    for a DCGAN generator on a CPU). Restored afterwards."""
+    only gradients in z are wanted, and autograd then builds no graph towards the weights (faster:
+    benchmarks/RESULTS.md, "Figures behind code choices"). Restored afterwards."""
     modules = [m for m in (model, getattr(model, "generator", None)) if isinstance(m, nn.Module)]
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     for p in params:

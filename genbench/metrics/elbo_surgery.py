@@ -92,7 +92,8 @@ def encode_gaussian(model, x: Tensor, batch_size: int = 1000) -> tuple[Tensor, T
 
 
 def default_memory_bytes(device: torch.device) -> int:
-    """Chunk budget: 16 MiB on a CPU (cache-sized chunks ran ~10% faster than 256 MiB ones);
+    """Chunk budget: 16 MiB on a CPU (cache-sized chunks ran faster than 256 MiB ones:
+    benchmarks/RESULTS.md, "Figures behind code choices");
     on a GPU a quarter of the free memory, at most 4 GiB."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)

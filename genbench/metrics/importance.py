@@ -30,8 +30,8 @@ def default_max_rows(device: torch.device) -> int:
 
     On a CPU a call's largest activation should stay in the last-level cache: with 8192 rows an
     MNIST decoder's logits (at k = 5000 one point a call, 5000 x 784 floats, 16 MB) fit a 32 MB L3,
-    with 16384 (three points, 47 MB) the softplus pass reads them back from memory: 1.1-1.45x
-    slower at k = 5000 (benchmarks/nll_estimator.py --max-rows, 2026-12-07)."""
+    with 16384 (three points, 47 MB) the softplus pass reads them back from memory, which is slower
+    (``benchmarks/nll_estimator.py --max-rows``; the figures are in benchmarks/RESULTS.md, Benchmarks)."""
     return 1 << 18 if device.type == "cuda" else 1 << 13
 
 

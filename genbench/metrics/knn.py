@@ -69,7 +69,7 @@ def kth_sq_radii(x: Tensor, k: int, rows: int | None = None) -> Tensor:
     """Squared distance of each point of ``x`` to its k-th nearest other point, float64 [N]."""
     radii = torch.empty(len(x), dtype=x.dtype)
     for block, d in sq_distance_blocks(x, x, rows):
-        # the (k+1)-th smallest (the point itself is the smallest, 0); topk is ~10x faster than kthvalue
+        # the (k+1)-th smallest (the point itself is the smallest, 0); topk, faster than kthvalue
         radii[block] = d.topk(k + 1, dim=1, largest=False).values[:, -1]
     return radii
 
