@@ -31,6 +31,9 @@ START = re.compile(r"(?:^|^\$ |\s-m )genbench (?=\S)")
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
 DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
 # a file of the repository named in inline code: `genbench/metrics/registry.py`, `leaderboards/mnist.md`
+# a script the pages run: `python benchmarks/x.py --flag ...`, `python -m genbench.metrics.lenet --flag`
+SCRIPT = re.compile(r"(?:^|\s)(?:-m (genbench(?:\.\w+)+)|((?:benchmarks|examples)/[\w/]+\.py))((?:\s+\S+)*)")
+FLAG = re.compile(r"(?<!\S)--[a-z][a-z0-9-]*")
 REPO_PATH = re.compile(r"^(?:genbench|zoo|tests|benchmarks|examples|leaderboards|docs|\.ci)/[\w./-]*$")
 
 
@@ -229,3 +232,38 @@ def test_readmes_glimpse_is_the_committed_table():
     committed = {tuple(row[:2]): row for row in table_rows((ROOT / source).read_text())}
     excerpt = [row for row in table_rows(text) if row[0] == "stoch. layers" or row[0].isdigit()]
     assert excerpt and all(row == committed[tuple(row[:2])][:len(row)] for row in excerpt)
+
+
+def script_flags(text: str) -> set[tuple[str, str]]:
+    """(script file, flag) for every flag a page gives a script, in code blocks, tables and sentences."""
+    spans = code_lines(text) + INLINE.findall(FENCE.sub("", text))
+    found = set()
+    for span in spans:
+        for module, path, rest in SCRIPT.findall(span):
+            script = module.replace(".", "/") + ".py" if module else path
+            found |= {(script, flag.split("=")[0]) for flag in FLAG.findall(rest)}
+    return found
+
+
+def flags_missing(pairs: set[tuple[str, str]]) -> list[str]:
+    """The documented script flags that the script does not declare (its argparse flags, as written)."""
+    missing = []
+    for script, flag in sorted(pairs):
+        path = ROOT / script
+        if not path.exists() or f'"{flag}"' not in path.read_text():
+            missing.append(f"{script} {flag}")
+    return missing
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_every_documented_script_flag_is_declared_by_its_script(page):
+    assert not flags_missing(script_flags(page.read_text()))
+
+
+def test_script_flags_are_found_and_checked():
+    text = ("`benchmarks/ensemble.py --threads 1 2` and\n```bash\n.venv/bin/python -m genbench.metrics.lenet "
+            "--retrain --out FILE\n.venv/bin/python benchmarks/compile.py --thread 1\n```\n")
+    pairs = script_flags(text)
+    assert pairs == {("benchmarks/ensemble.py", "--threads"), ("genbench/metrics/lenet.py", "--retrain"),
+                     ("genbench/metrics/lenet.py", "--out"), ("benchmarks/compile.py", "--thread")}
+    assert flags_missing(pairs) == ["benchmarks/compile.py --thread"]
