@@ -1,7 +1,9 @@
 """README and docs/ stay true: every `genbench` command they show parses with genbench's own argument
 parser (a removed or renamed flag fails here; a command quoted in a sentence may leave out the
-arguments the sentence does not need), every relative link and image points at a file that
-exists (and at a heading that exists, where it names one), and README stays a front door."""
+arguments the sentence does not need), every flag they give a script is one it declares, every
+relative link and image points at a file that exists (and at a heading that exists, where it names
+one), every repository file they name exists, dates stay in benchmarks/RESULTS.md, and README stays
+a front door whose leaderboard excerpt is the committed table."""
 
 from __future__ import annotations
 
@@ -26,14 +28,14 @@ FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
-# where a documented command line starts: `genbench ...`, a console prompt, or torchrun's `-m genbench`
-START = re.compile(r"(?:^|^\$ |\s-m )genbench (?=\S)")
+# where a documented command starts: `genbench ...`, a prompt, torchrun's `-m genbench`, the venv's own
+START = re.compile(r"(?:^|^\$ |\s-m |\.venv/bin/)genbench (?=\S)")
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
 DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
-# a file of the repository named in inline code: `genbench/metrics/registry.py`, `leaderboards/mnist.md`
 # a script the pages run: `python benchmarks/x.py --flag ...`, `python -m genbench.metrics.lenet --flag`
 SCRIPT = re.compile(r"(?:^|\s)(?:-m (genbench(?:\.\w+)+)|((?:benchmarks|examples)/[\w/]+\.py))((?:\s+\S+)*)")
 FLAG = re.compile(r"(?<!\S)--[a-z][a-z0-9-]*")
+# a file of the repository named in inline code: `genbench/metrics/registry.py`, `leaderboards/mnist.md`
 REPO_PATH = re.compile(r"^(?:genbench|zoo|tests|benchmarks|examples|leaderboards|docs|\.ci)/[\w./-]*$")
 
 
