@@ -5,6 +5,9 @@ columns it writes.
 was given: training points for ELBO surgery, a ground-truth data set for disentanglement)
 and leaves the others blank; nothing here looks at model names. ``EvalSettings`` is the one
 table of evaluation defaults: budgets, suites and the CLI override its fields by name.
+
+Each metric has one section below: its compute function and helpers, then its declaration
+(``MetricSpec``, every field named), in the order the leaderboards show the metrics.
 """
 
 from __future__ import annotations
