@@ -21,7 +21,7 @@ import re
 import typing
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from genbench.core.state_specs import (
 from genbench.core.weights import atomic_write
 from genbench.data import DATASETS
 from genbench.metrics.registry import EvalSettings
+from genbench.sample_sets import DEFAULT_MAX_SAMPLES
 from genbench.train import checkpoint as ckpt
 from genbench.train.identity import LOCATIONS
 
@@ -340,3 +341,100 @@ def _load_checkpoint(path: Path, overrides: dict[str, str], dataset: str | None)
                               functools.partial(read_safetensors, file, keys), str(file))
     return LoadedModel(model, meta.model, meta.config, dataset or meta.dataset, meta.data_shape,
                        read_evaluation(path))
+
+
+#: the numeric EvalSettings fields a flag sets, each held to the range a suite's budget is
+#: (``genbench.suites.RANGES``); a run's recorded values are checked against them too
+NUMERIC_SETTINGS = ("k", "n_test", "quality_samples", "quality_reference", "ais_steps", "ais_chains",
+                    "ais_points", "ais_sigma_points", "ais_bdmc_points")
+#: ``genbench score`` flags that override the budget's EvalSettings field of the same name
+SETTINGS_FLAGS = ("k", "n_test", "features", "quality_samples", "quality_reference", "quality_split",
+                  "ais_steps", "ais_chains", "ais_points", "ais_bdmc_points")
+
+
+@dataclass(frozen=True)
+class SettingsRequest:
+    """What a scored checkpoint's evaluation settings come from: a budget (None: the run's recorded
+    settings, else short), the ``SETTINGS_FLAGS`` given (``overrides``) and the most model samples
+    that may be drawn."""
+
+    budget: str | None
+    overrides: dict[str, Any]
+    max_samples: int = DEFAULT_MAX_SAMPLES
+
+    def value(self, name: str) -> Any:
+        """A setting as given, else EvalSettings' default (for scores without a budget: sample sets)."""
+        return self.overrides.get(name, getattr(EvalSettings, name))
+
+
+def settings_for(loaded: LoadedModel, request: SettingsRequest, data_root: str | None
+                 ) -> tuple[EvalSettings, str]:
+    """The evaluation settings of a loaded checkpoint and where they came from: its run's recorded
+    ones unless a budget is named (else short), with the overrides on top; recorded values are
+    checked as the flags are (``NUMERIC_SETTINGS``)."""
+    from genbench.suites import BUDGET_DEFAULTS
+
+    if request.budget is not None and request.budget not in BUDGET_DEFAULTS:
+        raise GenbenchError(f"unknown budget {request.budget!r}; valid: {', '.join(BUDGET_DEFAULTS)}")
+    if request.budget is None and loaded.evaluation is not None:  # the run's own settings: its row again
+        base, source = EvalSettings(**_checked_recorded(loaded.evaluation)), "the run's"
+    else:
+        budget = request.budget or "short"
+        base, source = BUDGET_DEFAULTS[budget].eval, f"budget {budget}"
+    settings = replace(base, **request.overrides, cache_root=data_root)
+    if settings.quality_samples > request.max_samples:
+        raise GenbenchError(f"{settings.quality_samples:,} model samples asked for, over the limit of "
+                            f"{request.max_samples:,} (--max-samples)")
+    if settings.ais_bdmc_points and not settings.ais_steps:
+        raise GenbenchError("BDMC runs at AIS's steps and chains, and these settings have no AIS: give "
+                            "--ais-steps T too")
+    return settings, source
+
+
+def _checked_recorded(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The EvalSettings fields of a run's recorded settings, each numeric one in its flag's range."""
+    from genbench.suites import RANGES
+
+    known = {f.name for f in fields(EvalSettings)}
+    recorded = {k: v for k, v in evaluation.items() if k in known}
+    for name in NUMERIC_SETTINGS:
+        if recorded.get(name) is not None:
+            try:  # an int as its digits; anything else (40.5, true, "5") as its repr, which no int parses
+                value = recorded[name]
+                RANGES[name].parse(str(value) if type(value) is int else repr(value))
+            except ValueError as exc:
+                raise GenbenchError(f"the run's recorded evaluation settings: {name} {exc}") from None
+    return recorded
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """What ``genbench score`` measured, and of what: a checkpoint (``kind``), a sample set
+    (``samples``) or a generator's samples (``generator``) at ``path``. ``as_json`` is its JSON form,
+    key for key what ``--json`` has always printed; ``header`` the first line of its text form."""
+
+    kind: str
+    path: str
+    model: str
+    """The zoo model or the user's class scored; ``kind`` for sample sets and generators."""
+    reference: str
+    """What was scored, named for the results table where no --model-code names it."""
+    dataset: str
+    metrics: dict[str, float]
+    settings: dict[str, Any]
+    """The evaluation settings of the numbers, as EvalSettings names them (recorded with them)."""
+    header: str
+    lead: dict[str, Any]
+    """Its JSON fields between ``kind`` and ``dataset``."""
+    detail: dict[str, Any]
+    """Its JSON fields between ``dataset`` and ``metrics``."""
+    config: dict[str, Any] = field(default_factory=dict)
+    not_applicable: dict[str, str] | None = None
+    """Why a metric of the user's model is absent (None: not the user's code)."""
+    recorded: dict[str, str] | None = None
+    """Where ``--name`` recorded it (None: not recorded)."""
+
+    def as_json(self) -> dict[str, Any]:
+        optional = {"not_applicable": self.not_applicable, "recorded": self.recorded}
+        return {self.kind: self.path, **self.lead, "dataset": self.dataset, **self.detail,
+                "metrics": self.metrics, **{k: v for k, v in optional.items() if v is not None}}
