@@ -1,7 +1,9 @@
 """Running a suite: train every (run, seed), evaluate it, record it, render the leaderboard.
 
-A run's identity (``genbench.train.identity.RunIdentity``) names its database row, its run
-directory and its checkpoint. A run already done is not repeated; an unfinished one resumes
+What to run comes as a ``SuiteRequest`` and how and where as a ``RunContext`` (``genbench.context``:
+the database, the runs folder, the device, logging, the ensemble mode decided once). A run's
+identity (``genbench.train.identity.RunIdentity``) names its database row, its run directory and
+its checkpoint. A run already done is not repeated; an unfinished one resumes
 from the checkpoint in its run directory.
 
 Each run is claimed in the database before it trains (``ResultsDB.claim_run``): a run a live
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from genbench.context import RunContext, SuiteRequest
 from genbench.core.distributed import (
     any_rank,
     backend,
@@ -60,7 +63,7 @@ from genbench.scoring import load_for_scoring, write_evaluation
 from genbench.suites import SUITES, Budget, RunEntry, Suite, parse_suite
 from genbench.train.callbacks import Callback, QualityMonitor, watches_samples
 from genbench.train.checkpoint import FILENAME as CHECKPOINT
-from genbench.train.ensemble import Verdict, ensemble_applies, train_ensemble
+from genbench.train.ensemble import ensemble_applies, train_ensemble
 from genbench.train.identity import LOCATIONS, RunIdentity
 from genbench.train.loop import TrainConfig, TrainResult, train
 
@@ -132,87 +135,76 @@ def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_
                        tuple(data_shape), budget.name, asdict(train_cfg), asdict(settings))
 
 
-#: ``genbench run --ensemble``: when a run's seeds train as one vectorised ensemble (where it applies).
-#: auto: on an accelerator only. On a CPU whether it wins depends on the machine (benchmarks/ensemble.py,
-#: idle, 5 seeds of vae-L1-k1 against one seed's step: 11.3x at 1 thread and 6.4x at 2 on one machine,
-#: 4.7x and 3.2x on another), since a CPU is matmul- and memory-bound at these sizes; one seed after
-#: another gives each seed the numbers of training it alone, bit for bit
-ENSEMBLE_MODES = ("auto", "on", "off")
+@dataclass(frozen=True)
+class Located:
+    """A run with its directory and its evaluation settings, the data root filled in (where the data
+    live is no part of the key)."""
+
+    run: RunIdentity
+    run_dir: Path
+    settings: EvalSettings
 
 
-def run_suite(suite: Suite, budget: Budget, db: ResultsDB | None, runs_dir: Path, device: torch.device,
-              data_root: str | None = None, only: list[str] | None = None,
-              seeds: int | None = None, progress: bool = True, log=log,
-              warn=log, ensemble: str = "auto") -> list[RunOutcome]:
-    """Every (run, seed) of the suite, in order: one line each through ``log``; skipped, taken-over
-    and lost runs, and the tracebacks of unexpected failures, through ``warn`` (stderr). Under
-    torchrun every rank calls it, ``db`` None on the ranks other than 0 (only rank 0 logs)."""
-    check_ensemble_mode(ensemble)
-    entries = suite.select(only)
+def locate(run: RunIdentity, runs_dir: Path, data_root: str | None) -> Located:
+    settings = replace(EvalSettings(**run.eval), cache_root=data_root)
+    run = replace(run, eval=asdict(settings))
+    return Located(run, run.run_dir(runs_dir), settings)
+
+
+def locate_seed(request: SuiteRequest, entry: RunEntry, seed: int, data_shape, ctx: RunContext) -> Located:
+    """One (run, seed) of the request, located in the context's runs folder."""
+    run = run_identity(request.suite, entry, seed, request.budget, data_shape)
+    return locate(run, ctx.runs_dir, ctx.data_root)
+
+
+def run_suite(request: SuiteRequest, ctx: RunContext) -> list[RunOutcome]:
+    """Every (run, seed) of the request, in order: one line each through ``ctx.log``; skipped,
+    taken-over and lost runs, and the tracebacks of unexpected failures, through ``ctx.warn``
+    (stderr). Under torchrun every rank calls it (only rank 0 logs)."""
     datasets = {}
     outcomes = []
-    for entry in entries:
-        name = suite.dataset_of(entry)
+    for entry in request.entries():
+        name = request.suite.dataset_of(entry)
         if name not in datasets:
             datasets.clear()  # one data set in memory at a time (dSprites is 3 GB)
             with main_first():  # rank 0 downloads it; the others read what it wrote
-                datasets[name] = load_dataset(name, data_root, device)
-        dataset = datasets[name]
-        for outcome in run_seeds(suite, entry, list(range(seeds or suite.seeds)), budget, dataset, db,
-                                 runs_dir, device, progress, data_root, log, warn, ensemble):
+                datasets[name] = load_dataset(name, ctx.data_root, ctx.device)
+        for outcome in run_seeds(request, entry, datasets[name], ctx):
             if is_main():
-                say_outcome(outcome, log, warn)
+                say_outcome(outcome, ctx.log, ctx.warn)
             outcomes.append(outcome)
     return outcomes
 
 
-def run_seeds(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset, db: ResultsDB | None,
-              runs_dir: Path, device: torch.device, progress: bool = True, data_root: str | None = None,
-              log=log, warn=log, ensemble: str = "auto"):
+def run_seeds(request: SuiteRequest, entry: RunEntry, dataset, ctx: RunContext):
     """The outcomes of one run's seeds, each as it is ready: trained together as one vectorised
-    ensemble (``genbench.train.ensemble``) where there are several, they can be and ``ensemble``
-    (one of ``ENSEMBLE_MODES``) says so, else one by one."""
-    check_ensemble_mode(ensemble)
+    ensemble (``genbench.train.ensemble``) where there are several, they can be and the context's
+    ensemble mode says so, else one by one."""
+    seeds = request.seed_list()
     verdict = None
     if len(seeds) > 1:
-        verdict = _ensemble_wanted(ensemble, device)
+        verdict = ctx.seeds_apart
         if verdict is None:
-            runs, models = _members(suite, entry, seeds, budget, dataset)
-            verdict = ensemble_applies(models, dataset, [TrainConfig(**run.train) for run in runs])
+            members = [locate_seed(request, entry, seed, dataset.shape, ctx) for seed in seeds]
+            models = _models(members, dataset)
+            verdict = ensemble_applies(models, dataset, [TrainConfig(**m.run.train) for m in members])
     if verdict:
-        yield from _run_as_ensemble(entry, runs, models, dataset, db, runs_dir, device, progress, data_root,
-                                    log, warn)
+        yield from _run_as_ensemble(members, models, dataset, ctx)
         return
     if verdict is not None and is_main():
-        log(f"[one by one] {entry.name}: its {len(seeds)} seeds train one after another ({verdict.reason})")
+        ctx.log(f"[one by one] {entry.name}: its {len(seeds)} seeds train one after another "
+                f"({verdict.reason})")
     for seed in seeds:
-        yield run_one(suite, entry, seed, budget, dataset, db, runs_dir, device, progress, data_root, warn)
+        yield run_one(locate_seed(request, entry, seed, dataset.shape, ctx), dataset, ctx)
 
 
-def check_ensemble_mode(mode: str) -> None:
-    """A mode not in ``ENSEMBLE_MODES`` is one clear error, before anything is loaded or trained."""
-    if mode not in ENSEMBLE_MODES:
-        raise GenbenchError(f"unknown --ensemble {mode!r}; valid: {', '.join(ENSEMBLE_MODES)}")
-
-
-def _ensemble_wanted(mode: str, device: torch.device) -> Verdict | None:
-    """Why ``mode`` trains seeds one by one on ``device``; None where the ensemble is wanted if it applies."""
-    if mode == "off":
-        return Verdict(False, "--ensemble off")
-    if mode == "auto" and device.type == "cpu":
-        return Verdict(False, "on a CPU a seed ensemble gains little or loses against one seed after "
-                              "another, by machine (benchmarks/ensemble.py); --ensemble on trains it anyway")
-    return None
-
-
-def _members(suite: Suite, entry: RunEntry, seeds: list[int], budget: Budget, dataset):
-    """Each seed's run identity and model as ``train_and_evaluate`` builds it."""
-    runs = [run_identity(suite, entry, seed, budget, dataset.shape) for seed in seeds]
+def _models(members: list[Located], dataset) -> list[torch.nn.Module]:
+    """Each seed's model as ``train_and_evaluate`` builds it."""
     models = []
-    for run in runs:
-        torch.manual_seed(run.seed)
-        models.append(MODELS[run.model].build(run.config, dataset.shape))
-    return runs, models
+    for member in members:
+        torch.manual_seed(member.run.seed)
+        models.append(MODELS[member.run.model].build(member.run.config, dataset.shape))
+    return models
 
 
 def say_outcome(outcome: RunOutcome, log=log, warn=log) -> None:
@@ -233,121 +225,112 @@ class _Plan:
     error: str | None = None
 
 
-def run_one(suite: Suite, entry: RunEntry, seed: int, budget: Budget, dataset, db: ResultsDB | None,
-            runs_dir: Path, device: torch.device, progress: bool = True,
-            data_root: str | None = None, warn=log) -> RunOutcome:
+def run_one(here: Located, dataset, ctx: RunContext) -> RunOutcome:
     """Train, evaluate and record one (run, seed), unless it is done (then its results are reused,
     with sample quality added where the budget now asks for it) or a live process holds it."""
-    run, run_dir, settings = _located(run_identity(suite, entry, seed, budget, dataset.shape), runs_dir,
-                                      data_root)
-    lock = RunDirLock(run_dir)
+    lock = RunDirLock(here.run_dir)
     try:
-        plan = broadcast(_plan(run, db, run_dir, lock, device, warn) if is_main() else None)
+        plan = broadcast(_plan(here, lock, ctx) if is_main() else None)
         if plan.action == "train":
-            outcome = _train_and_record(run, entry, seed, settings, dataset, db, plan.claim, run_dir,
-                                        progress and is_main(), warn)
+            outcome = _train_and_record(here, dataset, plan.claim, ctx)
         else:
-            outcome = _not_trained(entry, seed, plan, run_dir, settings, dataset, db, warn)
+            outcome = _not_trained(here, plan, dataset, ctx)
     finally:
         lock.release()
     if not same_on_every_rank(outcome.status):
-        raise GenbenchError(f"the ranks disagree on how run {entry.name} seed {seed} ended; stopped")
+        raise GenbenchError(f"the ranks disagree on how run {here.run.name} seed {here.run.seed} ended; "
+                            "stopped")
     return outcome
 
 
-def _located(run: RunIdentity, runs_dir: Path, data_root: str | None):
-    """(run, its directory, its evaluation settings) with the data root filled in (where the data
-    live is no part of the key)."""
-    settings = replace(EvalSettings(**run.eval), cache_root=data_root)
-    run = replace(run, eval=asdict(settings))
-    return run, run.run_dir(runs_dir), settings
+def _outcome(here: Located, status: str, metrics: dict[str, float] | None = None,
+             error: str | None = None) -> RunOutcome:
+    return RunOutcome(here.run.name, here.run.seed, status, metrics or {}, here.run_dir, error=error)
 
 
-def _not_trained(entry: RunEntry, seed: int, plan: _Plan, run_dir: Path, settings: EvalSettings, dataset,
-                 db: ResultsDB | None, warn) -> RunOutcome:
+def _not_trained(here: Located, plan: _Plan, dataset, ctx: RunContext) -> RunOutcome:
     """A run left to another process (busy), or done before (cached: later metrics added)."""
     if plan.action == "busy":
-        return RunOutcome(entry.name, seed, "busy", {}, run_dir, error=plan.error)
+        return _outcome(here, "busy", error=plan.error)
     done = plan.done
-    due = _later_metrics_due(done, settings)
+    due = _later_metrics_due(done, here.settings)
     for metric in due:
-        done = _add_later_metric(metric, done, settings, dataset, db, warn)
+        done = _add_later_metric(metric, done, here.settings, dataset, ctx)
     if due and is_main():
-        done = db.done_run(done.run_key)  # with the metrics added
-    return RunOutcome(entry.name, seed, "cached", done.metrics if is_main() else {}, Path(done.run_dir))
+        done = ctx.db.done_run(done.run_key)  # with the metrics added
+    return RunOutcome(here.run.name, here.run.seed, "cached", done.metrics if is_main() else {},
+                      Path(done.run_dir))
 
 
-def _run_as_ensemble(entry: RunEntry, runs: list[RunIdentity], models, dataset, db: ResultsDB, runs_dir: Path,
-                     device: torch.device, progress: bool, data_root: str | None, log, warn):
+def _run_as_ensemble(members: list[Located], models, dataset, ctx: RunContext):
     """Claim every seed of the run, train the claimed ones as one ensemble (each into its own run
     directory and checkpoint, so each resumes alone too), then evaluate and record each as
     ``run_one`` does. Only where ``ensemble_applies``: one process, no torchrun."""
-    located = [_located(run, runs_dir, data_root) for run in runs]
-    locks = [RunDirLock(run_dir) for _, run_dir, _ in located]
+    locks = [RunDirLock(member.run_dir) for member in members]
     try:
-        plans = [_plan(run, db, run_dir, lock, device, warn)
-                 for (run, run_dir, _), lock in zip(located, locks, strict=True)]
+        plans = [_plan(member, lock, ctx) for member, lock in zip(members, locks, strict=True)]
         claimed = [i for i, plan in enumerate(plans) if plan.action == "train"]
         with ExitStack() as held:
-            leases = {i: held.enter_context(db.holding(plans[i].claim.run_id)) for i in claimed}
+            leases = {i: held.enter_context(ctx.db.holding(plans[i].claim.run_id)) for i in claimed}
             for i in claimed:
-                held.enter_context(holding(located[i][1], db.owner))
+                held.enter_context(holding(members[i].run_dir, ctx.db.owner))
             trained = {}
             if len(claimed) > 1:
-                trained = _train_members([runs[i] for i in claimed], [models[i] for i in claimed], dataset,
-                                         [located[i][1] for i in claimed], [plans[i].claim for i in claimed],
-                                         db, progress, log)
+                trained = _train_members([members[i] for i in claimed], [models[i] for i in claimed], dataset,
+                                         [plans[i].claim for i in claimed], ctx)
                 trained = dict(zip(claimed, trained, strict=True))
-            for i, (run, run_dir, settings) in enumerate(located):
+            for i, member in enumerate(members):
                 if plans[i].action != "train":
-                    yield _not_trained(entry, run.seed, plans[i], run_dir, settings, dataset, db, warn)
+                    yield _not_trained(member, plans[i], dataset, ctx)
                     continue
-                yield _evaluate_and_record(run, entry, run.seed, settings, dataset, db, plans[i].claim,
-                                           run_dir, progress, warn, leases[i], trained.get(i))
+                yield _evaluate_and_record(member, dataset, plans[i].claim, ctx, leases[i], trained.get(i))
     finally:
         for lock in locks:
             lock.release()
 
 
-def _train_members(runs: list[RunIdentity], models, dataset, run_dirs: list[Path], claims: list[Claim],
-                   db: ResultsDB, progress: bool, log) -> list[TrainResult | Exception]:
+def _train_members(members: list[Located], models, dataset, claims: list[Claim],
+                   ctx: RunContext) -> list[TrainResult | Exception]:
     """The claimed seeds trained as one ensemble: each member's result, or the exception that
     fails it (the ensemble's own failure fails them all; an interrupt fails them all and goes on up)."""
+    runs = [member.run for member in members]
     metas = [{**run.checkpoint_meta(), "world_size": 1, "backend": backend()} for run in runs]
     seeds = ", ".join(str(run.seed) for run in runs)
-    log(f"[ensemble] {runs[0].name} seeds {seeds}: trained together as one vectorised ensemble")
+    ctx.log(f"[ensemble] {runs[0].name} seeds {seeds}: trained together as one vectorised ensemble")
     try:
-        results = train_ensemble(models, dataset, [TrainConfig(**run.train) for run in runs], run_dirs, metas,
-                                 progress=progress)
+        results = train_ensemble(models, dataset, [TrainConfig(**run.train) for run in runs],
+                                 [member.run_dir for member in members], metas, progress=ctx.progress)
     except Exception as exc:  # noqa: BLE001 (recorded as each member's failure)
         return [exc] * len(runs)
     except BaseException as exc:
         for claim in claims:
-            db.fail_run(claim.run_id, failure_reason(exc))
+            ctx.db.fail_run(claim.run_id, failure_reason(exc))
         raise
     done = next((r for r in results if isinstance(r, TrainResult)), None)
     if done is not None:
-        log(f"[ensemble] {runs[0].name} seeds {seeds}: {len(runs)} members trained in {done.seconds:.0f} s")
+        ctx.log(f"[ensemble] {runs[0].name} seeds {seeds}: {len(runs)} members trained in "
+                f"{done.seconds:.0f} s")
     return results
 
 
-def _plan(run: RunIdentity, db: ResultsDB, run_dir: Path, lock: RunDirLock, device, warn) -> _Plan:
+def _plan(here: Located, lock: RunDirLock, ctx: RunContext) -> _Plan:
     """Rank 0: reuse the run where it is done (in the database, or in a result file a sweep job left),
     else lock its directory and claim its row, unless another process holds either."""
+    db, run, run_dir = ctx.db, here.run, here.run_dir
     done = db.done_run(run.key)
-    if done is None and ingest_result(db, run_dir, run.key, warn):  # a sweep job finished it
+    if done is None and ingest_result(db, run_dir, run.key, ctx.warn):  # a sweep job finished it
         done = db.done_run(run.key)
     if done is None:
         if not lock.acquire():
             return _Plan("busy", error=f"being trained by {_holder_of(run_dir)}; skipped")
-        claim = db.claim_run(run, run_dir, str(device), world())
+        claim = db.claim_run(run, run_dir, str(ctx.device), world())
         if claim.status == "busy":
             return _Plan("busy", error=f"being trained by {claim.describe_holder()}; skipped")
         if claim.status == "claimed":
             if claim.taken_over:
                 start = "resuming its checkpoint" if (run_dir / CHECKPOINT).exists() else "no checkpoint yet"
-                warn(f"[takeover] {run.name} seed {run.seed}: its owner {claim.describe_holder()} is gone; "
-                     f"{start}")
+                ctx.warn(f"[takeover] {run.name} seed {run.seed}: its owner {claim.describe_holder()} is "
+                         f"gone; {start}")
             return _Plan("train", claim=claim)
         done = db.done_run(run.key)  # finished by another process since
     return _Plan("cached", done=done)
@@ -373,41 +356,36 @@ def _holder_of(run_dir: Path) -> str:
         return "another process"
 
 
-def _train_and_record(run: RunIdentity, entry: RunEntry, seed: int, settings: EvalSettings, dataset,
-                      db: ResultsDB | None, claim: Claim, run_dir: Path, progress: bool, warn) -> RunOutcome:
+def _train_and_record(here: Located, dataset, claim: Claim, ctx: RunContext) -> RunOutcome:
     """A claimed run, heartbeat beating: trained, evaluated and recorded done, or failed with its
     reason whatever went wrong. An interrupt (or SystemExit) fails it too, and goes on up."""
     main = is_main()
-    with db.holding(claim.run_id) if main else nullcontext(None) as lease, \
-            holding(run_dir, db.owner) if main else nullcontext():
-        return _evaluate_and_record(run, entry, seed, settings, dataset, db, claim, run_dir, progress, warn,
-                                    lease)
+    with ctx.db.holding(claim.run_id) if main else nullcontext(None) as lease, \
+            holding(here.run_dir, ctx.db.owner) if main else nullcontext():
+        return _evaluate_and_record(here, dataset, claim, ctx, lease)
 
 
-def _evaluate_and_record(run: RunIdentity, entry: RunEntry, seed: int, settings: EvalSettings, dataset,
-                         db: ResultsDB | None, claim: Claim, run_dir: Path, progress: bool, warn,
-                         lease: Lease | None,
+def _evaluate_and_record(here: Located, dataset, claim: Claim, ctx: RunContext, lease: Lease | None,
                          pretrained: TrainResult | Exception | None = None) -> RunOutcome:
     """``_train_and_record`` inside the run's heartbeats; ``pretrained``: the run trained already
     (as an ensemble member), or the exception that failed it there."""
-    lost = RunOutcome(entry.name, seed, "lost", {}, run_dir, error="another process took this run over")
-    main = is_main()
+    main, db, run, run_dir = is_main(), ctx.db, here.run, here.run_dir
     device = str(dataset.device)
     try:
         if isinstance(pretrained, Exception):
             raise pretrained
-        trained = train_and_evaluate(run, settings, dataset, run_dir,
-                                     [StopWhenTakenOver(lease, dataset.device)], progress, pretrained)
+        trained = train_and_evaluate(here, dataset, [StopWhenTakenOver(lease, dataset.device)],
+                                     ctx.progress and main, pretrained)
         recorded = True
         if main:
             write_result(run_dir, run, trained.finished(run_dir, device, db.owner), extra=trained.extra())
             recorded = db.finish_run(claim.run_id, trained.metrics, trained.result.seconds,
                                      trained.eval_seconds, trained.skipped, trained.result.curve)
         if not broadcast(recorded):
-            return lost
+            return _lost(here)
     except Exception as exc:
         if not isinstance(exc, GenbenchError):  # a bug or a broken environment: show where
-            warn(traceback.format_exc().rstrip())
+            ctx.warn(traceback.format_exc().rstrip())
         reason = failure_reason(exc)
         recorded = True
         if main:
@@ -417,13 +395,17 @@ def _evaluate_and_record(run: RunIdentity, entry: RunEntry, seed: int, settings:
         if rank_and_world()[1] > 1 and not isinstance(exc, GenbenchError):
             raise  # this rank's own failure: the process ends and torchrun stops every rank
         if not broadcast(recorded):
-            return lost
-        return RunOutcome(entry.name, seed, "failed", {}, run_dir, error=reason)
+            return _lost(here)
+        return _outcome(here, "failed", error=reason)
     except BaseException as exc:
         if main:
             db.fail_run(claim.run_id, failure_reason(exc))
         raise
-    return RunOutcome(entry.name, seed, "done", trained.metrics, run_dir)
+    return _outcome(here, "done", trained.metrics)
+
+
+def _lost(here: Located) -> RunOutcome:
+    return _outcome(here, "lost", error="another process took this run over")
 
 
 @dataclass
@@ -446,13 +428,13 @@ class Trained:
         return {"steps": self.result.steps, "resumed_from": self.result.resumed_from}
 
 
-def train_and_evaluate(run: RunIdentity, settings: EvalSettings, dataset, run_dir: Path,
-                       callbacks: list[Callback] = (), progress: bool = True,
+def train_and_evaluate(here: Located, dataset, callbacks: list[Callback] = (), progress: bool = True,
                        pretrained: TrainResult | None = None) -> Trained:
     """Train (resuming its checkpoint) and evaluate one run, on every rank (each its shard); rank 0
     writes the pictures and the evaluation record. Weights or metric values that are not finite raise.
     ``pretrained``: the run was trained to its end already (an ensemble member): its checkpoint is
     loaded and that training's result is the one recorded."""
+    run, run_dir, settings = here.run, here.run_dir, here.settings
     torch.manual_seed(run.seed)
     model = MODELS[run.model].build(run.config, dataset.shape)
     callbacks = list(callbacks)
@@ -556,8 +538,8 @@ def _later_metrics_due(done: RunRecord, settings) -> list[str]:
             and any(stored.get(name) != getattr(settings, name) for name in _later_settings(metric))]
 
 
-def _add_later_metric(metric: str, done: RunRecord, settings, dataset, db: ResultsDB | None,
-                      warn=log) -> RunRecord:
+def _add_later_metric(metric: str, done: RunRecord, settings: EvalSettings, dataset,
+                      ctx: RunContext) -> RunRecord:
     """Evaluate one later metric of a finished run from its final checkpoint (the weights its other
     metrics were computed with) and add it to the run's results; where that fails, the reason is
     recorded instead (the run stays done). Under torchrun every rank evaluates it and rank 0 records
@@ -570,12 +552,13 @@ def _add_later_metric(metric: str, done: RunRecord, settings, dataset, db: Resul
                           dataset=dataset, skipped=skipped)
     except Exception as exc:  # its run directory is gone or unreadable: say so in the table
         if not isinstance(exc, GenbenchError):
-            warn(traceback.format_exc().rstrip())
+            ctx.warn(traceback.format_exc().rstrip())
         values, skipped = {}, {metric: f"not added to the finished run: {failure_reason(exc)}"}
     recorded = {**done.eval, **{name: getattr(settings, name) for name in _later_settings(metric)},
                 "cache_root": settings.cache_root}
     if is_main():
         if Path(done.run_dir).is_dir():
             write_evaluation(Path(done.run_dir), recorded)
-        db.add_results(done.id, metric, values, skipped.get(metric), recorded, time.perf_counter() - started)
+        ctx.db.add_results(done.id, metric, values, skipped.get(metric), recorded,
+                           time.perf_counter() - started)
     return replace(done, eval=recorded)

@@ -147,6 +147,7 @@ def _torchrun(tmp_path, suite: Path) -> tuple[list[str], dict]:
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a process's children from /proc")
 def test_torchrun_two_gloo_ranks_train_a_suite_as_one_process_would_and_resume_after_a_kill(tmp_path):
+    from genbench.context import RunContext, SuiteRequest
     from genbench.results.db import ResultsDB
     from genbench.runner import load_suite, run_suite
     from genbench.train.checkpoint import read_checkpoint
@@ -174,8 +175,9 @@ def test_torchrun_two_gloo_ranks_train_a_suite_as_one_process_would_and_resume_a
     assert "[takeover] pixelcnn seed 0" in stderr and "resuming its checkpoint" in stderr
 
     suite = load_suite(str(suite_file))  # the same run in this one process
-    [one] = run_suite(suite, suite.budget("smoke"), ResultsDB(tmp_path / "one.sqlite"), tmp_path / "one",
-                      torch.device("cpu"), progress=False, log=lambda *_: None)
+    [one] = run_suite(SuiteRequest(suite, suite.budget("smoke")),
+                      RunContext(ResultsDB(tmp_path / "one.sqlite"), tmp_path / "one", torch.device("cpu"),
+                                 progress=False, log=lambda *_: None))
     meta, two_weights, _ = read_checkpoint(checkpoint)
     _, one_weights, _ = read_checkpoint(one.run_dir / "checkpoint.safetensors")
     assert (meta["step"], meta["world_size"], meta["backend"]) == (300, 2, "gloo")

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from genbench.cli import main
+from genbench.context import RunContext, SuiteRequest
 from genbench.metrics.subsets import subset_index
 from genbench.results import figures
 from genbench.results.db import ResultsDB
@@ -164,8 +165,9 @@ def tiny_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("tiny")
     suite = parse_suite(TINY_SUITE, "test")
     db = ResultsDB(base / "db.sqlite")
-    [outcome] = run_suite(suite, suite.budget("smoke"), db, base / "runs", torch.device("cpu"),
-                          progress=False, log=lambda *_: None)
+    [outcome] = run_suite(SuiteRequest(suite, suite.budget("smoke")),
+                          RunContext(db, base / "runs", torch.device("cpu"), progress=False,
+                                     log=lambda *_: None))
     assert outcome.status == "done"
     return base, suite, db
 

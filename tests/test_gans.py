@@ -306,6 +306,7 @@ config = { base_channels = 8, latent = 8 }
 
 def test_a_gan_run_records_fid_over_training_in_its_curve_without_changing_the_training(
         tmp_path, monkeypatch, tiny_torchscript, toy):
+    from genbench.context import RunContext, SuiteRequest
     from genbench.data import load_dataset
     from genbench.metrics import features, sample_quality
     from genbench.results.db import ResultsDB
@@ -317,8 +318,9 @@ def test_a_gan_run_records_fid_over_training_in_its_curve_without_changing_the_t
     monkeypatch.setattr(sample_quality, "resolve_feature_net", lambda *a, **k: net)
     suite = parse_suite(GAN_SUITE, "test")
     db = ResultsDB(tmp_path / "db.sqlite")
-    [outcome] = run_suite(suite, suite.budget("smoke"), db, tmp_path / "runs", torch.device("cpu"),
-                          progress=False, log=lambda *_: None)
+    [outcome] = run_suite(SuiteRequest(suite, suite.budget("smoke")),
+                          RunContext(db, tmp_path / "runs", torch.device("cpu"), progress=False,
+                                     log=lambda *_: None))
     assert outcome.status == "done" and outcome.metrics["fid_ts_tiny"] > 0
     [run] = db.runs()
     curve = db.curve(run["id"])

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from genbench.cli import main
-from genbench.launch.executors import LaunchOptions, local_threads, parse_time, slurm_parameters
+from genbench.context import LaunchOptions, RunContext, SuiteRequest, parse_time
+from genbench.launch.executors import local_threads, slurm_parameters
 from genbench.launch.sweep import run_sweep
 from genbench.results.db import ResultsDB
 from genbench.results.rundir import read_owner
@@ -105,9 +106,10 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_weights_of_an_uninterrup
     watcher.start()
     try:
         db = ResultsDB(tmp_path / "db.sqlite")
-        [outcome], sweep_id = run_sweep(suite, str(suite_file), suite.budget("smoke"), db, tmp_path / "runs",
-                                        LaunchOptions("local", device="cpu"), poll=0.2, log=lambda *_: None,
-                                        warn=lambda *_: None)
+        local = LaunchOptions("local", device="cpu")
+        [outcome], sweep_id = run_sweep(SuiteRequest(suite, suite.budget("smoke"), source=str(suite_file)),
+                                        RunContext(db, tmp_path / "runs", log=lambda *_: None,
+                                                   warn=lambda *_: None, launch=local), poll=0.2)
     finally:
         done.set()
         watcher.join()
@@ -118,8 +120,9 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_weights_of_an_uninterrup
     assert "preempted" in log.read_text() and "requeued" in log.read_text()
 
     torch.set_num_threads(local_threads(1, 1))  # the job's threads: the same float operations
-    [alone] = run_suite(suite, suite.budget("smoke"), ResultsDB(tmp_path / "alone.sqlite"),
-                        tmp_path / "alone", torch.device("cpu"), progress=False, log=lambda *_: None)
+    [alone] = run_suite(SuiteRequest(suite, suite.budget("smoke")),
+                        RunContext(ResultsDB(tmp_path / "alone.sqlite"), tmp_path / "alone",
+                                   torch.device("cpu"), progress=False, log=lambda *_: None))
     _, resumed, _ = read_checkpoint(outcome.run_dir / "checkpoint.safetensors")
     _, uninterrupted, _ = read_checkpoint(alone.run_dir / "checkpoint.safetensors")
     assert resumed.keys() == uninterrupted.keys()
@@ -134,9 +137,10 @@ def test_two_sweeps_into_one_database_at_once_lose_nothing_and_train_each_run_on
     outcomes: dict[int, list] = {}
 
     def sweep(seeds: int) -> None:
-        outcomes[seeds], _ = run_sweep(suite, "smoke", suite.budget("smoke"), ResultsDB(db_path),
-                                       tmp_path / "runs", LaunchOptions("local", device="cpu"), only=["ppca"],
-                                       seeds=seeds, poll=0.2, log=lambda *_: None, warn=lambda *_: None)
+        outcomes[seeds], _ = run_sweep(SuiteRequest(suite, suite.budget("smoke"), ["ppca"], seeds),
+                                       RunContext(ResultsDB(db_path), tmp_path / "runs", log=lambda *_: None,
+                                                  warn=lambda *_: None,
+                                                  launch=LaunchOptions("local", device="cpu")), poll=0.2)
 
     threads = [threading.Thread(target=sweep, args=(n,)) for n in (2, 3)]  # seeds 0-1 and 0-2
     for t in threads:
@@ -156,11 +160,11 @@ def test_slurm_jobs_get_one_array_task_per_run_with_the_sweeps_resources(tmp_pat
     submitit = pytest.importorskip("submitit")
     from submitit.slurm.slurm import _make_sbatch_string
 
-    import genbench.launch.executors as executors
+    import genbench.context
 
     assert main(_run(tmp_path, "--launcher", "slurm")) == 2  # this machine has no Slurm: one line
     assert "--launcher slurm: sbatch/srun not found here" in capsys.readouterr().err
-    monkeypatch.setattr(executors.shutil, "which", lambda name: f"/usr/bin/{name}")  # a login node
+    monkeypatch.setattr(genbench.context.shutil, "which", lambda name: f"/usr/bin/{name}")  # a login node
     options = LaunchOptions("slurm", partition="gpu", gpus_per_run=2, time="1-12:00:00", array_parallelism=4)
     params = slurm_parameters(options, "genbench-mnist")
     script = _make_sbatch_string(command="python -m submitit.core._submit X", folder=tmp_path, map_count=12,

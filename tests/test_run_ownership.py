@@ -24,6 +24,7 @@ import torch
 import genbench.results.db as dbmod
 import genbench.runner as runner
 from genbench.cli import main
+from genbench.context import RunContext, SuiteRequest
 from genbench.core.weights import atomic_write
 from genbench.data import load_dataset
 from genbench.results.db import ResultsDB
@@ -226,9 +227,9 @@ def _train_spy(monkeypatch) -> list:
 
 
 def _sweep(db: ResultsDB, tmp_path, messages: list | None = None):
-    [outcome] = run_suite(SMOKE, SMOKE.budget("smoke"), db, tmp_path / "runs", CPU, only=["vae-L1-k1"],
-                          progress=False, log=lambda *_: None,
-                          warn=(messages.append if messages is not None else lambda *_: None))
+    [outcome] = run_suite(SuiteRequest(SMOKE, SMOKE.budget("smoke"), ["vae-L1-k1"]),
+                          RunContext(db, tmp_path / "runs", CPU, progress=False, log=lambda *_: None,
+                                     warn=(messages.append if messages is not None else lambda *_: None)))
     return outcome
 
 
@@ -337,8 +338,8 @@ def test_weights_or_metrics_that_are_not_finite_fail_the_run(tmp_path, monkeypat
     else:
         monkeypatch.setattr(runner, "evaluate", lambda *a, **k: dict(metrics))
     db = ResultsDB(tmp_path / "db.sqlite")
-    [outcome] = run_suite(SMOKE, SMOKE.budget("smoke"), db, tmp_path / "runs", CPU, only=["ppca"],
-                          progress=False, log=lambda *_: None)
+    [outcome] = run_suite(SuiteRequest(SMOKE, SMOKE.budget("smoke"), ["ppca"]),
+                          RunContext(db, tmp_path / "runs", CPU, progress=False, log=lambda *_: None))
     [row] = db.runs(status=None)
     if error is None:
         assert outcome.status == row["status"] == "done"

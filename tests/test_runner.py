@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from genbench.context import RunContext, SuiteRequest
 from genbench.core.errors import GenbenchError
 from genbench.core.models import ModelEntry
 from genbench.results.db import ResultsDB
@@ -39,8 +42,9 @@ def test_a_nan_run_is_marked_failed_and_the_suite_goes_on(tmp_path, monkeypatch)
     monkeypatch.setitem(MODELS._entries, "diverging", entry)
     suite = parse_suite(SUITE, "test")
     db = ResultsDB(tmp_path / "db.sqlite")
-    outcomes = run_suite(suite, suite.budget("smoke"), db, tmp_path / "runs",
-                         torch.device("cpu"), progress=False, log=lambda *_: None)
+    outcomes = run_suite(SuiteRequest(suite, suite.budget("smoke")),
+                         RunContext(db, tmp_path / "runs", torch.device("cpu"), progress=False,
+                                    log=lambda *_: None))
     assert [o.status for o in outcomes] == ["failed", "done"]
     [failed] = db.runs(status="failed")
     assert failed["name"] == "bad" and "loss became inf at step 0" in failed["error"]
@@ -144,8 +148,8 @@ def test_asking_for_samples_later_adds_sample_quality_to_finished_runs_without_r
 
     suite = parse_suite(QUALITY_SUITE, "test")
     db = ResultsDB(tmp_path / "db.sqlite")
-    quiet = {"progress": False, "log": lambda *_: None}
-    first = run_suite(suite, suite.budget("smoke"), db, tmp_path / "runs", torch.device("cpu"), **quiet)
+    quiet = RunContext(db, tmp_path / "runs", torch.device("cpu"), progress=False, log=lambda *_: None)
+    first = run_suite(SuiteRequest(suite, suite.budget("smoke")), quiet)
     assert [o.status for o in first] == ["done", "done"]
     assert not any("fid_ts_tiny" in o.metrics for o in first)
 
@@ -154,14 +158,14 @@ def test_asking_for_samples_later_adds_sample_quality_to_finished_runs_without_r
     monkeypatch.setattr("genbench.runner.train", lambda *a, **k: pytest.fail("a finished run was retrained"))
     asking = suite.budget("smoke").override({"quality_samples": 60})
     with pytest.warns(UserWarning, match="sample_quality skipped: PPCA samples must lie in"):
-        again = run_suite(suite, asking, db, tmp_path / "runs", torch.device("cpu"), **quiet)
+        again = run_suite(SuiteRequest(suite, asking), quiet)
     assert [o.status for o in again] == ["cached", "cached"]
     vae, ppca = (next(r for r in db.runs() if r["name"] == n) for n in ("vae", "ppca"))
     assert vae["metrics"]["fid_ts_tiny"] > 0 and vae["metrics"]["nll"] == first[0].metrics["nll"]
     assert vae["eval"]["quality_samples"] == 60 and vae["skipped"] == {}
     assert "fid_ts_tiny" not in ppca["metrics"] and "must lie in [0, 1]" in ppca["skipped"]["sample_quality"]
     monkeypatch.setattr(sample_quality, "score_images", lambda *a, **k: pytest.fail("scored twice"))
-    run_suite(suite, asking, db, tmp_path / "runs", torch.device("cpu"), **quiet)
+    run_suite(SuiteRequest(suite, asking), quiet)
 
 
 def test_a_runs_own_sample_count_is_not_part_of_its_key_but_its_epochs_are():
@@ -191,8 +195,9 @@ def test_seeds_of_a_run_train_as_one_ensemble_equal_to_their_single_runs(tmp_pat
     budget = suite.budget("smoke")
     cpu = torch.device("cpu")
     said = []
-    together = run_suite(suite, budget, ResultsDB(tmp_path / "together.sqlite"), tmp_path / "together", cpu,
-                         only=["vae-L1-k1", "ppca"], seeds=2, progress=False, log=said.append, ensemble="on")
+    together = run_suite(SuiteRequest(suite, budget, ["vae-L1-k1", "ppca"], seeds=2),
+                         RunContext(ResultsDB(tmp_path / "together.sqlite"), tmp_path / "together", cpu,
+                                    progress=False, log=said.append, ensemble="on"))
     assert [(o.name, o.seed, o.status) for o in together] == [
         ("ppca", 0, "done"), ("ppca", 1, "done"), ("vae-L1-k1", 0, "done"), ("vae-L1-k1", 1, "done")]
     assert any(line.startswith("[ensemble] vae-L1-k1 seeds 0, 1") for line in said)
@@ -201,12 +206,14 @@ def test_seeds_of_a_run_train_as_one_ensemble_equal_to_their_single_runs(tmp_pat
     rows = [r for r in db.runs(status="done") if r["name"] == "vae-L1-k1"]
     assert sorted(r["seed"] for r in rows) == [0, 1] and all(r["train_seconds"] > 0 for r in rows)
 
-    alone = run_suite(suite, budget, ResultsDB(tmp_path / "alone.sqlite"), tmp_path / "alone", cpu,
-                      only=["vae-L1-k1"], seeds=1, progress=False, log=lambda *_: None)
+    alone = run_suite(SuiteRequest(suite, budget, ["vae-L1-k1"], seeds=1),
+                      RunContext(ResultsDB(tmp_path / "alone.sqlite"), tmp_path / "alone", cpu,
+                                 progress=False, log=lambda *_: None))
     assert alone[0].metrics["nll"] == pytest.approx(together[2].metrics["nll"], rel=1e-5)
     assert together[2].metrics["nll"] != pytest.approx(together[3].metrics["nll"], rel=1e-3)
-    again = run_suite(suite, budget, db, tmp_path / "together", cpu, only=["vae-L1-k1"], seeds=2,
-                      progress=False, log=lambda *_: None, ensemble="on")
+    again = run_suite(SuiteRequest(suite, budget, ["vae-L1-k1"], seeds=2),
+                      RunContext(db, tmp_path / "together", cpu, progress=False, log=lambda *_: None,
+                                 ensemble="on"))
     assert [o.status for o in again] == ["cached", "cached"]
 
 
@@ -217,8 +224,9 @@ def test_on_a_cpu_seeds_train_one_by_one_unless_the_ensemble_is_asked_for(tmp_pa
 
     said = []
     suite = SUITES["smoke"]
-    outcomes = run_suite(suite, suite.budget("smoke"), ResultsDB(tmp_path / "db.sqlite"), tmp_path / "runs",
-                         torch.device("cpu"), only=["vae-L1-k1"], seeds=2, progress=False, log=said.append)
+    outcomes = run_suite(SuiteRequest(suite, suite.budget("smoke"), ["vae-L1-k1"], seeds=2),
+                         RunContext(ResultsDB(tmp_path / "db.sqlite"), tmp_path / "runs", torch.device("cpu"),
+                                    progress=False, log=said.append))
     assert [o.status for o in outcomes] == ["done", "done"]
     assert not any(line.startswith("[ensemble]") for line in said)
     assert any(line.startswith("[one by one] vae-L1-k1") and "on a CPU" in line for line in said)
@@ -261,3 +269,40 @@ def test_a_done_row_the_runner_cannot_read_is_one_line_not_a_crash(tmp_path):
     with pytest.raises(GenbenchError, match=rf"run {run_id} \('vae-L1-k1'\) is done but cannot be read: "
                                             "its metric fid is NULL"):
         db.done_run(run.key)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the modules that carry a suite run: the runner, its context and the launchers
+CARRIERS = ("genbench/runner.py", "genbench/context.py",
+            *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "genbench/launch").glob("*.py")))
+
+
+def test_a_suite_run_is_carried_by_its_context_not_by_threaded_parameters():
+    """No function of the runner or the launchers takes more than 6 parameters (before: ``run_suite`` 12,
+    ``run_sweep`` 14, ``_evaluate_and_record`` 12): the database, folders, device, logging and
+    ensemble mode travel in one ``RunContext``."""
+    import ast
+
+    wide = []
+    for path in CARRIERS:
+        for node in ast.walk(ast.parse((ROOT / path).read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = node.args
+                named = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+                count = len([a for a in named if a.arg not in ("self", "cls")])
+                if count > 6:
+                    wide.append(f"{path}:{node.lineno} {node.name} takes {count}")
+    assert wide == []
+
+
+def test_the_ensemble_mode_is_decided_once_when_the_context_is_built(tmp_path):
+    """A context decides, for its device, whether seeds may train as one ensemble; a mode that is no
+    mode is refused there, before anything is opened or trained."""
+    cpu = torch.device("cpu")
+    assert "on a CPU" in RunContext(None, tmp_path, cpu).seeds_apart.reason
+    assert RunContext(None, tmp_path, cpu, ensemble="off").seeds_apart.reason == "--ensemble off"
+    assert RunContext(None, tmp_path, cpu, ensemble="on").seeds_apart is None
+    assert RunContext(None, tmp_path, torch.device("meta")).seeds_apart is None  # auto, an accelerator
+    with pytest.raises(GenbenchError, match="unknown --ensemble 'sometimes'; valid: auto, on, off"):
+        RunContext(None, tmp_path, cpu, ensemble="sometimes")
+    assert not list(tmp_path.iterdir())

@@ -4,17 +4,15 @@ Both run the same ``RunJob``. Slurm gets one array task per run (``--array=0-N%M
 parallelism), each with ``--gpus-per-run`` GPUs, 1 task and ``CPUS_PER_GPU`` CPUs per GPU, and a
 signal ``SIGNAL_DELAY_S`` before its time limit so that submitit can requeue it. Local gets
 ``--workers`` processes, each with its own GPUs where there are any, and the machine's cores
-shared out between them (torch threads).
+shared out between them (torch threads). Their flags arrive as ``genbench.context.LaunchOptions``.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
+from genbench.context import LaunchOptions, parse_time
 from genbench.core.errors import GenbenchError
 
 #: CPUs Slurm gives a job per GPU (per job, for a job without GPUs)
@@ -25,50 +23,6 @@ SIGNAL_DELAY_S = 120
 LOCAL_TIME_MIN = 7 * 24 * 60
 #: time limit of a Slurm job when --time is not given
 SLURM_TIME_MIN = 24 * 60
-
-
-@dataclass(frozen=True)
-class LaunchOptions:
-    """``genbench run --launcher ...``'s flags."""
-
-    launcher: str
-    """local | slurm"""
-    workers: int = 1
-    partition: str | None = None
-    gpus_per_run: int | None = None
-    """GPUs (torchrun ranks) of each run; None: 1 where CUDA is (on Slurm: always 1), else 0 (CPU)."""
-    time: str | None = None
-    """Slurm's time-limit syntax: MINUTES, HH:MM:SS, D-HH[:MM[:SS]]."""
-    array_parallelism: int | None = None
-    device: str = "auto"
-
-    def __post_init__(self):
-        if self.launcher not in ("local", "slurm"):
-            raise GenbenchError(f"unknown launcher {self.launcher!r}; valid: local, slurm")
-        if self.time is not None:
-            parse_time(self.time)  # a bad --time fails before anything is planned
-        if self.launcher == "slurm" and (shutil.which("sbatch") is None or shutil.which("srun") is None):
-            raise GenbenchError("--launcher slurm: sbatch/srun not found here; run it on a Slurm login node "
-                                "(or use --launcher local)")
-
-
-def parse_time(text: str) -> int:
-    """Minutes (rounded up) of a Slurm time limit: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S."""
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
-    if match is None:
-        raise GenbenchError(f"--time {text!r}: not a Slurm time limit (MINUTES, HH:MM:SS or D-HH:MM:SS)")
-    days, first, second, third = (int(g) if g is not None else None for g in match.groups())
-    if days is not None:  # D-H[:M[:S]]
-        seconds = days * 86400 + first * 3600 + (second or 0) * 60 + (third or 0)
-    elif third is not None:  # H:M:S
-        seconds = first * 3600 + second * 60 + third
-    elif second is not None:  # M:S
-        seconds = first * 60 + second
-    else:  # M
-        seconds = first * 60
-    if seconds <= 0:
-        raise GenbenchError(f"--time {text!r}: a time limit must be positive")
-    return -(-seconds // 60)
 
 
 def gpus_per_run(options: LaunchOptions) -> int:

@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -69,14 +69,27 @@ class RunSpec:
         return cls(**json.loads(text))
 
 
-def execute(spec: RunSpec, datasets: dict, producer: str, job_id: str | None = None,
-            log_path: str | None = None, device: torch.device | None = None, warn=log) -> str:
+@dataclass(frozen=True)
+class Holder:
+    """Who trains a job's runs, as ``owner.json`` and the result files name it."""
+
+    producer: str
+    job_id: str | None = None
+    log_path: str | None = None
+
+    @classmethod
+    def of_job(cls, job_id: str | None, log_path: str | None) -> Holder:
+        """This process, in submitit job ``job_id`` (None: outside one)."""
+        producer = f"job {job_id} on {socket.gethostname()}" if job_id else socket.gethostname()
+        return cls(producer, job_id, log_path)
+
+
+def execute(spec: RunSpec, datasets: dict, holder: Holder, device: torch.device | None = None) -> str:
     """Train and evaluate one run into its directory and write its result file, unless it is done
     or another process holds it (one of ``STATUSES``). Under torchrun every rank calls it: rank 0
     decides, locks and writes. ``datasets`` keeps the data set of the last run in memory."""
     from genbench.data import load_dataset
-    from genbench.metrics.registry import EvalSettings
-    from genbench.runner import failure_reason, load_suite, run_identity, train_and_evaluate, world
+    from genbench.runner import failure_reason, load_suite, locate, run_identity, train_and_evaluate, world
     from genbench.train.device import select_device
 
     suite = load_suite(spec.suite)
@@ -93,10 +106,10 @@ def execute(spec: RunSpec, datasets: dict, producer: str, job_id: str | None = N
         with main_first():
             datasets[name] = load_dataset(name, spec.data_root, device)
     dataset = datasets[name]
-    run = run_identity(suite, entry, spec.seed, budget, dataset.shape)
-    settings = replace(EvalSettings(**run.eval), cache_root=spec.data_root)
-    run = replace(run, eval=asdict(settings))
-    if run.key != spec.key or str(run.run_dir(spec.runs_dir)) != spec.run_dir:
+    here = locate(run_identity(suite, entry, spec.seed, budget, dataset.shape), Path(spec.runs_dir),
+                  spec.data_root)
+    run = here.run
+    if run.key != spec.key or str(here.run_dir) != spec.run_dir:
         raise GenbenchError(f"run {spec.name} seed {spec.seed}: suite {spec.suite} changed since the sweep "
                             f"was planned (key {run.key}, planned {spec.key}); plan the sweep again")
     run_dir = Path(spec.run_dir)
@@ -106,20 +119,20 @@ def execute(spec: RunSpec, datasets: dict, producer: str, job_id: str | None = N
         if action != "train":
             return action
         main = is_main()
-        with holding(run_dir, producer, job_id, log_path) if main else nullcontext():
+        with holding(run_dir, holder.producer, holder.job_id, holder.log_path) if main else nullcontext():
             try:
-                trained = train_and_evaluate(run, settings, dataset, run_dir, progress=False)
+                trained = train_and_evaluate(here, dataset, progress=False)
                 if main:
-                    write_result(run_dir, run, trained.finished(run_dir, str(device), producer), spec.suite,
-                                 trained.extra())
+                    write_result(run_dir, run, trained.finished(run_dir, str(device), holder.producer),
+                                 spec.suite, trained.extra())
                 barrier()
                 return "done"
             except Exception as exc:
                 if not isinstance(exc, GenbenchError):
-                    warn(traceback.format_exc().rstrip())
+                    log(traceback.format_exc().rstrip())
                 if main:
-                    write_result(run_dir, run, finished_run("failed", run_dir, str(device), producer, world(),
-                                                            error=failure_reason(exc)), spec.suite)
+                    write_result(run_dir, run, finished_run("failed", run_dir, str(device), holder.producer,
+                                                            world(), error=failure_reason(exc)), spec.suite)
                 if rank_and_world()[1] > 1 and not isinstance(exc, GenbenchError):
                     raise  # this rank's own failure: torchrun stops every rank
                 return "failed"
@@ -162,8 +175,7 @@ class RunJob:
         self.specs, self._child = state["specs"], None
 
     def __call__(self) -> list[str]:
-        job_id, log_path = job_environment()
-        producer = f"job {job_id} on {socket.gethostname()}" if job_id else f"{socket.gethostname()}"
+        holder = Holder.of_job(*job_environment())
         datasets: dict = {}
         statuses = []
         for spec in self.specs:
@@ -172,9 +184,9 @@ class RunJob:
             started = time.perf_counter()
             try:
                 if spec.ranks > 1:
-                    status = self._torchrun(spec, job_id, log_path)
+                    status = self._torchrun(spec, holder)
                 else:
-                    status = execute(spec, datasets, producer, job_id, log_path)
+                    status = execute(spec, datasets, holder)
             except GenbenchError as exc:
                 log(f"genbench: {exc}")
                 status = "error"
@@ -186,11 +198,11 @@ class RunJob:
             statuses.append(status)
         return statuses
 
-    def _torchrun(self, spec: RunSpec, job_id: str | None, log_path: str | None) -> str:
+    def _torchrun(self, spec: RunSpec, holder: Holder) -> str:
         """One run in ``spec.ranks`` processes of this node under torchrun; its status from its result."""
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc-per-node={spec.ranks}", "-m", "genbench.launch.job", spec.to_json(),
-                   job_id or "", log_path or ""]
+                   holder.job_id or "", holder.log_path or ""]
         self._child = subprocess.Popen(command)
         code = self._child.wait()
         self._child = None
@@ -223,9 +235,8 @@ def main(argv: list[str]) -> int:
     job_id, log_path = (argv[1:3] + ["", ""])[:2]
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    producer = f"job {job_id} on {socket.gethostname()}" if job_id else socket.gethostname()
     with process_group(spec.device) as device:
-        status = execute(spec, {}, producer, job_id or None, log_path or None, device)
+        status = execute(spec, {}, Holder.of_job(job_id or None, log_path or None), device)
         if is_main():
             log(f"[{status}] {spec.name} seed {spec.seed}")
     return 0

@@ -21,14 +21,14 @@ import secrets
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from genbench.core.errors import GenbenchError, log
+from genbench.context import LaunchOptions, RunContext, SuiteRequest
+from genbench.core.errors import GenbenchError
 from genbench.core.weights import atomic_write
 from genbench.launch import executors
 from genbench.launch.job import RunJob, RunSpec
-from genbench.metrics.registry import EvalSettings
 from genbench.results.db import ResultsDB, now
 from genbench.results.rundir import (
     clear_failed_result,
@@ -37,8 +37,7 @@ from genbench.results.rundir import (
     read_owner,
     read_result,
 )
-from genbench.runner import RunOutcome, ingest_result, run_identity, say_outcome
-from genbench.suites import Budget, Suite
+from genbench.runner import RunOutcome, ingest_result, locate_seed, say_outcome
 
 SWEEPS = "sweeps"
 MANIFEST = "sweep.json"
@@ -76,26 +75,22 @@ def planning_lock(runs_dir: Path):
         os.close(fd)
 
 
-def plan(suite: Suite, suite_source: str, budget: Budget, db: ResultsDB, runs_dir: Path,
-         only: list[str] | None, seeds: int | None, data_root: str | None, options: executors.LaunchOptions,
-         dataset_override: str | None = None, warn=log) -> list[Planned]:
-    """Every (run, seed) of the suite with what to do with it (see the module's docstring)."""
+def plan(request: SuiteRequest, ctx: RunContext) -> list[Planned]:
+    """Every (run, seed) of the request with what to do with it (see the module's docstring)."""
     from genbench.data import DATASETS
 
-    gpus = executors.gpus_per_run(options)
-    ranks = max(1, gpus)
+    db, options = ctx.db, ctx.launch
+    ranks = max(1, executors.gpus_per_run(options))
     planned = []
-    for entry in suite.select(only):
-        shape = DATASETS[suite.dataset_of(entry)].shape
-        for seed in range(seeds or suite.seeds):
-            run = run_identity(suite, entry, seed, budget, shape)
-            settings = replace(EvalSettings(**run.eval), cache_root=data_root)
-            run = replace(run, eval=asdict(settings))
-            run_dir = run.run_dir(runs_dir)
-            spec = RunSpec(suite_source, dataset_override, budget.name, entry.name, seed, run.key,
-                           str(run_dir.absolute()), str(Path(runs_dir).absolute()), data_root, options.device,
-                           ranks)
-            if db.done_run(run.key) is not None or ingest_result(db, run_dir, run.key, warn):
+    for entry in request.entries():
+        shape = DATASETS[request.suite.dataset_of(entry)].shape
+        for seed in request.seed_list():
+            here = locate_seed(request, entry, seed, shape, ctx)
+            run, run_dir = here.run, here.run_dir
+            spec = RunSpec(request.suite_source(), request.dataset, request.budget.name, entry.name, seed,
+                           run.key, str(run_dir.absolute()), str(ctx.runs_dir.absolute()), ctx.data_root,
+                           options.device, ranks)
+            if db.done_run(run.key) is not None or ingest_result(db, run_dir, run.key, ctx.warn):
                 planned.append(Planned(spec, "cached"))
                 continue
             holder = db.live_holder(run.key)
@@ -117,7 +112,7 @@ def _owner(run_dir: Path) -> dict | None:
         return None
 
 
-def submit(specs: list[RunSpec], options: executors.LaunchOptions, folder: Path, job_name: str) -> list:
+def submit(specs: list[RunSpec], options: LaunchOptions, folder: Path, job_name: str) -> list:
     """The sweep's jobs: one Slurm array task per run, or ``--workers`` local processes sharing the runs."""
     if options.launcher == "slurm":
         executor = executors.slurm_executor(folder, options, job_name)
@@ -152,23 +147,20 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
 
 
-def run_sweep(suite: Suite, suite_source: str, budget: Budget, db: ResultsDB, runs_dir: Path,
-              options: executors.LaunchOptions, data_root: str | None = None, only: list[str] | None = None,
-              seeds: int | None = None, dataset_override: str | None = None, wait: bool = True,
-              poll: float | None = None, log=log, warn=log) -> tuple[list[RunOutcome], str]:
-    """Plan, submit and (with ``wait``) wait for a sweep, ingesting each result as it lands:
-    (an outcome per run, as ``run_suite``'s, and the sweep's id). Submitted runs not waited for
-    have the status ``submitted``."""
+def run_sweep(request: SuiteRequest, ctx: RunContext, wait: bool = True,
+              poll: float | None = None) -> tuple[list[RunOutcome], str]:
+    """Plan, submit and (with ``wait``) wait for a sweep of the request's runs with the context's
+    launcher, ingesting each result as it lands: (an outcome per run, as ``run_suite``'s, and the
+    sweep's id). Submitted runs not waited for have the status ``submitted``."""
+    db, options, runs_dir = ctx.db, ctx.launch, ctx.runs_dir
     sweep_id = new_sweep_id()
     folder = sweeps_dir(runs_dir) / sweep_id
     with planning_lock(runs_dir):
-        planned = plan(suite, suite_source, budget, db, runs_dir, only, seeds, data_root, options,
-                       dataset_override, warn)
+        planned = plan(request, ctx)
         to_submit = [p.spec for p in planned if p.action == "submit"]
         jobs_folder = folder / "jobs"
-        jobs = submit(to_submit, options, jobs_folder, f"genbench-{suite.name}") if to_submit else []
-        manifest = _manifest(sweep_id, suite, suite_source, budget, db, options, planned, jobs, jobs_folder)
-        write_manifest(folder, manifest)
+        jobs = submit(to_submit, options, jobs_folder, f"genbench-{request.suite.name}") if to_submit else []
+        write_manifest(folder, _manifest(sweep_id, request, ctx, planned, jobs, jobs_folder))
     outcomes = {}
     for p in planned:
         if p.action == "cached":
@@ -177,10 +169,10 @@ def run_sweep(suite: Suite, suite_source: str, budget: Budget, db: ResultsDB, ru
             outcomes[p.spec.run_dir] = RunOutcome(p.spec.name, p.spec.seed, "busy", {}, Path(p.spec.run_dir),
                                                   error=p.error)
         if p.action != "submit":
-            say_outcome(outcomes[p.spec.run_dir], log, warn)
+            say_outcome(outcomes[p.spec.run_dir], ctx.log, ctx.warn)
     if to_submit:
         where = "Slurm job array" if options.launcher == "slurm" else f"{len(jobs)} local worker(s)"
-        warn(f"sweep {sweep_id}: {len(to_submit)} run(s) as {where}; see `genbench status --runs-dir "
+        ctx.warn(f"sweep {sweep_id}: {len(to_submit)} run(s) as {where}; see `genbench status --runs-dir "
              f"{runs_dir} --sweep {sweep_id}`")
     pending = [p.spec for p in planned if p.action == "submit"]
     if not wait:
@@ -188,25 +180,27 @@ def run_sweep(suite: Suite, suite_source: str, budget: Budget, db: ResultsDB, ru
             outcomes[spec.run_dir] = RunOutcome(spec.name, spec.seed, "submitted", {}, Path(spec.run_dir))
     else:
         try:
-            _wait(jobs, pending, db, outcomes, POLL_SECONDS[options.launcher] if poll is None else poll, log,
-                  warn)
+            _wait(jobs, pending, outcomes, POLL_SECONDS[options.launcher] if poll is None else poll, ctx)
         except KeyboardInterrupt:
             if options.launcher == "slurm":
-                warn(f"the launcher stopped; the jobs go on: `genbench collect {runs_dir}` ingests their "
+                ctx.warn(f"the launcher stopped; the jobs go on: `genbench collect {runs_dir}` ingests their "
                      "results")
             raise
     return [outcomes[p.spec.run_dir] for p in planned], sweep_id
 
 
-def _manifest(sweep_id, suite, suite_source, budget, db, options, planned, jobs, jobs_folder: Path) -> dict:
+def _manifest(sweep_id: str, request: SuiteRequest, ctx: RunContext, planned: list[Planned], jobs: list,
+              jobs_folder: Path) -> dict:
+    """The sweep's record (``sweep.json``): its runs, its jobs and their logs."""
     submitted = [p.spec for p in planned if p.action == "submit"]
     per_run = {}
-    if options.launcher == "slurm":  # one array task per run, in order
+    if ctx.launch.launcher == "slurm":  # one array task per run, in order
         per_run = {spec.run_dir: {"job_id": str(job.job_id), "log": str(job.paths.stdout)}
                    for spec, job in zip(submitted, jobs, strict=True)}
-    return {"id": sweep_id, "created": now(), "created_at": time.time(), "launcher": options.launcher,
-            "suite": suite.name, "suite_source": suite_source, "budget": budget.name, "db": str(db.path),
-            "host": socket.gethostname(), "launcher_pid": os.getpid(),
+    return {"id": sweep_id, "created": now(), "created_at": time.time(), "launcher": ctx.launch.launcher,
+            "suite": request.suite.name, "suite_source": request.suite_source(),
+            "budget": request.budget.name, "db": str(ctx.db.path), "host": socket.gethostname(),
+            "launcher_pid": os.getpid(),
             "jobs_folder": str(jobs_folder.absolute()),
             "jobs": [{"job_id": str(job.job_id), "log": str(job.paths.stdout)} for job in jobs],
             "runs": [{"name": p.spec.name, "seed": p.spec.seed, "key": p.spec.key, "run_dir": p.spec.run_dir,
@@ -218,8 +212,9 @@ def _cached(db: ResultsDB, spec: RunSpec) -> RunOutcome:
     return RunOutcome(spec.name, spec.seed, "cached", done.metrics, Path(done.run_dir))
 
 
-def _wait(jobs: list, pending: list[RunSpec], db: ResultsDB, outcomes: dict, poll: float, log, warn) -> None:
+def _wait(jobs: list, pending: list[RunSpec], outcomes: dict, poll: float, ctx: RunContext) -> None:
     """Until every job has ended: ingest each run's result as it lands (a done one, or a failure)."""
+    db, log, warn = ctx.db, ctx.log, ctx.warn
     left = list(pending)
     while left:
         ended = all(job.done() for job in jobs)
