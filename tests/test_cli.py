@@ -263,3 +263,71 @@ def test_paired_differences_are_tighter_than_either_model_and_have_their_coverag
     same = independent_difference(10.0, 1.0, 10.0, 1.0)
     assert same["difference"] == 0 and same["p_value"] == pytest.approx(1)
     assert independent_difference(20.0, 1.0, 10.0, 1.0)["p_value"] < 1e-10
+
+
+def test_compare_is_the_harness_s_and_the_cli_prints_it(smoke_run, capsys):
+    """``genbench compare --json`` prints what ``genbench.comparison.compare`` measures, nothing more."""
+    from pathlib import Path
+
+    from genbench.comparison import CompareRequest, compare
+    from genbench.scoring import SettingsRequest
+
+    base, _ = smoke_run
+    runs = {r["name"]: r for r in ResultsDB(base / "db.sqlite").runs()}
+    a, b = Path(runs["vae-L1-k1"]["run_dir"]), Path(runs["iwae-L2-k5"]["run_dir"])
+    code, out, _ = run_cli(capsys, "compare", str(a), str(b), "--k", "3", "--json")
+    measured = compare(CompareRequest(a, b, SettingsRequest(None, {"k": 3}), None, "cpu"))
+    assert code == 0 and json.loads(out) == measured.as_json() and measured.k == 3
+
+
+#: the flags more than one command has: each declared once, in genbench.cli.flags
+SHARED_FLAGS = ("--data-root", "--db", "--device", "--json", "--runs-dir", "--leaderboards")
+
+
+def test_the_command_line_is_a_package_of_small_modules_declaring_each_shared_flag_once():
+    from pathlib import Path
+
+    from genbench.cli import build_parser
+    from genbench.results.db import DEFAULT_DB
+
+    root = Path(__file__).resolve().parents[1] / "genbench"
+    modules = sorted((root / "cli").glob("*.py"))
+    assert (root / "cli" / "__init__.py") in modules and (root / "cli" / "__main__.py") in modules
+    lines = {m.name: len(m.read_text().splitlines()) for m in modules}
+    assert {name: n for name, n in lines.items() if n > 250} == {}
+    source = "\n".join(m.read_text() for m in modules)
+    declared = {flag: source.count(f'add_argument("{flag}"') for flag in SHARED_FLAGS}
+    assert declared == dict.fromkeys(SHARED_FLAGS, 1)
+    assert [p.name for p in root.rglob("*.py") if str(DEFAULT_DB) in p.read_text()] == ["db.py"]
+    for argv in (["run"], ["collect", "runs"], ["tables", "--paper", "iwae"], ["report"]):
+        assert build_parser().parse_args(argv).db == str(DEFAULT_DB)
+
+
+def test_a_command_reads_its_arguments_and_never_changes_them(monkeypatch, capsys, tmp_path,
+                                                              tiny_torchscript):
+    """The parsed arguments are what the command gets and what it leaves: no carrier of the stdout,
+    the recording or the device (a --json score recorded under --name, the case that used all three)."""
+    import numpy as np
+
+    from genbench import cli
+    from genbench.metrics import features as feats
+
+    monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "cache"))
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, samples=np.random.default_rng(0).integers(0, 256, (30, 8, 8), dtype=np.uint8))
+    argv = ["score", str(samples), "--dataset", "toy", "--features", str(tiny_torchscript), "--n-reference",
+            "60", "--json", "--db", str(tmp_path / "db.sqlite"), "--name", "mine"]
+    seen = []
+
+    def spy(args):
+        seen.append(dict(vars(args)))
+        code = real(args)
+        seen.append(dict(vars(args)))
+        return code
+
+    real = cli.COMMANDS["score"]
+    monkeypatch.setitem(cli.COMMANDS, "score", spy)
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert json.loads(out)["recorded"]["name"] == "mine"
+    assert seen == [vars(cli.build_parser().parse_args(argv))] * 2

@@ -198,3 +198,33 @@ def test_user_code_raising_in_the_evaluation_is_one_line_naming_its_file_and_lin
     assert_one_line_error(rc, err, "BigBatchFails raised RuntimeError: ran out of memory on a big batch",
                           f"at {code}:{line}", "contract check")
     assert not (tmp_path / "db.sqlite").exists()
+
+
+def test_recording_is_the_harness_s_and_takes_typed_values(capsys, tmp_path, monkeypatch, tiny_torchscript):
+    """``genbench.recording`` checks a request before anything is evaluated, from typed values (no
+    command line), and ``genbench.scorer.score`` returns the typed report ``--json`` prints."""
+    from pathlib import Path
+
+    from genbench.recording import RecordRequest, Subject, prepare_recording
+    from genbench.scorer import ScoreRequest, score
+    from genbench.scoring import SettingsRequest
+
+    subject = Subject(Path("w.pt"), None, (), "toy")
+    assert prepare_recording(RecordRequest(None, None, None, tmp_path), subject) is None
+    with pytest.raises(GenbenchError, match="give --db PATH too"):
+        prepare_recording(RecordRequest("x", None, None, tmp_path), subject)
+    with pytest.raises(GenbenchError, match="suite smoke has a run named 'ppca'"):
+        prepare_recording(RecordRequest("ppca", str(tmp_path / "db.sqlite"), "smoke", tmp_path), subject)
+    monkeypatch.setenv(feats.CACHE_ENV, str(tmp_path / "cache"))
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, samples=np.random.default_rng(0).integers(0, 256, (30, 8, 8), dtype=np.uint8))
+    flags = {"features": str(tiny_torchscript), "quality_reference": 60, "quality_split": "test"}
+    report = score(ScoreRequest(samples, "toy", SettingsRequest(None, flags),
+                                RecordRequest("mine", str(tmp_path / "db.sqlite"), "smoke", tmp_path / "lb")))
+    assert report.kind == "samples" and report.recorded["run_key"] == run_key("smoke", "toy", "mine")
+    [run] = ResultsDB(tmp_path / "db.sqlite").runs()
+    assert run["external"]["code"] == "samples samples.npz" and run["metrics"] == report.metrics
+    rc, out, err = run_cli(capsys, "score", str(samples), "--dataset", "toy", "--features",
+                           str(tiny_torchscript), "--n-reference", "60", "--json")
+    assert rc == 0, err
+    assert json.loads(out) == {k: v for k, v in report.as_json().items() if k != "recorded"}
