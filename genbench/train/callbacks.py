@@ -29,6 +29,7 @@ from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Sample
 from genbench.core.rng import seeded_rng
 from genbench.core.weights import load_state_dict_checked, read_weights, save_weights
 from genbench.metrics.importance import importance_bounds
+from genbench.train.seeding import step_seed
 
 
 @dataclass
@@ -82,10 +83,6 @@ def watches_samples(model: object) -> bool:
     """A sampler with no likelihood to watch (a GAN): its training is followed through its
     samples, a grid per epoch and, where the run asks for sample quality, their FID."""
     return isinstance(model, Sampler) and not isinstance(model, LatentVariableModel | ExactLikelihood)
-
-
-def _step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step) % (2**63 - 1)
 
 
 @dataclass
@@ -148,7 +145,7 @@ class EarlyStopping(Callback):
         epoch = int(state.epoch)
         model = state.model
         model.eval()
-        torch.manual_seed(_step_seed(state.seed, -2 - epoch))
+        torch.manual_seed(step_seed(state.seed, -2 - epoch))
         rank, world = rank_and_world()
         value = global_mean(importance_bounds(model, self.valid[rank::world], k=1).elbo)
         model.train()

@@ -6,9 +6,12 @@ and the training config (seeds aside) in one process: the M members' parameters 
 ``training_losses`` computes the M losses with batched matmuls; one optimizer steps the
 stacked parameters (Adam is elementwise, so one Adam over ``[M, ...]`` is M Adams).
 
-Each member is the run ``train()`` would make, step for step:
+Each member is the run ``train()`` would make, step for step: a ``genbench.train.run.Run`` of its
+own, begun, ended and checkpointed as the loop's, on the loop's cadence (``genbench.train.cadence``:
+the same losses checks, epoch ends and checkpoints, the schedule applied by the same
+``ScheduledRates``); only how a step is taken and where the state lives differ:
 
-- its batch: ``Batches`` of its own config (the (seed, epoch) permutation), drawn after the
+- its batch: ``Run.batch``, its own config's (seed, epoch) permutation, drawn after the
   global generators are seeded with (seed, step) exactly as the loop seeds them;
 - its noise: the model's ``torch.randn_like`` calls are answered, under a
   ``TorchFunctionMode``, from tensors drawn *outside* vmap from that member's seeded
@@ -16,15 +19,15 @@ Each member is the run ``train()`` would make, step for step:
   ``meta`` device per batch shape). vmap's ``randomness="different"`` would give each member
   noise, but not its single run's noise; any other random op inside the loss stays an error
   (vmap's default ``randomness="error"``), so such a model is refused by ``ensemble_applies``;
-- its checkpoint: written by the loop's own ``save_run`` from the member's own module and
-  optimizer (synced from the stacked state), so it is the single-run format, resumes alone
-  with ``train()`` and scores with ``genbench score``; resuming reads it with the loop's
-  ``resume_run``. Members at different steps are brought level by ``train()`` first.
+- its checkpoint: written by its ``Run`` from the member's own module and optimizer (synced
+  from the stacked state), so it is the single-run format, resumes alone with ``train()`` and
+  scores with ``genbench score``; ``Run.begin`` resumes it as it resumes a single run. Members
+  at different steps are brought level by ``train()`` first.
 
 Numbers: a member's losses and parameters equal its single run's to float rounding, not
 bit for bit: batched matmuls (vmap's ``bmm``) and ``mm`` sum in different orders
-(tests/test_ensemble.py states the tolerance). A NaN fails that member only: at the loop's
-check points its ``TrainingDiverged`` is its result, it is dropped from the stack, its last
+(tests/test_ensemble.py states the tolerance). A NaN fails that member only: at the cadence's
+checks its ``TrainingDiverged`` is its result, it is dropped from the stack, its last
 checkpoint stays the one before the NaN, and the others train on.
 
 Out of scope (``ensemble_applies`` says why, train those one by one): several optimizers
@@ -38,7 +41,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,27 +49,18 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
-from tqdm import tqdm
 
 from genbench.core.distributed import rank_and_world
 from genbench.core.errors import GenbenchError, TrainingDiverged
-from genbench.core.protocols import DataInitialized, ProgressAware, Trainable
+from genbench.core.protocols import Trainable
 from genbench.data.base import ImageDataset
 from genbench.train import checkpoint as ckpt
-from genbench.train.callbacks import LearningCurve, TrainState, watches_samples
-from genbench.train.loop import (
-    Batches,
-    LossWindow,
-    Optimizers,
-    TrainConfig,
-    TrainResult,
-    fit_tensor,
-    resume_run,
-    save_run,
-    seed_step,
-    step_seed,
-    train,
-)
+from genbench.train.cadence import progress_bar
+from genbench.train.callbacks import watches_samples
+from genbench.train.config import TrainConfig, TrainResult
+from genbench.train.loop import train
+from genbench.train.run import Run, set_progress
+from genbench.train.schedule import ScheduledRates
 
 #: optimizers whose update of a parameter is elementwise (one over [M, ...] = M of them)
 ELEMENTWISE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
@@ -139,8 +133,13 @@ class _Stack:
             self.shapes[x_shape] = dry_run(self.wrapper, self.params, x_shape)
         return self.shapes[x_shape]
 
-    def losses(self, x: Tensor, noise: list[Tensor]) -> Tensor:
-        return self._loss(self.params, x, noise)
+    def step(self, x: Tensor, noise: list[Tensor]) -> Tensor:
+        """One update of every member on its batch ``x[i]`` and noise: their losses, detached."""
+        losses = self._loss(self.params, x, noise)
+        self.opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.opt.step()
+        return losses.detach()
 
     def state_of(self, i: int) -> dict[int, dict[str, Any]]:
         """Member i's optimizer state, per parameter index (the single-run layout)."""
@@ -236,22 +235,6 @@ def ensemble_applies(models: Sequence[nn.Module], dataset: ImageDataset,
     return Verdict(True)
 
 
-@dataclass
-class _Member:
-    """One run of the ensemble: its own module, optimizer, batches, window and curve."""
-
-    model: nn.Module
-    config: TrainConfig
-    run_dir: Path
-    meta: dict[str, Any]
-    optimizers: Optimizers
-    batches: Batches
-    curve: LearningCurve
-    window: LossWindow
-    state: TrainState
-    start: int = 0
-
-
 def train_ensemble(models: Sequence[nn.Module], dataset: ImageDataset, configs: Sequence[TrainConfig],
                    run_dirs: Sequence[Path], metas: Sequence[dict[str, Any]],
                    max_steps: int | None = None,
@@ -265,93 +248,97 @@ def train_ensemble(models: Sequence[nn.Module], dataset: ImageDataset, configs: 
         raise GenbenchError(f"these runs cannot train as one ensemble: {verdict.reason}")
     if len({str(Path(d).resolve()) for d in run_dirs}) != len(run_dirs):
         raise GenbenchError("every member needs its own run directory")
-    device = dataset.device
     results: list[TrainResult | TrainingDiverged | None] = [None] * len(models)
     _level_starts(models, dataset, configs, run_dirs, metas, max_steps, results)
-    members: dict[int, _Member] = {}
-    for i, (model, config) in enumerate(zip(models, configs, strict=True)):
-        if results[i] is not None:
-            continue
-        model.to(device)
-        meta = {**metas[i], "seed": config.seed, "train": asdict(config)}
-        optimizers, batches, curve = Optimizers(model, config), Batches(dataset, config), LearningCurve()
-        start = resume_run(model, optimizers, [curve], Path(run_dirs[i]), meta)
-        if start is None:
-            start = 0
-            if isinstance(model, DataInitialized):
-                model.init_from_data(fit_tensor(dataset, config.seed))
-        per_epoch = batches.steps_per_epoch
-        members[i] = _Member(model, config, Path(run_dirs[i]), meta, optimizers, batches, curve,
-                             LossWindow(per_epoch), TrainState(model, Path(run_dirs[i]), config.seed, 0,
-                                                               per_epoch, start), start)
+    members = {i: Run.begin(model, dataset, configs[i], Path(run_dirs[i]), metas[i])
+               for i, model in enumerate(models) if results[i] is None}
     if not members:
         return results
-    first = next(iter(members.values()))
-    config, per_epoch, start = first.config, first.batches.steps_per_epoch, first.start
-    total_steps = round(config.epochs * per_epoch)
-    end_step = total_steps if max_steps is None else min(total_steps, max_steps)
-    stack = _stack_members(list(members.values()))
-    active = list(members)  # member i of the stack is run active[i]
-    schedule, initial, scale = first.optimizers.schedule, first.optimizers.initial["model"], None
-    bar = tqdm(total=(end_step - start) * config.batch_size * len(active), unit="img", unit_scale=True,
-               disable=not progress, desc=f"ensemble x{len(active)}", leave=False)
-    stack.template.train()
-    for step in range(start, end_step):
-        epoch = step / per_epoch
-        if isinstance(stack.template, ProgressAware):
-            stack.template.set_training_progress(epoch, config.kl_weight(epoch))
-        xs, noises = [], []
-        for i in active:
-            seed_step(step_seed(members[i].config.seed, step), device)  # as train(): binarization, noise
-            xs.append(members[i].batches(step))
-            noises.append([torch.randn(shape, dtype=dtype, device=device)
-                           for shape, dtype in stack.noise_shapes(tuple(xs[-1].shape))])
-        if schedule(epoch) != scale:
-            scale = schedule(epoch)
-            for group, rate in zip(stack.opt.param_groups, initial, strict=True):
-                group["lr"] = rate * scale
-        try:
-            noise = [torch.stack(parts) for parts in zip(*noises, strict=True)]
-            losses = stack.losses(torch.stack(xs), noise)
-            stack.opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            stack.opt.step()
-        except Exception:
-            for i in active:
-                members[i].window.check()  # a loss that went non-finite before is the real cause
-            raise
-        losses = losses.detach()
-        for row, i in enumerate(active):
-            member = members[i]
-            pairs = [("model", losses[row])]
-            member.window.add(step, pairs)
-            member.state.step = step + 1
-            member.curve.on_step_end(member.state, pairs)
-        bar.update(config.batch_size * len(active))
-        done = step + 1
-        epoch_ends = done % per_epoch == 0 or done == total_steps
-        checkpoints = done % config.checkpoint_every == 0 and done < end_step
-        if epoch_ends or checkpoints or done % config.check_every == 0:
-            active = _check(members, active, stack, results)
-            if not active:
-                break
-        if epoch_ends:
-            for member in (members[i] for i in active):
-                member.curve.record(member.state.epoch, member.curve.on_epoch_end(member.state))
-        if checkpoints:
-            for row, i in enumerate(active):
-                _save_member(members[i], stack, row, done, total_steps)
-    active = _check(members, active, stack, results)
+    first = next(iter(members.values()))  # levelled: every member at the same step, with one cadence
+    cadence = first.cadence(max_steps)
+    bar = progress_bar((cadence.end_step - first.start) * first.config.batch_size * len(members),
+                       f"ensemble x{len(members)}", progress)
+    steps = _Vectorised(members, results, dataset.device, bar)
+    cadence.run(steps, first.start)
     bar.close()
+    for row in range(len(steps.active)):
+        steps.sync(row)
     seconds = time.perf_counter() - started
-    for row, i in enumerate(active):
-        member = members[i]
-        end = max(member.state.step, member.start)
-        _save_member(member, stack, row, end, total_steps)
-        member.model.eval()
-        results[i] = TrainResult(end, member.start, seconds, member.window.last,
-                                 epochs_trained=end / per_epoch, curve=member.curve.rows)
+    for i in steps.active:
+        results[i] = members[i].finish(seconds)
     return results
+
+
+class _Vectorised:
+    """The ensemble's steps (``genbench.train.cadence.Steps``): the active members' losses as one
+    vmapped batch, one optimizer over their stacked parameters; a member that diverges is dropped."""
+
+    def __init__(self, members: dict[int, Run], results: list, device: torch.device, bar):
+        self.members, self.results, self.device, self.bar = members, results, device, bar
+        self.active = list(members)  # member i of the stack is run active[i]
+        self.first = next(iter(members.values()))
+        self.stack = _stack_members(list(members.values()))
+        rates = self.first.optimizers.rates["model"]
+        self.rates = ScheduledRates(rates.initial, rates.schedule)  # the stack's optimizer's
+        self.stack.template.train()
+
+    def take(self, step: int) -> None:
+        config = self.first.config
+        epoch = step / self.first.steps_per_epoch
+        set_progress(self.stack.template, config, epoch)
+        xs, noises = [], []
+        for i in self.active:
+            xs.append(self.members[i].batch(step))  # as train(): binarization, then the noise
+            noises.append([torch.randn(shape, dtype=dtype, device=self.device)
+                           for shape, dtype in self.stack.noise_shapes(tuple(xs[-1].shape))])
+        self.rates.apply(self.stack.opt, epoch)
+        losses = self.stack.step(torch.stack(xs), [torch.stack(parts) for parts in zip(*noises, strict=True)])
+        for row, i in enumerate(self.active):
+            self.members[i].record(step, [("model", losses[row])])
+        self.bar.update(config.batch_size * len(self.active))
+
+    def check(self) -> bool:
+        """Read every active member's losses; a member that diverged is failed and dropped."""
+        keep = []
+        for row, i in enumerate(self.active):
+            try:
+                self.members[i].window.check()
+                keep.append(row)
+            except TrainingDiverged as exc:
+                self.results[i] = exc
+        if len(keep) < len(self.active) and keep:
+            self.stack.keep(keep)
+        self.active = [self.active[row] for row in keep]
+        return bool(self.active)
+
+    def diverged_before(self) -> None:
+        for i in self.active:
+            self.members[i].window.check()
+
+    def end_epoch(self) -> bool:
+        for i in self.active:
+            self.members[i].end_epoch()
+        return True
+
+    def save(self, step: int) -> None:
+        for row, i in enumerate(self.active):
+            self.sync(row)
+            self.members[i].save(step)
+
+    def sync(self, row: int) -> None:
+        """Member ``row``'s own module and optimizer set from the stack (its checkpoint is then
+        the single-run format)."""
+        member = self.members[self.active[row]]
+        with torch.no_grad():
+            for name, p in member.model.named_parameters():
+                p.copy_(self.stack.params[name][row])
+        opt = member.optimizers.named["model"]
+        own = opt.param_groups[0]["params"]
+        opt.state.clear()
+        for j, state in self.stack.state_of(row).items():
+            opt.state[own[j]] = state
+        for group, source in zip(opt.param_groups, self.stack.opt.param_groups, strict=True):
+            group["lr"] = source["lr"]
 
 
 def _level_starts(models, dataset, configs, run_dirs, metas, max_steps, results) -> None:
@@ -370,7 +357,7 @@ def _level_starts(models, dataset, configs, run_dirs, metas, max_steps, results)
                 results[i] = exc
 
 
-def _stack_members(members: list[_Member]) -> _Stack:
+def _stack_members(members: list[Run]) -> _Stack:
     opt = members[0].optimizers.named["model"]
     names = [k for k, _ in members[0].model.named_parameters()]
     params = {k: torch.stack([dict(m.model.named_parameters())[k].detach() for m in members]) for k in names}
@@ -386,35 +373,6 @@ def _stack_members(members: list[_Member]) -> _Stack:
         stack.opt.state[p] = {k: torch.stack([s[k] for s in per]) if _per_member(v, p[0]) else
                               (v.clone() if isinstance(v, Tensor) else v) for k, v in per[0].items()}
     return stack
-
-
-def _check(members, active, stack: _Stack, results) -> list[int]:
-    """Read every active member's losses; a member that diverged is failed and dropped."""
-    keep = []
-    for row, i in enumerate(active):
-        try:
-            members[i].window.check()
-            keep.append(row)
-        except TrainingDiverged as exc:
-            results[i] = exc
-    if len(keep) < len(active) and keep:
-        stack.keep(keep)
-    return [active[row] for row in keep]
-
-
-def _save_member(member: _Member, stack: _Stack, row: int, step: int, total_steps: int) -> None:
-    """Write member ``row``'s checkpoint from its own module and optimizer (the single-run format)."""
-    with torch.no_grad():
-        for name, p in member.model.named_parameters():
-            p.copy_(stack.params[name][row])
-    opt = member.optimizers.named["model"]
-    own = opt.param_groups[0]["params"]
-    opt.state.clear()
-    for j, state in stack.state_of(row).items():
-        opt.state[own[j]] = state
-    for group, source in zip(opt.param_groups, stack.opt.param_groups, strict=True):
-        group["lr"] = source["lr"]
-    save_run(member.run_dir, member.model, member.optimizers, [member.curve], member.meta, step, total_steps)
 
 
 __all__ = ["ELEMENTWISE_OPTIMIZERS", "Verdict", "ensemble_applies", "train_ensemble"]
