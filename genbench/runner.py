@@ -49,7 +49,7 @@ from genbench.metrics.registry import METRICS, EvalSettings, evaluate
 from genbench.metrics.sample_quality import curve_monitor
 from genbench.results.db import Claim, Lease, ResultsDB
 from genbench.results.pictures import save_pictures
-from genbench.results.rows import RunRecord, is_uncertainty
+from genbench.results.rows import RunRecord, UnreadableRun, is_uncertainty
 from genbench.results.rundir import (
     RunDirLock,
     describe_owner,
@@ -217,7 +217,8 @@ def say_outcome(outcome: RunOutcome, log=log, warn=log) -> None:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What rank 0 decided for a run (the others are told): busy (skip), train (``claim``) or cached."""
+    """What rank 0 decided for a run (the others are told): busy (skip), train (``claim``), cached
+    (``done``) or failed (its done row cannot be read)."""
 
     action: str
     claim: Claim | None = None
@@ -249,9 +250,10 @@ def _outcome(here: Located, status: str, metrics: dict[str, float] | None = None
 
 
 def _not_trained(here: Located, plan: _Plan, dataset, ctx: RunContext) -> RunOutcome:
-    """A run left to another process (busy), or done before (cached: later metrics added)."""
-    if plan.action == "busy":
-        return _outcome(here, "busy", error=plan.error)
+    """A run left to another process (busy), one whose done row cannot be read (failed), or one done
+    before (cached: later metrics added)."""
+    if plan.action in ("busy", "failed"):
+        return _outcome(here, plan.action, error=plan.error)
     done = plan.done
     due = _later_metrics_due(done, here.settings)
     for metric in due:
@@ -314,8 +316,17 @@ def _train_members(members: list[Located], models, dataset, claims: list[Claim],
 
 
 def _plan(here: Located, lock: RunDirLock, ctx: RunContext) -> _Plan:
-    """Rank 0: reuse the run where it is done (in the database, or in a result file a sweep job left),
-    else lock its directory and claim its row, unless another process holds either."""
+    """Rank 0: what to do with the run (``_decide``); one whose done row cannot be read fails with
+    why, and the suite goes on."""
+    try:
+        return _decide(here, lock, ctx)
+    except UnreadableRun as exc:
+        return _Plan("failed", error=str(exc))
+
+
+def _decide(here: Located, lock: RunDirLock, ctx: RunContext) -> _Plan:
+    """Reuse the run where it is done (in the database, or in a result file a sweep job left), else
+    lock its directory and claim its row, unless another process holds either."""
     db, run, run_dir = ctx.db, here.run, here.run_dir
     done = db.done_run(run.key)
     if done is None and ingest_result(db, run_dir, run.key, ctx.warn):  # a sweep job finished it

@@ -11,7 +11,7 @@ from genbench.context import RunContext, SuiteRequest
 from genbench.core.errors import GenbenchError
 from genbench.core.models import ModelEntry
 from genbench.results.db import ResultsDB
-from genbench.results.rows import RunRecord
+from genbench.results.rows import RunRecord, UnreadableRun
 from genbench.runner import run_suite
 from genbench.suites import SUITES, parse_suite
 from zoo import IWAE, MODELS
@@ -253,22 +253,28 @@ def test_a_row_has_one_shape_whether_reused_by_the_runner_or_rendered(tmp_path):
     assert db.done_run(spec("b").key) is None
 
 
-def test_a_done_row_the_runner_cannot_read_is_one_line_not_a_crash(tmp_path):
-    """A done row whose metric was made NULL by hand: the runner's reuse of it is one ``GenbenchError``
-    naming the row (before: a cached run with the value silently gone)."""
+def test_a_done_row_the_runner_cannot_read_fails_that_run_and_the_suite_goes_on(tmp_path):
+    """A done row whose metric was made NULL by hand: reusing it fails that run with the row named
+    and why, the row stays as it is, and the other seed is reused (before: reused as cached with the
+    value silently gone)."""
     import sqlite3
 
-    from tests.test_results import spec
-
-    db = ResultsDB(tmp_path / "db.sqlite")
-    run = spec("a")
-    run_id = db.start_run(run, "/tmp/x", "cpu")
-    db.finish_run(run_id, {"nll": 95.0, "fid": 3.0}, 10.0, 1.0)
+    suite = SUITES["smoke"]
+    request = SuiteRequest(suite, suite.budget("smoke"), ["ppca"], seeds=2)
+    quiet = RunContext(ResultsDB(tmp_path / "db.sqlite"), tmp_path / "runs", torch.device("cpu"),
+                       progress=False, log=lambda *_: None)
+    assert [o.status for o in run_suite(request, quiet)] == ["done", "done"]
     with sqlite3.connect(tmp_path / "db.sqlite") as conn:
-        conn.execute("UPDATE metrics SET value = NULL WHERE name = 'fid'")
-    with pytest.raises(GenbenchError, match=rf"run {run_id} \('vae-L1-k1'\) is done but cannot be read: "
-                                            "its metric fid is NULL"):
-        db.done_run(run.key)
+        conn.execute("UPDATE metrics SET value = NULL WHERE name = 'nll' AND run_id = 1")
+    first, second = run_suite(request, quiet)
+    assert (first.status, second.status) == ("failed", "cached")
+    assert first.error == (f"{tmp_path / 'db.sqlite'}: run 1 ('ppca') is done but cannot be read: its metric "
+                           "nll is NULL, not a finite number")
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        [(key, status)] = conn.execute("SELECT run_key, status FROM runs WHERE id = 1").fetchall()
+    assert status == "done"  # left as it is, for a person to look at
+    with pytest.raises(UnreadableRun, match=r"run 1 \('ppca'\) is done but cannot be read"):
+        quiet.db.done_run(key)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -55,6 +55,7 @@ from genbench.core.heartbeat import Heartbeat
 from genbench.results.rows import (
     BadRow,
     RunRecord,
+    UnreadableRun,
     check_curve,
     check_fields,
     check_identity,
@@ -496,7 +497,7 @@ class ResultsDB:
 
     def done_run(self, run_key: str) -> RunRecord | None:
         """The run's newest done row, decoded as ``runs`` decodes rows (None where it has none); a
-        done row that cannot be read is one ``GenbenchError`` line, not a run to reuse or train again."""
+        done row that cannot be decoded raises ``UnreadableRun``: not a run to reuse or train again."""
         where = ("id = (SELECT MAX(id) FROM runs WHERE run_key = ? AND status = 'done')", [run_key])
         found = self._decoded(*where, on_bad=self._refuse)
         return found[0] if found else None
@@ -538,7 +539,7 @@ class ResultsDB:
         return decoded
 
     def _refuse(self, row: dict[str, Any], why: BadRow) -> None:
-        raise GenbenchError(f"{self.path}: run {row['id']} ({row.get('name')!r}) is done but cannot be read: "
+        raise UnreadableRun(f"{self.path}: run {row['id']} ({row.get('name')!r}) is done but cannot be read: "
                             f"{why}")
 
     def _left_out(self, row: dict[str, Any], why: BadRow) -> None:

@@ -39,6 +39,11 @@ class BadRow(ValueError):
     """A row of the database that cannot be rendered; its message says why."""
 
 
+class UnreadableRun(GenbenchError):
+    """A done row that cannot be decoded, met where a run would be reused: the run is neither reused
+    nor trained again (its row stays as it is, for a person to look at)."""
+
+
 def is_number(value: object) -> bool:
     """A real number (numpy's included), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
