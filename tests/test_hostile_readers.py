@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 import genbench.sample_sets as sample_sets
-from tests.test_hostile_inputs import Case, npy_bytes, problems, run_driver
+from tests.test_hostile_inputs import ROOT, Case, npy_bytes, problems, run_driver
 
 #: what a fake ``gs`` writes, wherever it is started
 MARKER = "gs-was-started"
@@ -130,15 +130,17 @@ def test_every_order_layout_and_dtype_is_read_exactly_within_the_output_and_a_fe
 
 
 def _command_with_peak_rss(args: list[str], cwd: Path) -> tuple[int, str, str, int]:
-    """``python -m genbench.cli ARGS``: (exit code, stdout, stderr, its own peak RSS in bytes)."""
+    """``genbench ARGS`` in a fresh process: (exit code, stdout, stderr, its own peak RSS in bytes,
+    read from /proc: ``wait4``'s ru_maxrss would count the test process's size at the exec)."""
+    from tests.peak_memory import CLI_WITH_PEAK
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "GENBENCH_CACHE": str(cwd / "cache"), "GENBENCH_DATA": str(cwd / "data")}
+           "GENBENCH_CACHE": str(cwd / "cache"), "GENBENCH_DATA": str(cwd / "data"),
+           "PEAK_FILE": str(cwd / "peak"), "PYTHONPATH": str(ROOT)}
     with open(cwd / "out", "w") as out, open(cwd / "err", "w") as err:
-        child = subprocess.Popen([sys.executable, "-m", "genbench.cli", *args], stdout=out, stderr=err,
-                                 env=env, cwd=cwd)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, (cwd / "out").read_text(), (cwd / "err").read_text(), usage.ru_maxrss * 1024
+        code = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, *args], stdout=out, stderr=err,
+                              env=env, cwd=cwd).returncode
+    return code, (cwd / "out").read_text(), (cwd / "err").read_text(), int((cwd / "peak").read_text())
 
 
 def test_a_set_of_30000_samples_is_scored_within_the_bound_through_the_cli(tmp_path):

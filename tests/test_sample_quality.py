@@ -270,17 +270,18 @@ def test_a_block_of_distances_fits_the_budget_for_any_set_size(columns):
 
 #: the sample metrics' k-NN part on 20,000 + 20,000 features in a child, its peak RSS over its baseline
 _KNN_MEMORY_SCRIPT = """
-import json, resource, sys, torch
+import json, sys, torch
 from types import SimpleNamespace
+from tests.peak_memory import peak_rss, reset_peak
 from genbench.metrics.sample_quality import fidelity_metrics
 import torch_fidelity.metric_fid, torch_fidelity.metric_isc, torch_fidelity.metric_kid  # imported first
 torch.set_num_threads(1)
 g = torch.Generator().manual_seed(0)
 real, fake = torch.randn(20_000, 32, generator=g), torch.randn(20_000, 32, generator=g) + 0.1
 net = SimpleNamespace(name="t", layer_fid="f", layer_isc=None)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+before = reset_peak()
 values = fidelity_metrics({"f": fake}, {"f": real}, net, which=("prc", "dc"))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_rss()
 print(json.dumps({"growth": peak - before, "values": values}))
 """
 
@@ -295,7 +296,8 @@ def test_the_knn_metrics_of_20000_features_stay_within_their_block_budget(tmp_pa
 
     from genbench.metrics import knn
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     done = subprocess.run([sys.executable, "-c", _KNN_MEMORY_SCRIPT], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
