@@ -35,7 +35,7 @@ step() {  # step NAME SECONDS COMMAND...: run it with a time limit, its output i
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
   | tee -a "$OUT/summary.txt"
 
-step tests 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_device_placement.py tests/test_train.py
+step tests 150 "$PY" -m pytest -q -p no:cacheprovider tests/zoo/test_device_placement.py tests/train/test_train.py
 step smoke-suite 60 "$PY" -m genbench run --suite smoke --budget smoke --device "$DEVICE" --no-progress \
   --db "$OUT/db.sqlite" --runs-dir "$OUT/runs" --leaderboards "$OUT/leaderboards"
 step mnist-smoke 240 "$PY" -m genbench run --suite mnist --budget smoke --device "$DEVICE" --no-progress \

@@ -1,6 +1,6 @@
 """genbench: evaluation and benchmarking suite for deep generative models.
 
-Layers, each importing only from the ones below it (``tests/test_layers.py`` checks):
+Layers, each importing only from the ones below it (``tests/project/test_layers.py`` checks):
 
 1. ``genbench.core``: the model contract (protocols), the model registry, errors, registries,
    weight I/O, distributed helpers, numerics.

@@ -1,11 +1,13 @@
 """Runs ``genbench`` command lines, each in a forked child of one process that imported genbench once.
 
-``python tests/hostile_driver.py FOLDER`` reads a JSON list of {name, argv} on stdin and prints a
-JSON list of {name, code, stdout, stderr, peak_rss, seconds}: each child runs ``genbench.cli.main(argv)``
-with its stdout and stderr on files in FOLDER, under ``RLIMIT_AS`` (a memory bomb fails fast
-rather than taking the machine) and an alarm; its exit status and peak RSS come from
-``os.wait4``. It imports nothing of the tests, so that PYTHONPATH may point at another checkout
-(to measure it before a change). Used by ``tests/test_hostile_inputs.py``.
+``python -m tests.hostile_driver FOLDER`` (the repository root on PYTHONPATH) reads a JSON list of
+{name, argv} on stdin and prints a JSON list of {name, code, stdout, stderr, peak_rss, seconds}:
+each child runs ``genbench.cli.main(argv)`` with its stdout and stderr on files in FOLDER, under
+``RLIMIT_AS`` (a memory bomb fails fast rather than taking the machine) and an alarm; its exit
+status and peak RSS come from ``os.wait4`` (a fork of the driver, not an exec: its ru_maxrss is its
+own, starting at the driver's size). It imports nothing else of the tests, so that PYTHONPATH may
+put another checkout's genbench first (to measure it before a change). Used by
+``tests/harness/test_hostile_inputs.py``.
 """
 
 from __future__ import annotations

@@ -13,5 +13,5 @@
 Nothing here imports from the rest of genbench or from the zoo; the layers above are
 ``genbench.data`` and ``zoo`` (which see only this package), then ``genbench.metrics``,
 ``genbench.train``, ``genbench.suites``, ``genbench.results``, and on top the harness
-(``runner``, ``scoring``, ``cli``). ``tests/test_layers.py`` enforces this.
+(``runner``, ``scoring``, ``cli``). ``tests/project/test_layers.py`` enforces this.
 """

@@ -8,7 +8,7 @@ compiler for inductor, an op it does not support), the first call says so once o
 function runs eagerly from then on: compiling never changes whether a result is produced.
 
 Numbers: a compiled function fuses ops, so its float32 results round differently from eager
-ones (within float tolerance, ``tests/test_compile.py``); the same setting gives the same numbers.
+ones (within float tolerance, ``tests/train/test_compile.py``); the same setting gives the same numbers.
 
 ``genbench run/score --no-compile`` sets ``GENBENCH_NO_COMPILE=1``, which worker processes and
 torchrun ranks inherit.

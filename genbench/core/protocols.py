@@ -194,7 +194,7 @@ def decoder_prior(model: object) -> Distribution:
 
 
 #: every capability by name, in the order listings show them: what a metric or the training loop
-#: asks for first, then the optional refinements of a capability (tests/test_public_contract.py
+#: asks for first, then the optional refinements of a capability (tests/core/test_public_contract.py
 #: checks that every Protocol of this module is here and in ``genbench.protocols``)
 CAPABILITIES: dict[str, type] = {
     "Sampler": Sampler,

@@ -65,7 +65,7 @@ def _import_before_the_group() -> None:
     shutdown, where a worker that drops its last finished collective (tensors Python made) takes the
     GIL, and a finalizing Python ends that thread with ``pthread_exit`` through C++ frames:
     std::terminate, "terminate called without an active exception", the rank dies of SIGABRT
-    (tests/test_distributed.py reproduces it). The import is cheap (benchmarks/RESULTS.md, "Figures
+    (tests/harness/test_distributed.py reproduces it). The import is cheap (benchmarks/RESULTS.md, "Figures
     behind code choices")."""
     import torch.distributed.nn  # noqa: F401
 

@@ -15,7 +15,7 @@ on log p(x) for every decoder, as Wu et al. (2017) evaluate VAEs and GANs alike.
   c mod pilot_chains's). Adapting the estimating chains themselves makes each move depend on the
   chain's own past, and the bound is then no bound: on PPCA (10-d, 3 latents, 500 steps, 8 chains)
   adaptation at rate 0.25 put the estimate 0.30 +- 0.015 nats above the exact log p(x); with the
-  pilot's fixed schedule it is below it, as a lower bound must be (``tests/test_ais.py``).
+  pilot's fixed schedule it is below it, as a lower bound must be (``tests/metrics/test_ais.py``).
 - The estimate per point is log mean_c w_c over the chains; its standard error is the delta
   method's over chains, sd_c(w) / (sqrt(C) mean_c(w)) (the uncertainty of the chains' mean,
   carried to the log).

@@ -52,7 +52,7 @@ from genbench.core.weights import file_sha256
 from genbench.data.root import DEFAULT_ROOT, data_root
 from genbench.metrics.lenet import SHIPPED_SOURCE, lenet_fits, shipped_lenet
 
-#: torch-fidelity's Inception-v3 weights (its ``URL_INCEPTION_V3``; tests/test_fidelity_extractors.py
+#: torch-fidelity's Inception-v3 weights (its ``URL_INCEPTION_V3``; tests/metrics/test_fidelity_extractors.py
 #: checks the two agree), written here so that naming them does not import torch-fidelity
 URL_INCEPTION_V3 = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                     "weights-inception-2015-12-05-6726825d.pth")

@@ -26,7 +26,7 @@ the same losses checks, epoch ends and checkpoints, the schedule applied by the 
 
 Numbers: a member's losses and parameters equal its single run's to float rounding, not
 bit for bit: batched matmuls (vmap's ``bmm``) and ``mm`` sum in different orders
-(tests/test_ensemble.py states the tolerance). A NaN fails that member only: at the cadence's
+(tests/train/test_ensemble.py states the tolerance). A NaN fails that member only: at the cadence's
 checks its ``TrainingDiverged`` is its result, it is dropped from the stack, its last
 checkpoint stays the one before the NaN, and the others train on.
 

@@ -24,7 +24,7 @@ ADDABLE_LATER = ("quality_samples", "ais_steps", "ais_chains", "ais_points", "ai
 #: evaluation settings that say where files are, not what is computed
 LOCATIONS = ("cache_root",)
 #: training settings that change no number, only how often the loop reads the device
-#: (tests/test_train.py: the check window changes no number)
+#: (tests/train/test_train.py: the check window changes no number)
 TRAIN_BOOKKEEPING = ("check_every",)
 
 
