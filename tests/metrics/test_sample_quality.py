@@ -306,3 +306,21 @@ def test_the_knn_metrics_of_20000_features_stay_within_their_block_budget(tmp_pa
     assert 0 < report["values"]["precision_t"] < 1 and 0 < report["values"]["coverage_t"] < 1
     assert report["growth"] < knn.BLOCK_BYTES + (200 << 20), report["growth"] / 2**20
 
+
+def test_a_collapsed_fake_set_has_precision_near_one_and_recall_near_zero():
+    """The direction of the two numbers, as the leaderboard computes them: 200 fakes that all sit on one
+    real point (mode collapse) are all realistic (precision 1) and cover almost none of the real set
+    (recall: the one real point they copy, 1/500). A convention that swapped precision and recall, as
+    torch-fidelity's builds between 2022 and February 2026 did (its issue 58), gives 1/500 and 1; the
+    test that swapping real and fake swaps the two passes under that convention too."""
+    from types import SimpleNamespace
+
+    from genbench.metrics.sample_quality import fidelity_metrics
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(500, 16, generator=g)
+    fake = real[7] + 1e-3 * torch.randn(200, 16, generator=g)
+    net = SimpleNamespace(name="t", layer_fid="f", layer_isc=None)
+    values = fidelity_metrics({"f": fake}, {"f": real}, net, which=("prc",))
+    assert values["precision_t"] == 1
+    assert values["recall_t"] == pytest.approx(1 / 500)
