@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from genbench.core.errors import GenbenchError
+from genbench.data import DATASETS
 from genbench.metrics.features import load_checked_torchscript
 from genbench.metrics.sample_quality import RANGE_TOLERANCE
 from genbench.sample_sets import check_shape
@@ -85,12 +86,11 @@ class TorchScriptGenerator:
         return ((x - low) / (high - low)).clamp(0, 1)
 
 
-def load_generator(path: Path, shape: tuple[int, ...], dataset: str, latent_dim: int | None,
-                   latent_dist: str = "normal", output_range: str = "0,1",
-                   device: torch.device | str = "cpu") -> TorchScriptGenerator:
-    """The generator of a TorchScript file for images of ``shape`` (data set ``dataset``), checked and
+def load_generator(path: Path, dataset: str, latent_dim: int | None, latent_dist: str = "normal",
+                   output_range: str = "0,1", device: torch.device | str = "cpu") -> TorchScriptGenerator:
+    """The generator of a TorchScript file for images of data set ``dataset``'s shape, checked and
     tried on two zero latents before any sample is drawn."""
-    path = Path(path)
+    path, shape = Path(path), DATASETS[dataset].shape
     if latent_dim is None:
         raise GenbenchError("a generator needs --latent-dim D (the size of the latent z it maps to an image)")
     if latent_dist not in LATENT_DISTS or output_range not in OUTPUT_RANGES:

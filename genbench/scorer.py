@@ -220,7 +220,6 @@ def _generator_sample_count(request: ScoreRequest) -> int:
 
 def _score_generator(request: ScoreRequest) -> ScoreReport:
     """IS/FID/KID/PR of samples of a TorchScript generator z -> x, drawn as a zoo sampler's are."""
-    from genbench.data import DATASETS
     from genbench.generators import load_generator
     from genbench.metrics.sample_quality import model_samples
     from genbench.train.device import select_device
@@ -233,8 +232,7 @@ def _score_generator(request: ScoreRequest) -> ScoreReport:
     n, device, seed = _generator_sample_count(request), select_device(request.device), EvalSettings.seed
     dist = request.latent_dist or DEFAULT_LATENT_DIST
     output_range = request.output_range or DEFAULT_OUTPUT_RANGE
-    generator = load_generator(request.path, DATASETS[request.dataset].shape, request.dataset,
-                               request.latent_dim, dist, output_range, device)
+    generator = load_generator(request.path, request.dataset, request.latent_dim, dist, output_range, device)
     images = model_samples(generator, n, seed)
     lead = {"latent_dim": request.latent_dim, "latent_dist": dist, "output_range": output_range, "seed": seed}
     return _score_images(request, _Images(images, "generator", lead, f"{request.path}: generator, z ~ {dist} "

@@ -75,7 +75,7 @@ def test_a_generator_is_scored_from_the_cli_the_same_on_the_same_seed_as_by_the_
     assert again["metrics"] == report["metrics"]
 
     toy = load_dataset("toy", str(tmp_path / "data"))
-    generator = load_generator(path, toy.shape, "toy", LATENT)
+    generator = load_generator(path, "toy", LATENT)
     images = model_samples(generator, 40, seed=0)
     net = feats.resolve_feature_net(str(tiny_torchscript), toy)
     assert score_images(images, toy, net, "test", 60, tmp_path / "cache") == report["metrics"]

@@ -279,12 +279,16 @@ def test_a_done_row_the_runner_cannot_read_fails_that_run_and_the_suite_goes_on(
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the modules that carry a suite run: the runner, its context and the launchers
-CARRIERS = ("genbench/runner.py", "genbench/context.py",
-            *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "genbench/launch").glob("*.py")))
+#: the harness: every module above the results layer (the CLI, runner, launchers, scoring, report)
+HARNESS_MODULES = ("runner", "context", "scoring", "scorer", "recording", "comparison", "generators",
+                   "user_models", "sample_sets")
+CARRIERS = (*(f"genbench/{name}.py" for name in HARNESS_MODULES),
+            *sorted(str(p.relative_to(ROOT)) for folder in ("launch", "cli", "report", "adapters")
+                    for p in (ROOT / "genbench" / folder).glob("*.py")))
 
 
 def test_a_suite_run_is_carried_by_its_context_not_by_threaded_parameters():
-    """No function of the runner or the launchers takes more than 6 parameters (before: ``run_suite`` 12,
+    """No function of the harness takes more than 6 parameters (before: ``run_suite`` 12,
     ``run_sweep`` 14, ``_evaluate_and_record`` 12): the database, folders, device, logging and
     ensemble mode travel in one ``RunContext``."""
     import ast
