@@ -44,15 +44,25 @@ DEAD_PID = 2**22 + 1
 # several processes on one suite (real subprocesses of the CLI)
 
 #: the CLI's main, after a barrier (so the processes start their sweeps together) and with each
-#: run's training delayed by $SLOW seconds (so they overlap); SIGINT raises KeyboardInterrupt
+#: run's training delayed by $SLOW seconds (so they overlap); with $TOGETHER = N, a process's first
+#: run waits until N processes hold a run each, so that every process gets work whatever the load
+#: (no process can take every run before another has started); SIGINT raises KeyboardInterrupt
 #: even where the test runner was started with SIGINT ignored
 LAUNCH = """
-import os, signal, sys, time
+import os, signal, sqlite3, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 import genbench.runner as runner
 from genbench.cli import main
 real = runner.train
+waited = False
+def owners():
+    with sqlite3.connect("file:" + os.environ["DB"] + "?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(DISTINCT owner) FROM runs").fetchone()[0]
 def slow(*args, **kwargs):
+    global waited
+    while not waited and owners() < int(os.environ.get("TOGETHER", "0")):
+        time.sleep(0.01)
+    waited = True
     time.sleep(float(os.environ["SLOW"]))
     return real(*args, **kwargs)
 runner.train = slow
@@ -62,10 +72,11 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _launch(base, go, slow: float, *models_and_seeds: str) -> subprocess.Popen:
+def _launch(base, go, slow: float, *models_and_seeds: str, together: int = 0) -> subprocess.Popen:
     argv = ["run", "--suite", "smoke", "--budget", "smoke", "--no-progress", "--db", str(base / "db.sqlite"),
             "--runs-dir", str(base / "runs"), "--leaderboards", str(base / "lb"), *models_and_seeds]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SLOW": str(slow), "GO": str(go)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SLOW": str(slow), "GO": str(go),
+           "DB": str(base / "db.sqlite"), "TOGETHER": str(together)}
     return subprocess.Popen([sys.executable, "-c", LAUNCH, *argv], cwd=base, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -95,7 +106,8 @@ def _lines(text: str, status: str) -> set[str]:
 @pytest.mark.slow
 def test_two_processes_on_one_suite_train_every_run_exactly_once(tmp_path):
     go = tmp_path / "go"
-    procs = [_launch(tmp_path, go, 0.5, "--models", "ppca", "vae-L1-k1", "--seeds", "2") for _ in range(2)]
+    procs = [_launch(tmp_path, go, 0.5, "--models", "ppca", "vae-L1-k1", "--seeds", "2", together=2)
+             for _ in range(2)]
     go.touch()
     outputs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
@@ -113,15 +125,18 @@ def test_two_processes_on_one_suite_train_every_run_exactly_once(tmp_path):
 
 @pytest.mark.slow
 def test_an_interrupt_of_one_process_leaves_the_others_done_runs_done(tmp_path):
-    go = tmp_path / "go"
-    # ppca's seeds train one by one (a seed ensemble is claimed whole by one process)
-    slow = _launch(tmp_path, go, 60.0, "--models", "ppca", "--seeds", "4")
-    fast = _launch(tmp_path, go, 0.2, "--models", "ppca", "--seeds", "4")
-    go.touch()
-    deadline = time.time() + 60
+    # ppca's seeds train one by one (a seed ensemble is claimed whole by one process). The slow process
+    # starts first and the fast one only once the slow one holds a run: started together, the fast one
+    # could claim all four before the slow one claimed any (seen under load)
+    go_slow, go_fast = tmp_path / "go-slow", tmp_path / "go-fast"
+    slow = _launch(tmp_path, go_slow, 60.0, "--models", "ppca", "--seeds", "4")
+    fast = _launch(tmp_path, go_fast, 0.2, "--models", "ppca", "--seeds", "4")
+    go_slow.touch()
+    deadline = time.time() + 120
     while not any(r["status"] == "running" and _pid_of(r) == slow.pid for r in _rows(tmp_path)):
         assert slow.poll() is None and time.time() < deadline, slow.communicate()
         time.sleep(0.05)
+    go_fast.touch()
     fast_out, fast_err = fast.communicate(timeout=120)
     assert fast.returncode == 0, fast_err
     done_before = {r["id"]: r for r in _rows(tmp_path) if r["status"] == "done"}
