@@ -58,14 +58,14 @@ def compare(request: CompareRequest) -> Comparison:
     device = select_device(request.device)
     dataset = load_dataset(a.dataset, request.data_root, device)
     test = dataset.eval_tensor("test")
-    points = representative(test, settings.n_test, settings.seed)
+    points = representative(test, settings.n_test, settings.points_seed)
     models = (a.model.to(device).eval(), b.model.to(device).eval())
     differences = {**_nll_difference(models, points, settings, device),
                    **_fid_difference(models, dataset, settings, device)}
     if not differences:
         raise GenbenchError("nothing to compare: both models need a likelihood (NLL), or samples "
                             "(give --quality-samples N for FID)")
-    subset = describe(settings.n_test, len(test), settings.seed)
+    subset = describe(settings.n_test, len(test), settings.points_seed)
     return Comparison(request, a.dataset, source, settings.k, subset, differences)
 
 
@@ -99,7 +99,7 @@ def _fid_difference(models, dataset, settings, device) -> dict[str, dict[str, fl
     for model in models:
         fake = model_samples(model, settings.quality_samples, settings.seed)
         values = score_images(fake, dataset, net, settings.quality_split, settings.quality_reference,
-                              device=device, which=("fid",), seed=settings.seed)
+                              device=device, which=("fid",), seed=settings.points_seed)
         fids.append((values[f"fid_{net.name}"], values[f"fid_{net.name}_se"]))
     difference = independent_difference(*fids[0], *fids[1])
     return {f"fid_{net.name}": {"a": fids[0][0], "b": fids[1][0], **difference}}

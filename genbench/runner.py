@@ -130,7 +130,7 @@ def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_
     """The identity of one (run, seed) of a suite under a budget (the run's own overrides applied)."""
     config = config_dict(MODELS[entry.model].make_config(entry.config))
     train_cfg = suite.train_config(budget, seed, entry)
-    settings = replace(suite.budget_for(entry, budget).eval, seed=seed)  # evaluation noise follows the seed
+    settings = replace(suite.budget_for(entry, budget).eval, seed=seed)  # noise follows the seed; points do not
     return RunIdentity(suite.name, entry.name, entry.model, config, suite.dataset_of(entry),
                        tuple(data_shape), budget.name, asdict(train_cfg), asdict(settings))
 

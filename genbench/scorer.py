@@ -108,7 +108,7 @@ def _score_model(request: ScoreRequest, foreign_code: bool) -> ScoreReport:
         metrics = evaluate(model, test, settings, dataset=dataset, skipped=skipped)
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
     recorded = {k: v for k, v in asdict(settings).items() if k != "cache_root"}
-    subset = describe(settings.n_test, dataset.size("test"), settings.seed)
+    subset = describe(settings.n_test, dataset.size("test"), settings.points_seed)
     return ScoreReport(
         kind="checkpoint", path=str(request.path), model=loaded.model_name,
         reference=f"{loaded.model_name} checkpoint {request.path.name}", dataset=loaded.dataset,

@@ -60,13 +60,17 @@ class EvalSettings:
     k: int = 5000
     """Importance samples per test point for the NLL estimate."""
     n_test: int | None = None
-    """Test points used (None: the whole split): a random subset seeded by ``seed``, the same
-    points for every model (``genbench.metrics.subsets``)."""
+    """Test points used (None: the whole split): a random subset seeded by ``points_seed``, the
+    same points for every model and every seed (``genbench.metrics.subsets``)."""
     split: str = "test"
     active_threshold: float = 0.01
     seed: int = 0
-    """Evaluation seed: which subsets of test, training and reference points are used, and the
-    draws of the samples, ELBO surgery and the disentanglement scores (a run's is its own seed)."""
+    """Monte Carlo seed: the draws of importance samples, model samples and ELBO surgery's
+    posterior samples (a run's is its own seed, so this noise is part of the seeds' spread)."""
+    points_seed: int = 0
+    """Evaluation points seed: which subsets of test, training, validation and reference points
+    are used, and the factor draws of the disentanglement scores. A table's, never a run's: every
+    seed of a row and every row of a table is scored on the same points (paired evaluation)."""
     surgery_points: int | None = 10_000
     """Training points (a seeded random subset) whose aggregate posterior ELBO surgery takes
     (None: the whole split). Its mutual information is at most log of this number."""
@@ -132,7 +136,7 @@ class EvalContext:
             total = self.dataset.size("train")
         else:
             return None
-        index = subset_index(total, n, self.settings.seed)
+        index = subset_index(total, n, self.settings.points_seed)
         if self.train is not None:
             return self.train[index.to(self.train.device)]
         return self.dataset.train_batch(index.to(self.dataset.device))
@@ -362,7 +366,7 @@ def _disentanglement_metric(score, prefix: str):
     """A registry compute function around one score: fresh rng from the seed, flat keys."""
 
     def compute(model, ctx: EvalContext) -> dict[str, float]:
-        rng = np.random.default_rng(ctx.settings.seed)
+        rng = np.random.default_rng(ctx.settings.points_seed)
         device = ctx.data.device
         values = score(ctx.dataset, representation_function(model, device), rng,
                        ctx.settings.disentanglement(device))
@@ -475,7 +479,7 @@ def _validation_points(ctx: EvalContext, n: int) -> Tensor | None:
     """n points of the data set's validation split, else of its training split (seeded random subsets)."""
     splits = getattr(ctx.dataset, "splits", {})
     if "valid" in splits:
-        return representative(ctx.dataset.eval_tensor("valid"), n, ctx.settings.seed).to(ctx.data.device)
+        return representative(ctx.dataset.eval_tensor("valid"), n, ctx.settings.points_seed).to(ctx.data.device)
     points = ctx.training_points(n)
     return None if points is None else points.to(ctx.data.device)
 
@@ -500,7 +504,7 @@ def _ais(model, ctx: EvalContext) -> dict[str, float]:
     dequantised pixels under the observation std its validation points chose, as a discrete NLL;
     with ``ais_bdmc_points``, the BDMC bounds and gap on as many points simulated from the decoder."""
     s = ctx.settings
-    x = shard(representative(ctx.data, s.ais_points, s.seed))
+    x = shard(representative(ctx.data, s.ais_points, s.points_seed))
     out: dict[str, float] = {}
     if isinstance(model, DecoderModel):
         decoder, offset, density = model, 0.0, log_prob_is_density(model)
@@ -607,7 +611,7 @@ def evaluate(model: nn.Module, data: Tensor, settings: EvalSettings, only: list[
     ``skipped`` (metric name -> reason) for the caller to record.
     """
     model.eval()
-    data = representative(data, settings.n_test, settings.seed)  # a seeded random subset, never a prefix
+    data = representative(data, settings.n_test, settings.points_seed)  # the table's points, never a prefix
     dims = int(data[0].numel())
     ctx = EvalContext(data=data, dims=dims, settings=settings, train=train, dataset=dataset)
     values: dict[str, float] = {}

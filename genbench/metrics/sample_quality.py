@@ -232,7 +232,7 @@ def sample_quality_metrics(model, ctx) -> dict[str, float]:
     net = resolve_feature_net(s.features, ctx.dataset, s.cache_root)
     fake = model_samples(model, s.quality_samples, s.seed)
     return score_images(fake, ctx.dataset, net, s.quality_split, s.quality_reference,
-                        cache_dir(s.cache_root), ctx.data.device, seed=s.seed)
+                        cache_dir(s.cache_root), ctx.data.device, seed=s.points_seed)
 
 
 def curve_monitor(dataset, settings) -> Callable[[nn.Module], dict[str, float]] | None:
@@ -259,7 +259,7 @@ def curve_monitor(dataset, settings) -> Callable[[nn.Module], dict[str, float]] 
         finally:
             model.train(was_training)
         values = score_images(fake, dataset, net, settings.quality_split, settings.quality_reference, cache,
-                              dataset.device, which=("isc", "fid"), seed=settings.seed)
+                              dataset.device, which=("isc", "fid"), seed=settings.points_seed)
         return {f"{key}@{settings.curve_samples}": value for key, value in values.items()}
 
     return measure

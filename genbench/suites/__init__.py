@@ -61,6 +61,7 @@ RANGES: dict[str, Range] = {
     "n_test": Range(1, MAX_POINTS),
     "active_threshold": Range(0, 1_000_000, real=True),
     "seed": Range(0, 2**32 - 1),
+    "points_seed": Range(0, 2**32 - 1),
     "surgery_points": Range(1, MAX_POINTS),
     "surgery_samples": Range(1, 10_000),
     "disentanglement_group_size": Range(1, 10_000),
@@ -119,7 +120,7 @@ class Budget:
 BUDGET_DEFAULTS = {
     "smoke": Budget("smoke", epochs=1, eval=EvalSettings(k=10, n_test=200, surgery_points=500,
                                                          disentanglement_train=100, disentanglement_eval=50)),
-    "short": Budget("short", epochs=2, eval=EvalSettings(k=1000, n_test=1000)),
+    "short": Budget("short", epochs=2, eval=EvalSettings(k=1000, n_test=None)),
     # the paper's schedule stopped early: Burda et al.'s first six stages (1 + 3 + ... + 243 epochs)
     "long": Budget("long", epochs=364, eval=EvalSettings(k=5000, n_test=None)),
     "paper": Budget("paper", epochs=3280, eval=EvalSettings(k=5000, n_test=None)),

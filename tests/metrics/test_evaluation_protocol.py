@@ -36,13 +36,34 @@ class ClassCost(nn.Module):
 
 def test_fewer_test_points_are_a_seeded_random_subset_of_every_class_not_a_prefix():
     data = class_sorted()
-    values = evaluate(ClassCost(), data, EvalSettings(n_test=200, seed=3), only=["nll"])
+    values = evaluate(ClassCost(), data, EvalSettings(n_test=200, points_seed=3), only=["nll"])
     chosen = data[subset_index(len(data), 200, 3)].flatten(1).sum(1)
     assert values["nll"] == pytest.approx(chosen.double().mean().item())
     assert 3.5 < values["nll"] < 5.5  # a prefix of 200 would be classes 0 and 1: 0.5
     assert len(torch.unique(chosen)) == CLASSES
     # its standard error is the one over these points
     assert values["nll_se"] == pytest.approx(chosen.double().std().item() / 200 ** 0.5)
+
+
+def test_every_seed_of_a_run_is_scored_on_the_same_points():
+    """Paired evaluation: the run seed sets the Monte Carlo noise, never which points are scored."""
+    data = class_sorted()
+    by_seed = [evaluate(ClassCost(), data, EvalSettings(n_test=200, seed=seed), only=["nll"])["nll"]
+               for seed in range(4)]
+    assert len(set(by_seed)) == 1
+    other_points = evaluate(ClassCost(), data, EvalSettings(n_test=200, points_seed=1), only=["nll"])["nll"]
+    assert other_points != by_seed[0]
+
+
+def test_the_runner_gives_every_seed_of_a_row_one_points_seed():
+    from genbench.runner import run_identity
+    from genbench.suites import SUITES
+
+    suite = SUITES["mnist"]
+    entry = suite.runs[1]
+    evals = [run_identity(suite, entry, seed, suite.budget("short"), (1, 28, 28)).eval for seed in range(3)]
+    assert [e["seed"] for e in evals] == [0, 1, 2]  # the noise follows the run seed
+    assert len({(e["points_seed"], e["n_test"]) for e in evals}) == 1
 
 
 def test_every_model_gets_the_same_points_and_larger_subsets_contain_smaller_ones():
