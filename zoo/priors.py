@@ -6,9 +6,12 @@ approximates with K learned pseudo-inputs u_k: p(z) = (1/K) sum_k q(z | u_k).
 
 - ``standard``: N(0, I).
 - ``mog``: K Gaussians with learned means and standard deviations, equal weights.
-- ``vamp``: q(z | u_k) over K learnable pseudo-inputs u_k = sigmoid(w_k), with
-  w_k ~ N(-0.05, 0.01) at initialisation (the reference code's setting for binary data).
-- ``vamp-data``: the pseudo-inputs are K training images chosen at random and kept fixed.
+- ``vamp``: q(z | u_k) over K learned pseudo-inputs u_k = hardtanh(w_k) (clipped to [0, 1]),
+  with w_k ~ N(0.05, 0.01^2) at initialisation: the reference code's (jmtomczak/vae_vampprior)
+  setting for binary MNIST and OMNIGLOT, near-black images.
+- ``vamp-data``: the same learned pseudo-inputs, w_k initialised to K training images chosen at
+  random plus N(0, 0.01^2) noise, the paper's "VampPrior data" as its reference code does it
+  (the first K images of its shuffled training set there, a seeded random K here).
 
 Every prior gives ``log_prob(z)`` for any leading shape and a ``torch.distributions``
 object (``distribution()``), so metrics such as ELBO surgery use the same density.
@@ -22,14 +25,19 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
+from torch.nn import functional as F
 
 from genbench.core.errors import GenbenchError
 from zoo.layers import diagonal_normal, standard_normal_log_prob
 
 PRIORS = ("standard", "mog", "vamp", "vamp-data")
 
-#: initial pseudo-input logits: N(mean, std) (Tomczak & Welling's reference code)
-PSEUDO_INPUT_INIT = (-0.05, 0.01)
+#: initial pseudo-input weights w_k ~ N(mean, std^2), u_k = hardtanh(w_k, 0, 1): the reference code's
+#: setting for binary MNIST and OMNIGLOT (it uses 0.5 and 0.02 for Caltech 101 Silhouettes, 0.4 and
+#: 0.05 for gray data)
+PSEUDO_INPUT_INIT = (0.05, 0.01)
+#: vamp-data: std of the noise added to the training images the weights start at (the reference code's)
+DATA_INIT_NOISE = 0.01
 
 
 def mixture_log_prob(z: Tensor, means: Tensor, log_stds: Tensor) -> Tensor:
@@ -87,37 +95,39 @@ class MoGPrior(MixturePrior):
 class VampPrior(MixturePrior):
     """(1/K) sum_k q(z | u_k): ``encoder(u) -> (mean, log_std)`` is the model's own q.
 
-    With ``learnable=False`` the pseudo-inputs are a buffer set from training images by
-    ``init_from_data`` (the paper's "VampPrior data").
+    The pseudo-inputs u_k = hardtanh(w_k, 0, 1) are learned with the model (a w outside [0, 1] gets
+    no gradient, as in the reference code). With ``from_data`` the weights start at training images
+    plus noise, set by ``init_from_data`` (the paper's "VampPrior data"); otherwise that is a no-op.
     """
 
     def __init__(self, encoder: Callable[[Tensor], tuple[Tensor, Tensor]], dims: int, components: int,
-                 learnable: bool = True):
+                 from_data: bool = False):
         super().__init__()
         self._encoder = [encoder]  # a list: the encoder is a submodule of the model, not of the prior
-        self.learnable = learnable
-        if learnable:
-            mean, std = PSEUDO_INPUT_INIT
-            self.pseudo_logits = nn.Parameter(torch.randn(components, dims) * std + mean)
-        else:
-            self.register_buffer("pseudo_fixed", torch.zeros(components, dims))
+        self.from_data = from_data
+        mean, std = PSEUDO_INPUT_INIT
+        self.pseudo_weights = nn.Parameter(torch.randn(components, dims) * std + mean)
 
     def pseudo_inputs(self) -> Tensor:
-        return torch.sigmoid(self.pseudo_logits) if self.learnable else self.pseudo_fixed
+        return F.hardtanh(self.pseudo_weights, 0.0, 1.0)
 
     def components(self) -> tuple[Tensor, Tensor]:
         return self._encoder[0](self.pseudo_inputs())
 
     @torch.no_grad()
     def init_from_data(self, x_train: Tensor, seed: int = 0) -> None:
-        if not self.learnable:
-            k = self.pseudo_fixed.shape[0]
-            if x_train.shape[0] < k:
-                raise GenbenchError(f"vamp-data: {k} pseudo-inputs need at least {k} training images, "
-                                    f"got {x_train.shape[0]}")
-            gen = torch.Generator().manual_seed(seed)
-            idx = torch.randperm(x_train.shape[0], generator=gen)[:k]
-            self.pseudo_fixed.copy_(x_train.flatten(1)[idx.to(x_train.device)])
+        """vamp-data: w_k = one of K training images chosen at random (seeded) + N(0, DATA_INIT_NOISE^2)."""
+        if not self.from_data:
+            return
+        k, dims = self.pseudo_weights.shape
+        if x_train.shape[0] < k:
+            raise GenbenchError(f"vamp-data: {k} pseudo-inputs need at least {k} training images, "
+                                f"got {x_train.shape[0]}")
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(x_train.shape[0], generator=gen)[:k]
+        noise = torch.randn(k, dims, generator=gen) * DATA_INIT_NOISE
+        images = x_train.flatten(1)[idx.to(x_train.device)]
+        self.pseudo_weights.copy_(images.to(self.pseudo_weights) + noise.to(self.pseudo_weights))
 
 
 def make_prior(kind: str, latent: int, components: int, dims: int,
@@ -126,4 +136,4 @@ def make_prior(kind: str, latent: int, components: int, dims: int,
         return StandardPrior(latent)
     if kind == "mog":
         return MoGPrior(latent, components)
-    return VampPrior(encoder, dims, components, learnable=(kind == "vamp"))
+    return VampPrior(encoder, dims, components, from_data=(kind == "vamp-data"))

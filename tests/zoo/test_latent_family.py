@@ -39,18 +39,44 @@ def test_vamp_prior_is_the_mean_of_the_encoders_posteriors_at_the_pseudo_inputs(
     mean, log_std = model.q_top(pseudo)
     expected = torch.logsumexp(diagonal_normal(mean, log_std).log_prob(z[:, None, :]), dim=1) - math.log(6)
     torch.testing.assert_close(model.prior().log_prob(z), expected, rtol=1e-5, atol=1e-4)
-    assert pseudo.min() > 0.45 and pseudo.max() < 0.55  # sigmoid(N(-0.05, 0.01))
-    assert "prior_top.pseudo_logits" in dict(model.named_parameters())
 
 
-def test_vamp_data_pseudo_inputs_are_fixed_training_images():
-    model = MODELS["hvae"].build({"layers": 1, "prior": "vamp-data", "components": 5}, MNIST)
-    x = torch.rand(30, *MNIST).round()
-    model.init_from_data(x)
+def test_vamp_pseudo_inputs_start_near_black_as_in_the_reference_code():
+    """jmtomczak/vae_vampprior, binary MNIST: weights w ~ N(0.05, 0.01^2), u = hardtanh(w, 0, 1)."""
+    torch.manual_seed(0)
+    model = MODELS["hvae"].build({"layers": 1, "prior": "vamp", "components": 500}, MNIST)
+    weights = dict(model.named_parameters())["prior_top.pseudo_weights"]
+    assert weights.shape == (500, 784) and weights.requires_grad
+    assert abs(weights.mean().item() - 0.05) < 1e-3 and abs(weights.std().item() - 0.01) < 5e-4
     pseudo = model.prior_top.pseudo_inputs()
-    assert all(any(torch.equal(p, row) for row in x.flatten(1)) for p in pseudo)
-    assert not any("pseudo" in name for name, _ in model.named_parameters())
-    with pytest.raises(GenbenchError, match="at least 5 training images"):
+    assert torch.equal(pseudo, weights.clamp(0.0, 1.0)) and 0.0 <= pseudo.min() and pseudo.max() < 0.11
+    with torch.no_grad():
+        weights[0, :3] = torch.tensor([-0.5, 0.5, 1.5])
+    assert model.prior_top.pseudo_inputs()[0, :3].tolist() == [0.0, 0.5, 1.0]  # hardtanh(0, 1)
+    before = weights.detach().clone()
+    model.init_from_data(torch.rand(600, *MNIST).round())  # no-op for the pseudo-inputs of vamp
+    assert torch.equal(weights, before)
+
+
+def test_vamp_data_pseudo_inputs_start_at_noisy_training_images_and_are_trained():
+    torch.manual_seed(0)
+    model = MODELS["hvae"].build({"layers": 1, "prior": "vamp-data", "components": 50}, MNIST)
+    x = torch.rand(300, *MNIST).round()
+    model.init_from_data(x)
+    weights = dict(model.named_parameters())["prior_top.pseudo_weights"]
+    # each weight row is one training image plus N(0, 0.01^2) noise
+    distance = torch.cdist(weights.detach(), x.flatten(1))  # [50, 300]
+    nearest = x.flatten(1)[distance.argmin(1)]
+    noise = weights.detach() - nearest
+    assert len(set(distance.argmin(1).tolist())) == 50  # K different images
+    assert abs(noise.mean().item()) < 1e-3 and abs(noise.std().item() - 0.01) < 5e-4
+    torch.testing.assert_close(model.prior_top.pseudo_inputs(), nearest, rtol=0, atol=0.05)
+    # trained with the model, not frozen: one step moves them
+    before = weights.detach().clone()
+    single_optimizer_steps(model, [x[:16]], lr=1e-3)
+    assert weights.grad is not None and weights.grad.abs().sum() > 0
+    assert not torch.equal(weights.detach(), before)
+    with pytest.raises(GenbenchError, match="at least 50 training images"):
         model.init_from_data(x[:3])
 
 
