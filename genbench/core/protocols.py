@@ -51,8 +51,10 @@ class LatentVariableModel(Protocol):
 class LayeredEncoder(Protocol):
     """Optional for hierarchical models: q of every stochastic layer, lowest first.
 
-    Each layer's distribution is computed from the means of the layers below it, the
-    convention Burda et al. use to count active units per layer.
+    Each layer's distribution is computed from the means of the layers below it, so that the
+    active units of every layer are a deterministic function of x. Burda et al.'s code instead
+    feeds each layer one sample of the layer below (``genbench.metrics.latent`` says where
+    genbench's count departs from theirs).
     """
 
     def encode_layers(self, x: Tensor) -> list[Distribution]: ...

@@ -7,9 +7,14 @@
   collapsed latents (std below a threshold) are dropped; per point one factor is fixed over
   L observations and the latent of least (scaled) variance votes for it; a majority-vote
   classifier maps latents to factors.
-- :func:`mig` (Chen et al. 2018): each latent is binned into 20 equal-width bins; the gap
-  between the two latents sharing most mutual information with a factor, over the factor's
-  entropy, averaged over factors. In [0, 1].
+- :func:`mig`: the mutual information gap as disentanglement_lib computes it (its
+  ``discrete_mig``), a binned variant of Chen et al.'s (2018): each latent of the representation
+  (the posterior mean) is binned into 20 equal-width bins over its range on ``n_mig`` sampled
+  observations; the gap between the two latents sharing most discrete mutual information with a
+  factor, over the factor's entropy, averaged over factors. In [0, 1]. Chen et al. instead
+  estimate I(z_j; v_k) from the full posterior q(z_j | x) (samples and its density, a Monte Carlo
+  entropy estimate) over the whole data set, factor by factor. genbench also leaves out factors
+  with zero entropy (disentanglement_lib would divide by zero).
 
 All three draw every factor vector first (the rng stream does not depend on batching), then
 render and represent observations through :func:`represent_factors` in large batches. The
@@ -209,7 +214,8 @@ def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, n_bins: int) 
 
 def mig(data: GroundTruthData, represent: RepresentationFn, rng: np.random.Generator,
         settings: DisentanglementSettings = DisentanglementSettings()) -> dict[str, float]:
-    """Chen et al.'s mutual information gap over factors that vary (entropy > 0): {mig, mig_std}.
+    """disentanglement_lib's binned mutual information gap (after Chen et al.) over factors that vary
+    (entropy > 0): {mig, mig_std}.
 
     ``mig_std`` is the std of the same estimator on MIG_RESAMPLES bootstrap resamples of the
     observations, drawn after the observations so that ``mig`` itself does not depend on them.

@@ -1,4 +1,17 @@
-"""Representation statistics of latent-variable models."""
+"""Representation statistics of latent-variable models: active units (Burda et al. 2015).
+
+A unit u is active when Var_x(E_q[z_u | x]) > 0.01 (population variance, as Burda's
+``get_units_variances`` in yburda/iwae). Where genbench departs from that code:
+
+- the points: genbench uses the evaluated test points (a seeded random subset, the NLL's own),
+  where Burda's code uses the first 500 training images (one binarization of each where the
+  data are binarized dynamically);
+- the upper layers: genbench takes layer l+1's posterior mean at layer l's *mean*
+  (``LayeredEncoder.encode_layers``), where Burda's code feeds layer 2 *one sample* of h1, so
+  its layer-2 statistic also carries the noise of that sample.
+
+The count comes with a bootstrap std over the points, which Burda's code does not report.
+"""
 
 from __future__ import annotations
 
