@@ -1,4 +1,4 @@
-"""The ``genbench`` command: run, score, compare, tables, report, collect, status, list.
+"""The ``genbench`` command: run, score, compare, tables, archive, report, collect, status, list.
 
 One module per command (``genbench.cli.run`` ...: its parser and a thin function that turns the
 arguments into a typed request for the harness and prints the result); the flags they share are
@@ -16,15 +16,15 @@ import contextlib
 import signal
 import sys
 
-from genbench.cli import collect, compare, flags, listing, report, run, score, status, tables
+from genbench.cli import archive, collect, compare, flags, listing, report, run, score, status, tables
 from genbench.cli.output import json_text, kept_for_json, one_line
 from genbench.core.errors import GenbenchError
 
 __all__ = ["COMMANDS", "build_parser", "json_text", "main"]
 
 #: each command's module, in the order ``genbench --help`` lists them
-MODULES = {"run": run, "score": score, "compare": compare, "tables": tables, "report": report,
-           "collect": collect, "status": status, "list": listing}
+MODULES = {"run": run, "score": score, "compare": compare, "tables": tables, "archive": archive,
+           "report": report, "collect": collect, "status": status, "list": listing}
 COMMANDS = {name: module.command for name, module in MODULES.items()}
 #: commands that run data-parallel under torchrun (each rank trains and evaluates its shard)
 DISTRIBUTED = ("run", "score")

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                        description="Read every result.json under RUNS_DIR (what sweep jobs wrote into "
                        "their run directories) and record each in the results database exactly once: a "
                        "result recorded before adds nothing. Re-renders the leaderboards of the suites "
-                       "that gained results.")
+                       "that gained results into --leaderboards (to publish results: genbench archive).")
     p.add_argument("runs_dir", type=Path, metavar="RUNS_DIR")
     flags.data_root(p)
     flags.db(p)

@@ -18,7 +18,11 @@ from genbench.scoring import NUMERIC_SETTINGS, SETTINGS_FLAGS, SettingsRequest
 from genbench.suites import RANGES
 
 DEFAULT_RUNS_DIR = Path("runs")
-DEFAULT_LEADERBOARDS = Path("leaderboards")
+#: where a user's commands render the leaderboards of their database: beside it, under runs/, never
+#: over the published tables
+DEFAULT_LEADERBOARDS = DEFAULT_DB.parent / "leaderboards"
+#: the published folder: the committed tables, their figures, tables.toml and the archive of records
+DEFAULT_PUBLISHED = Path("leaderboards")
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,7 +84,15 @@ def runs_dir(p: argparse.ArgumentParser) -> None:
 
 
 def leaderboards(p: argparse.ArgumentParser, help: str = "where leaderboard tables are written") -> None:
-    p.add_argument("--leaderboards", type=Path, default=DEFAULT_LEADERBOARDS, help=help)
+    p.add_argument("--leaderboards", type=Path, default=DEFAULT_LEADERBOARDS,
+                   help=f"{help} (default {DEFAULT_LEADERBOARDS}; the published tables in {DEFAULT_PUBLISHED}/ "
+                   "are rendered by genbench tables from the archive)")
+
+
+def published(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED, metavar="DIR",
+                   help="the published folder: its tables.toml, archive/ of result records, tables and "
+                   f"figures (default {DEFAULT_PUBLISHED})")
 
 
 def typed(cls, args: argparse.Namespace, **given):

@@ -1,5 +1,6 @@
 """``genbench run``: every run of a suite trained and evaluated (``genbench.runner``), here or as a
-sweep of jobs (``genbench.launch``), its leaderboard written."""
+sweep of jobs (``genbench.launch``), its leaderboard written into ``--leaderboards`` (beside the
+database under ``runs/`` by default: a run never rewrites the published tables)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="train and evaluate every model of a suite",
                        description="Train every run of a suite (resuming unfinished ones), "
                        "evaluate the metrics that apply, record them in the results "
-                       "database and write leaderboards/<suite>.md and .csv.")
+                       "database and write the suite's leaderboard, <suite>.md and .csv, into --leaderboards "
+                       "(runs/leaderboards by default: never the published tables; `genbench archive` and "
+                       "`genbench tables` publish results).")
     p.add_argument("--suite", default="mnist",
                    help="suite name (see genbench list) or a suite file PATH.toml")
     p.add_argument("--budget", default="short", help="smoke | short (default) | long | paper")

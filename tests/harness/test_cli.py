@@ -99,7 +99,7 @@ def test_list_names_everything(capsys):
 
 
 def test_help_on_every_command(capsys):
-    for command in ("run", "score", "tables", "list"):
+    for command in ("run", "score", "tables", "archive", "list"):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0
@@ -281,7 +281,7 @@ def test_compare_is_the_harness_s_and_the_cli_prints_it(smoke_run, capsys):
 
 
 #: the flags more than one command has: each declared once, in genbench.cli.flags
-SHARED_FLAGS = ("--data-root", "--db", "--device", "--json", "--runs-dir", "--leaderboards")
+SHARED_FLAGS = ("--data-root", "--db", "--device", "--json", "--runs-dir", "--leaderboards", "--published")
 
 
 def test_the_command_line_is_a_package_of_small_modules_declaring_each_shared_flag_once():
@@ -299,8 +299,9 @@ def test_the_command_line_is_a_package_of_small_modules_declaring_each_shared_fl
     declared = {flag: source.count(f'add_argument("{flag}"') for flag in SHARED_FLAGS}
     assert declared == dict.fromkeys(SHARED_FLAGS, 1)
     assert [p.name for p in root.rglob("*.py") if str(DEFAULT_DB) in p.read_text()] == ["db.py"]
-    for argv in (["run"], ["collect", "runs"], ["tables", "--paper", "iwae"], ["report"]):
+    for argv in (["run"], ["collect", "runs"], ["report"]):
         assert build_parser().parse_args(argv).db == str(DEFAULT_DB)
+    assert build_parser().parse_args(["tables", "--paper", "iwae"]).db is None  # the archive, not a database
 
 
 def test_a_command_reads_its_arguments_and_never_changes_them(monkeypatch, capsys, tmp_path,
