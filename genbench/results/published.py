@@ -53,11 +53,12 @@ def read_manifest(folder: Path) -> list[Table]:
     """The tables ``folder/tables.toml`` lists, checked: known keys only, names that stay file names in
     the folder (each once), built-in suites and their budgets, papers genbench has."""
     path = Path(folder) / MANIFEST
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
+    if not path.is_file():  # absent, or a FIFO or device that reading would block on
         raise GenbenchError(f"{path}: no list of published tables here (is {folder} the published "
-                            "folder, leaderboards/?)") from None
+                            "folder, leaderboards/?)")
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_MANIFEST_BYTES + 1)
     except OSError as exc:
         raise GenbenchError(f"{path}: unreadable ({exc.strerror or exc})") from None
     if len(text) > MAX_MANIFEST_BYTES:

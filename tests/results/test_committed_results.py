@@ -4,6 +4,7 @@ committed, twice the same, and touches nothing else."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -68,6 +69,18 @@ def test_tables_of_one_paper_render_that_papers_tables_alone(tmp_path, capsys):
     assert sorted(Path(p).name for p in out if p.endswith(".md")) == ["paper-iwae-long.md", "paper-iwae.md"]
     assert main(["tables", "--paper", "pixelvae", "--published", str(tmp_path / "leaderboards")]) == 2
     assert "lists no table of it" in capsys.readouterr().err
+
+
+def test_a_missing_or_oversized_list_of_tables_is_one_line(tmp_path):
+    with pytest.raises(GenbenchError, match="no list of published tables here"):
+        render_published(tmp_path, tmp_path / "runs")
+    os.mkfifo(tmp_path / MANIFEST)  # never opened: reading would block
+    with pytest.raises(GenbenchError, match="no list of published tables here"):
+        render_published(tmp_path, tmp_path / "runs")
+    (tmp_path / MANIFEST).unlink()
+    (tmp_path / MANIFEST).write_text("# " + "x" * 70000)
+    with pytest.raises(GenbenchError, match="over the limit"):
+        render_published(tmp_path, tmp_path / "runs")
 
 
 @pytest.mark.parametrize("manifest, said", [
