@@ -7,7 +7,7 @@ from their canonical URLs with checksums, and missing files give one clear error
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,21 +30,29 @@ class DatasetSpec:
     #: shape of one item, known without loading the files
     shape: tuple[int, ...]
     loader: Callable[[Path, bool], ImageDataset]
+    #: items per split, known without loading the files (a table's finite-population correction);
+    #: a split not named here is of unknown size
+    split_sizes: dict[str, int] = field(default_factory=dict)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 for _spec in (
-    DatasetSpec("mnist", "MNIST dynamically binarized (IWAE paper)", (1, 28, 28), load_dynamic_mnist),
+    DatasetSpec("mnist", "MNIST dynamically binarized (IWAE paper)", (1, 28, 28), load_dynamic_mnist,
+                {"train": 60000, "test": 10000}),
     DatasetSpec("binarized_mnist", "MNIST statically binarized (Larochelle & Murray)", (1, 28, 28),
-                load_binarized_mnist),
-    DatasetSpec("mnist8", "MNIST 8-bit gray levels", (1, 28, 28), load_mnist8),
-    DatasetSpec("toy", "synthetic 8x8 binary images (no files)", (1, 8, 8), load_toy),
+                load_binarized_mnist, {"train": 50000, "valid": 10000, "test": 10000}),
+    DatasetSpec("mnist8", "MNIST 8-bit gray levels", (1, 28, 28), load_mnist8,
+                {"train": 60000, "test": 10000}),
+    DatasetSpec("toy", "synthetic 8x8 binary images (no files)", (1, 8, 8), load_toy,
+                {"train": 2000, "valid": 500, "test": 500}),
     DatasetSpec("omniglot", "Omniglot 28x28 dynamically binarized (Burda et al.)", (1, 28, 28),
-                load_omniglot),
-    DatasetSpec("dsprites", "dSprites, DeepMind's file (ground-truth factors)", (1, 64, 64), load_dsprites),
+                load_omniglot, {"train": 24345, "test": 8070}),
+    DatasetSpec("dsprites", "dSprites, DeepMind's file (ground-truth factors)", (1, 64, 64), load_dsprites,
+                {"train": 737280, "test": 10000}),
     DatasetSpec("dsprites_rendered", "dSprites grid re-rendered by genbench (no files; not DeepMind's)",
-                (1, 64, 64), load_dsprites_rendered),
-    DatasetSpec("cifar10", "CIFAR-10 32x32 color, 8-bit levels (Krizhevsky 2009)", (3, 32, 32), load_cifar10),
+                (1, 64, 64), load_dsprites_rendered, {"train": 737280, "test": 10000}),
+    DatasetSpec("cifar10", "CIFAR-10 32x32 color, 8-bit levels (Krizhevsky 2009)", (3, 32, 32), load_cifar10,
+                {"train": 50000, "test": 10000}),
 ):
     DATASETS.register(_spec.name, _spec)
 

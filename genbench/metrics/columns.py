@@ -4,6 +4,11 @@ Leaderboards, paper tables and ``genbench list`` read these declarations; nothin
 lists metric keys. A column whose key holds ``{net}`` is one column per feature network
 (``fid_{net}`` is ``fid_lenet``, ``fid_inception``, ``fid_ts_mynet``): values of different
 networks are never comparable, so each gets its own column.
+
+A column with an uncertainty (``error``) also says what that uncertainty is over
+(``error_points``): evaluation points every seed of a row shares, which a table's interval adds to
+the seeds' spread, or each run's own noise, which that spread already holds
+(``genbench.results.intervals``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,25 @@ GROUP_NAMES = tuple(group.name for group in GROUPS)
 
 
 @dataclass(frozen=True, kw_only=True)
+class EvalPoints:
+    """The evaluation points a column's ``error`` is over, where every seed of a row is scored on the
+    same ones (paired evaluation, ``EvalSettings.points_seed``): the seeds' spread does not contain
+    that error and more seeds do not shrink it, so a table adds it to the spread.
+
+    How many points: the smallest of the EvalSettings fields ``counts`` that is set (none set: the
+    whole split). Which population: the split ``split``, or the one the EvalSettings field
+    ``split_setting`` names; ``finite=False`` where the points are drawn from a distribution (the
+    factors of a ground-truth data set), not taken from a split of N points."""
+
+    counts: tuple[str, ...]
+    what: str
+    """How a legend names the points ("test points")."""
+    split: str = "test"
+    split_setting: str | None = None
+    finite: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
 class Column:
     key: str
     """Metric key in the results (``{net}``: one column per feature network)."""
@@ -58,10 +82,12 @@ class Column:
     shown: bool = True
     """A leaderboard column; False for stored details (standard deviations, train accuracies)."""
     error: str | None = None
-    """Key of this value's own uncertainty (a standard error or std, same units), shown where a
-    table cell has a single run (with several, the cell shows the spread over seeds)."""
+    """Key of this value's own uncertainty (a standard error or std, same units)."""
     error_kind: str = ""
     """What ``error`` is, as a table legend says it ("s.e. over test points")."""
+    error_points: EvalPoints | None = None
+    """The evaluation points ``error`` is over, shared by the seeds of a row; None where it is each
+    run's own noise (samples, chains, simulated points), which the seeds' spread already holds."""
 
     def __post_init__(self):
         if self.better not in (None, "lower", "higher"):

@@ -41,7 +41,7 @@ from genbench.data.ground_truth import GroundTruthData
 from genbench.metrics import disentanglement
 from genbench.metrics.ais import GaussianObservation, ais, choose_observation_std, dequantize
 from genbench.metrics.bdmc import bdmc
-from genbench.metrics.columns import GROUP_NAMES, Column, with_errors
+from genbench.metrics.columns import GROUP_NAMES, Column, EvalPoints, with_errors
 from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
 from genbench.metrics.latent import BOOTSTRAP_RESAMPLES, active_units_with_std
@@ -202,6 +202,10 @@ def _declare(spec: MetricSpec) -> MetricSpec:
 
 #: the uncertainty of a mean over test points
 SE_TEST = "s.e. over test points"
+#: the test points every run of a table is scored on: ``n_test`` of the evaluated split (all: None)
+TEST_POINTS = EvalPoints(counts=("n_test",), what="test points", split_setting="split")
+#: the test points AIS scores: a seeded random ``ais_points`` of those
+AIS_POINTS = EvalPoints(counts=("n_test", "ais_points"), what="AIS test points", split_setting="split")
 
 
 # ---- nll: the test negative log-likelihood ------------------------------------------------------
@@ -228,9 +232,9 @@ _declare(MetricSpec(
     compute=_nll,
     columns=with_errors(
         Column(key="nll", label="NLL (nats)", unit="nats", digits=2, better="lower",
-               error="nll_se", error_kind=SE_TEST),
+               error="nll_se", error_kind=SE_TEST, error_points=TEST_POINTS),
         Column(key="bits_per_dim", label="bits/dim", unit="bits", digits=3, better="lower",
-               error="bits_per_dim_se", error_kind=SE_TEST)),
+               error="bits_per_dim_se", error_kind=SE_TEST, error_points=TEST_POINTS)),
     settings=("k", "n_test", "seed"),
     table_text=_test_points_text,
     group="likelihood",
@@ -251,7 +255,7 @@ _declare(MetricSpec(
     compute=_elbo,
     columns=with_errors(
         Column(key="elbo", label="test ELBO (nats)", unit="nats", digits=2, better="higher",
-               error="elbo_se", error_kind=SE_TEST)),
+               error="elbo_se", error_kind=SE_TEST, error_points=TEST_POINTS)),
     settings=("n_test",),
     group="likelihood",
 ))
@@ -275,7 +279,8 @@ _declare(MetricSpec(
     columns=with_errors(
         Column(key="active_units", label="active units", unit="units", digits=0, layers="active_units_l",
                error="active_units_std",
-               error_kind=f"std over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the test points")),
+               error_kind=f"std over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the test points",
+               error_points=TEST_POINTS)),
     settings=("n_test", "active_threshold"),
     group="likelihood",
 ))
@@ -284,6 +289,7 @@ _declare(MetricSpec(
 # ---- elbo_surgery: avg KL = mutual information + marginal KL, on training points ---------------
 
 _SE_SURGERY = "s.e. over the training points' posterior samples"
+_SURGERY_POINTS = EvalPoints(counts=("surgery_points",), what="training points", split="train")
 
 
 def _has_fixed_prior(model) -> bool:
@@ -331,11 +337,14 @@ _declare(MetricSpec(
     columns=(
         *with_errors(
             Column(key="surgery_avg_kl", label="avg KL (train)", unit="nats", digits=2,
-                   error="surgery_avg_kl_se", error_kind=_SE_SURGERY),
+                   error="surgery_avg_kl_se", error_kind=_SE_SURGERY,
+                   error_points=_SURGERY_POINTS),
             Column(key="surgery_mutual_info", label="mutual info", unit="nats", digits=2,
-                   error="surgery_mutual_info_se", error_kind=_SE_SURGERY),
+                   error="surgery_mutual_info_se", error_kind=_SE_SURGERY,
+                   error_points=_SURGERY_POINTS),
             Column(key="surgery_marginal_kl", label="marginal KL", unit="nats", digits=2, better="lower",
-                   error="surgery_marginal_kl_se", error_kind=_SE_SURGERY)),
+                   error="surgery_marginal_kl_se", error_kind=_SE_SURGERY,
+                   error_points=_SURGERY_POINTS)),
         Column(key="surgery_train_elbo", label="train ELBO (nats)", unit="nats", digits=2, better="higher",
                shown=False)),
     settings=("seed", "surgery_points", "surgery_samples"),
@@ -349,6 +358,9 @@ _declare(MetricSpec(
 # ---- beta_vae_score, factor_vae_score, mig: disentanglement on data with known factors ----------
 
 _SE_ACCURACY = "binomial s.e. of the evaluation accuracy"
+#: drawn from the factors (a distribution, not a split) by the table's points seed
+_EVALUATION_FACTORS = EvalPoints(counts=("disentanglement_eval",), what="evaluation points", finite=False)
+_OBSERVATIONS = EvalPoints(counts=("disentanglement_train",), what="observations", finite=False)
 
 
 def representation_function(model, device: torch.device) -> Callable[[Tensor], Tensor]:
@@ -386,7 +398,8 @@ def _disentanglement_budget_text(s: EvalSettings) -> str:
 def _accuracy_columns(key: str, label: str) -> tuple[Column, ...]:
     """A classifier score (shown in %) and its training accuracy (stored only)."""
     return (*with_errors(Column(key=key, label=label, unit="%", digits=1, better="higher", scale=100,
-                                error=f"{key}_se", error_kind=_SE_ACCURACY)),
+                                error=f"{key}_se", error_kind=_SE_ACCURACY,
+                                error_points=_EVALUATION_FACTORS)),
             Column(key=f"{key}_train_accuracy", label=f"{label} train accuracy", unit="%", digits=1,
                    better="higher", scale=100, shown=False))
 
@@ -424,14 +437,18 @@ _declare(MetricSpec(
     columns=with_errors(
         Column(key="mig", label="MIG", digits=3, better="higher", error="mig_std",
                error_kind=f"std over {disentanglement.MIG_RESAMPLES} bootstrap resamples "
-                          "of the observations")),
+                          "of the observations", error_points=_OBSERVATIONS)),
     **_DISENTANGLEMENT,
 ))
 
 
 # ---- sample_quality: IS, FID, KID, FD-infinity, precision/recall, density/coverage -------------
 
-_SE_FIXED_SET = "s.e. over the scored points, the other set's neighbourhoods fixed"
+#: precision and density average over the samples (each run's own), recall and coverage over the
+#: reference images (the same for every seed), the other set's neighbourhoods held fixed
+_SE_OVER_SAMPLES = "s.e. over the samples, the real images' neighbourhoods fixed"
+_SE_OVER_REFERENCE = "s.e. over the reference images, the samples' neighbourhoods fixed"
+_REFERENCE = EvalPoints(counts=("quality_reference",), what="reference images", split_setting="quality_split")
 
 
 def _quality_budget_text(s: EvalSettings) -> str | None:
@@ -460,8 +477,11 @@ _declare(MetricSpec(
         Column(key="kid_{net}", label="KID-{net}", digits=3, better="lower",
                error="kid_{net}_std", error_kind="std over 100 subsets"),
         *(Column(key=f"{key}_{{net}}", label=f"{key}-{{net}}", digits=3, better="higher",
-                 error=f"{key}_{{net}}_se", error_kind=_SE_FIXED_SET)
-          for key in ("precision", "recall", "density", "coverage"))),
+                 error=f"{key}_{{net}}_se", error_kind=kind, error_points=points)
+          for key, kind, points in (("precision", _SE_OVER_SAMPLES, None),
+                                    ("recall", _SE_OVER_REFERENCE, _REFERENCE),
+                                    ("density", _SE_OVER_SAMPLES, None),
+                                    ("coverage", _SE_OVER_REFERENCE, _REFERENCE)))),
     settings=("seed", "quality_samples", "quality_reference", "quality_split", "features", "cache_root"),
     available=sample_quality_applies,
     budget_text=_quality_budget_text,
@@ -566,11 +586,12 @@ _declare(MetricSpec(
     columns=(
         *with_errors(
             Column(key="ais_nll", label="AIS NLL (nats)", unit="nats", digits=2, better="lower",
-                   error="ais_nll_se", error_kind=SE_TEST),
+                   error="ais_nll_se", error_kind=SE_TEST, error_points=AIS_POINTS),
             Column(key="ais_bits_per_dim", label="AIS bits/dim", unit="bits", digits=3, better="lower",
-                   shown=False, error="ais_bits_per_dim_se", error_kind=SE_TEST),
+                   shown=False, error="ais_bits_per_dim_se", error_kind=SE_TEST, error_points=AIS_POINTS),
             Column(key="ais_minus_iwae", label="AIS log p - L_k, same points (nats)", unit="nats", digits=2,
-                   error="ais_minus_iwae_se", error_kind=_SE_PAIRED),
+                   error="ais_minus_iwae_se", error_kind=_SE_PAIRED,
+                   error_points=AIS_POINTS),
             Column(key="bdmc_gap", label="BDMC gap (nats)", unit="nats", digits=2,
                    error="bdmc_gap_se", error_kind=_SE_SIMULATED)),
         Column(key="ais_chain_se", label="AIS NLL s.e. over chains (delta method)", unit="nats", digits=3,

@@ -28,7 +28,7 @@ from genbench.core.weights import atomic_write, file_sha256
 from genbench.metrics.columns import Column
 from genbench.metrics.features import feature_label
 from genbench.metrics.registry import METRICS
-from genbench.results.aggregate import summarize
+from genbench.results.aggregate import seed_cell
 from genbench.results.paper_tables import declared_column as paper_column
 from genbench.results.paper_tables import load_paper, measured_cells, row_label
 
@@ -247,13 +247,21 @@ def published_value(value: object) -> float | None:
     return None
 
 
-def paper_chart_png(title: str, panels: list[tuple[str, list[tuple[str, float | None, float | None,
-                                                                   float | None]]]],
+#: the confidence of a paper chart's intervals
+CHART_LEVEL = 0.95
+
+ChartPoint = tuple[str, float | None, float | None, float | None, list[float]]
+"""A paper chart's row in one column: (row label, published, measured mean, half-width of its 95%
+interval or None, the seeds' values where there is no interval)."""
+
+
+def paper_chart_png(title: str, panels: list[tuple[str, list[ChartPoint]]],
                     text: dict[str, str], row_title: str = "") -> bytes | None:
     """One panel per paper column with a measured cell: each row's published number (a black cross)
-    beside the measured mean (a blue dot) and its interval. ``panels``: (column label, [(row label,
-    published, mean, half-width)]); ``row_title`` names the row labels. None where nothing is measured."""
-    panels = [(label, points) for label, points in panels if any(m is not None for _, _, m, _ in points)]
+    beside the measured mean (a blue dot) and its 95% interval, or, where the row has too few seeds
+    for one, each seed's value (hollow circles). ``panels``: (column label, [ChartPoint]);
+    ``row_title`` names the row labels. None where nothing is measured."""
+    panels = [(label, points) for label, points in panels if any(p[2] is not None for p in points)]
     if not panels:
         return None
 
@@ -265,12 +273,16 @@ def paper_chart_png(title: str, panels: list[tuple[str, list[tuple[str, float | 
         axes = fig.subplots(nrows, ncols, squeeze=False).flatten()
         for ax, (label, points) in zip(axes, panels, strict=False):
             ys = range(len(points))
-            for y, (_, published, mean, half) in zip(ys, points, strict=True):
+            for y, (_, published, mean, half, seeds) in zip(ys, points, strict=True):
                 if published is not None:
                     ax.plot(published, y, "x", color="black", markersize=4, label="paper")
                 if mean is not None:
                     ax.errorbar(mean, y, xerr=half if half else None, fmt="o", color="C0", markersize=3,
-                                capsize=2, linewidth=1, label="measured")
+                                capsize=2, linewidth=1,
+                                label="measured mean, 95% interval (3+ seeds)")
+                if seeds:
+                    ax.plot(seeds, [y] * len(seeds), "o", markerfacecolor="none", color="C0", markersize=4,
+                            linewidth=0, label="each seed (fewer than 3: no interval)")
             ax.set_yticks(list(ys), [row for row, *_ in points])
             ax.set_ylim(len(points) - 0.5, -0.5)
             ax.set_title(label)
@@ -289,25 +301,22 @@ def paper_chart_png(title: str, panels: list[tuple[str, list[tuple[str, float | 
     return _styled(draw)
 
 
-def paper_chart_panels(paper: dict, runs: list[dict]):
-    """The points of a paper's chart: per column, each row's published number and the measured
-    mean with its interval (± the std over seeds; one seed: the run's own uncertainty)."""
+def paper_chart_panels(paper: dict, runs: list[dict]) -> list[tuple[str, list[ChartPoint]]]:
+    """The points of a paper's chart: per column, each row's published number and the measured mean
+    over seeds with its 95% interval (3 or more seeds: the cell's s.e. times Student's t at its
+    Welch-Satterthwaite degrees of freedom), or with fewer seeds their values and no interval."""
     cells = measured_cells(paper, runs)
     panels = []
     for j, column in enumerate(paper["columns"]):
         declared = paper_column(column["metric"])[1]
-        scale = column.get("scale", 1)
-        points = []
+        points: list[ChartPoint] = []
         for row, row_cells in zip(paper["rows"], cells, strict=True):
-            chosen = row_cells[j][2]
-            summary = summarize([scale * r["metrics"][column["metric"]] for r in chosen])
-            half = summary.std if summary else None
-            if summary and summary.n == 1 and declared.error:
-                own = chosen[0]["metrics"].get(declared.error)
-                half = abs(scale) * own if own is not None and math.isfinite(own) else None
+            found = seed_cell(row_cells[j][2], declared, column.get("scale", 1))
+            half = found.interval.half_width(CHART_LEVEL) if found and found.interval else None
+            seeds = list(found.values) if found and not found.interval and len(found.values) > 1 else []
             label = ", ".join(str(v) for v in row_label(paper, row))
             points.append((label, published_value(row.get("paper", {}).get(column["id"])),
-                           summary.mean if summary else None, half))
+                           found.mean if found else None, half, seeds))
         panels.append((column["label"], points))
     return panels
 
@@ -317,7 +326,7 @@ def paper_chart(key: str, db, folder: Path, name: str | None = None) -> str | No
     ``paper-<key>``): its file name, or None where no cell is measured yet (no chart)."""
     paper = load_paper(key)
     panels = paper_chart_panels(paper, db.runs())
-    if not any(mean is not None for _, points in panels for _, _, mean, _ in points):
+    if not any(point[2] is not None for _, points in panels for point in points):
         return None
     path = Path(folder) / f"{name or f'paper-{key}'}.png"
     row_title = ", ".join(paper.get("row_labels", []))

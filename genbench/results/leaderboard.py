@@ -1,17 +1,20 @@
 """Suite leaderboards rendered from the database: ``leaderboards/<suite>.md`` and ``.csv``, and their
 figures in ``leaderboards/figures/<suite>/``.
 
-One row per run name, data set and budget: mean ± std over seeds, the number of seeds, the budget
-and the date, so a table never hides how little training produced a number. The markdown splits the
-rows by what they can be compared on: one table per metric group (``genbench.metrics.columns.GROUPS``;
-each metric's declaration names its group), holding the rows that have numbers there, then a
-bookkeeping table of every row and the figures (sample grids, learning curves). The CSV keeps every
-column in one table.
+One row per run name, data set and budget: each cell the mean over seeds with its one kind of ±
+(``genbench.results.aggregate``), the number of seeds, the budget and the date, so a table never
+hides how little training produced a number. The markdown splits the rows by what they can be
+compared on: one table per metric group (``genbench.metrics.columns.GROUPS``; each metric's
+declaration names its group), holding the rows that have numbers there, and one sample-quality
+table per set of reference images (a FID against binarized test images never sorts beside one
+against 8-bit images), then a bookkeeping table of every row and the figures (sample grids,
+learning curves). The CSV keeps every column in one table, the reference images among them.
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from genbench.metrics.columns import ARROWS, GROUPS, Column, Group, networks
 from genbench.metrics.features import feature_label, feature_net_provenance
 from genbench.metrics.registry import METRICS, MetricSpec
 from genbench.results import figures
-from genbench.results.aggregate import budget_rank, cell, layered_cell, summarize
+from genbench.results.aggregate import budget_rank, cell, interval_legend, split_size
 from genbench.results.db import ResultsDB
 from genbench.results.external import is_external, model_label, run_label
 from genbench.suites import Suite
@@ -38,8 +41,12 @@ SAMPLES = "IS/FID samples"
 K_TEST = "NLL k / test pts"
 #: the column of the feature networks a row's sample-quality values were computed in
 FEATURES = "feature net"
+#: the column of the real images a row's samples were compared with; the markdown has a table for each
+REFERENCE = "reference images"
 #: beside a group's metric columns, the columns saying what its numbers were measured on
 CONTEXT = {"likelihood": (K_TEST,), "sample_quality": (FEATURES, SAMPLES)}
+#: the group whose rows are split into one table per set of reference images
+BY_REFERENCE = "sample_quality"
 #: the columns naming a row in every table (``data`` only where the suite's rows mix data sets)
 IDENTITY = ("run", "data", "budget")
 BOOKKEEPING = Group("bookkeeping", "Bookkeeping", "what produced each row: its model, budget, seeds, "
@@ -70,15 +77,16 @@ def metric_columns(runs: list[dict]) -> list[Column]:
     return [column for _, column in spec_columns(runs)]
 
 
-def error_legend(columns: list[Column]) -> str:
-    """What ± means in the cells: the spread over seeds, or a single run's own uncertainty."""
-    kinds: dict[str, list[str]] = {}
-    for column in columns:
-        if column.error:
-            kinds.setdefault(column.error_kind, []).append(column.label)
-    own = "; ".join(f"{', '.join(labels)}: {kind}" for kind, labels in kinds.items())
-    text = "A cell is the mean ± std over seeds where its row has several (`seeds`)"
-    return text + (f"; with one seed, the value ± its own uncertainty ({own})." if own else ".")
+def reference_images(run: dict) -> str:
+    """The real images a run's samples were scored against, as its record says: how many, of which
+    data set (as its models see it: binarized or 8-bit) and split."""
+    settings = run["eval"]
+    split = str(settings.get("quality_split", "test"))
+    total = split_size(run, split)
+    wanted = settings.get("quality_reference")
+    n = total if wanted is None or (total is not None and wanted >= total) else wanted
+    summary = f": {DATASETS[run['dataset']].summary}" if run["dataset"] in DATASETS else ""
+    return f"{n if n is not None else 'all'} `{run['dataset']}` {split} images{summary}"
 
 
 def _emits(spec_name: str, group: list[dict]) -> bool:
@@ -120,9 +128,7 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
             row["data"] = first["dataset"]
         row["budget"] = first["budget"]
         for column in columns:
-            row[column.label] = (layered_cell(group, column.key, column.layers, column.error, column.digits)
-                                 if column.layers else
-                                 cell(group, column.key, column.error, column.scale, column.digits))
+            row[column.label] = cell(group, column)
         row["seeds"] = len(group)
         row["epochs"] = "" if is_external(first) else _epochs(group)
         evaluation = first["eval"]
@@ -131,13 +137,14 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         quality = _emits("sample_quality", group)
         row[SAMPLES] = str(evaluation.get("quality_samples", "")) if quality else ""
         row[FEATURES] = _feature_nets(group) if quality else ""
+        row[REFERENCE] = reference_images(first) if quality else ""
         row["train (s)"] = "" if is_external(first) else _mean_seconds(group, "train_seconds")
         row["eval (s)"] = _mean_seconds(group, "eval_seconds")
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
         row["run keys"] = ", ".join(sorted(_short_key(r) for r in group))
         rows.append(row)
     frame = pd.DataFrame(rows)
-    unused = [label for label in [c.label for c in columns] + [SAMPLES, FEATURES]
+    unused = [label for label in [c.label for c in columns] + [SAMPLES, FEATURES, REFERENCE]
               if label in frame and not frame[label].any()]
     return frame.drop(columns=unused)
 
@@ -156,23 +163,31 @@ def _short_key(run: dict) -> str:
 def _epochs(group: list[dict]) -> str:
     """The epochs the row's runs trained: their budget's, or fewer where early stopping ended them."""
     epochs = f"{group[0]['train']['epochs']:g}"
-    stopped = summarize([r["metrics"][EPOCHS_TRAINED] for r in group if EPOCHS_TRAINED in r["metrics"]])
-    if stopped and stopped.mean < group[0]["train"]["epochs"]:  # early stopping ended them sooner
-        return f"{stopped.mean:.3g} of {epochs}"
+    stopped = [r["metrics"][EPOCHS_TRAINED] for r in group if EPOCHS_TRAINED in r["metrics"]]
+    mean = statistics.fmean(stopped) if stopped else None
+    if mean is not None and mean < group[0]["train"]["epochs"]:  # early stopping ended them sooner
+        return f"{mean:.3g} of {epochs}"
     return epochs
 
 
 @dataclass(frozen=True)
 class Table:
-    """One table of a leaderboard: its group and its rows, headers as shown (unit, direction)."""
+    """One table of a leaderboard: its group and its rows, headers as shown (unit, direction), and
+    the reference images all its rows were scored against (sample quality; "" elsewhere)."""
 
     group: Group
     frame: pd.DataFrame
+    reference: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.group.title} against {self.reference}" if self.reference else self.group.title
 
 
 def leaderboard_tables(frame: pd.DataFrame, runs: list[dict]) -> list[Table]:
     """The wide frame split by what the rows compare on: one table per metric group with the rows
-    that have a number there (and the columns that have one), then the bookkeeping of every row."""
+    that have a number there (and the columns that have one), the sample-quality rows in one table
+    per set of reference images, then the bookkeeping of every row."""
     if not len(frame):
         return []
     identity = [c for c in IDENTITY if c in frame]
@@ -190,9 +205,14 @@ def leaderboard_tables(frame: pd.DataFrame, runs: list[dict]) -> list[Table]:
         if not has_numbers.any():
             continue
         context = [c for c in CONTEXT.get(group.name, ()) if c in frame]
-        rows = frame.loc[has_numbers, identity + labels + context]
-        rows = rows.drop(columns=[c for c in labels + context if not rows[c].any()])
-        tables.append(Table(group, rows.rename(columns={c.label: c.heading() for c in columns})))
+        chosen = frame.loc[has_numbers]
+        references = chosen[REFERENCE] if group.name == BY_REFERENCE and REFERENCE in frame else None
+        for reference in (list(dict.fromkeys(references)) if references is not None else [""]):
+            rows = chosen if references is None else chosen[references == reference]
+            rows = rows[identity + labels + context]
+            rows = rows.drop(columns=[c for c in labels + context if not rows[c].any()])
+            headings = {c.label: c.heading() for c in columns}
+            tables.append(Table(group, rows.rename(columns=headings), reference))
     tables.append(Table(BOOKKEEPING, frame[[c for c in BOOKKEEPING_COLUMNS if c in frame]]))
     return tables
 
@@ -300,6 +320,7 @@ def leaderboard_markdown(db: ResultsDB, suite: Suite, out_dir: Path,
     runs = db.runs(suite=suite.name)
     frame = leaderboard_frame(db, suite)
     budgets = sorted(set(frame["budget"]) if len(frame) else [], key=budget_rank)
+    shown = [(column.label, column) for column in metric_columns(runs) if column.label in frame]
     arrows = f"{ARROWS['lower']} lower is better, {ARROWS['higher']} higher is better, no arrow: a diagnostic"
     lines = [
         f"# Leaderboard: {suite.name}",
@@ -309,8 +330,9 @@ def leaderboard_markdown(db: ResultsDB, suite: Suite, out_dir: Path,
         f"Generated by `genbench run --suite {suite.name}` from the results database. The rows are split "
         "by what they can be compared on: a table per kind of metric holds the rows that have numbers "
         "there, and the bookkeeping table says what produced every row. Headers give the unit and "
-        f"which direction is better ({arrows}). The CSV beside this file has every column in one "
-        "table. " + error_legend(metric_columns(runs)) + " Data sets:",
+        f"which direction is better ({arrows}); sample quality has a table per set of reference images "
+        "(values against different images are not comparable). The CSV beside this file has every "
+        "column in one table. " + interval_legend(shown, row_groups(runs, suite)) + " Data sets:",
         "",
         *_dataset_lines(runs, suite),
         "",
@@ -331,7 +353,7 @@ def leaderboard_markdown(db: ResultsDB, suite: Suite, out_dir: Path,
         lines += ["", "(no finished runs yet)"]
     for table in tables:
         summary = table.group.summary
-        lines += ["", f"## {table.group.title}", "", f"{summary[0].upper()}{summary[1:]}.", "",
+        lines += ["", f"## {table.title}", "", f"{summary[0].upper()}{summary[1:]}.", "",
                   markdown_table(table.frame)]
     lines += [""]
     lines += [f"- {note}" for note in suite.notes]

@@ -3,8 +3,9 @@
 The published numbers are data (``genbench/papers/<key>.toml``, package data, with their
 citation); each column says which runs fill its measured cells (model, data set, and a metric
 key that some metric declares) and each row which hyperparameters they must have. A measured
-cell shows the mean over seeds of the largest budget that has results and names that budget;
-it stays blank until a run exists.
+cell shows the mean over seeds of the largest budget that has results, with the one kind of ± of
+``genbench.results.aggregate`` (3 or more seeds; with 2, both seeds' values; with 1, none), and
+names that budget; it stays blank until a run exists.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tabulate import tabulate
 from genbench.core.errors import GenbenchError
 from genbench.metrics.columns import Column
 from genbench.metrics.registry import METRICS, MetricSpec
-from genbench.results.aggregate import budget_rank, cell, layered_cell
+from genbench.results.aggregate import budget_rank, cell, interval_legend
 from genbench.results.db import ResultsDB
 from genbench.results.external import is_external, model_label, run_label
 
@@ -78,11 +79,10 @@ def _measured(runs: list[dict], column: dict, match: dict) -> tuple[str, str | N
 
 def _cell_text(runs: list[dict], column: dict) -> str:
     """The measured text of a paper column's metric over ``runs``, as the column scales and rounds it."""
-    metric = column["metric"]
-    declared = declared_column(metric)[1]
+    declared = declared_column(column["metric"])[1]
     if declared.layers:  # a count with its parts per layer (active units: "99 ± 4 (97+2)")
-        return layered_cell(runs, metric, declared.layers, declared.error, declared.digits)
-    return cell(runs, metric, declared.error, column.get("scale", 1), column.get("digits", 2))
+        return cell(runs, declared)
+    return cell(runs, declared, column.get("scale", 1), column.get("digits", 2))
 
 
 def _table_datasets(paper: dict) -> list[str]:
@@ -143,19 +143,10 @@ def _evaluation_text(paper: dict, done: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def _spread_text(paper: dict, seed_counts: list[int]) -> str:
-    """What ± means in the measured cells: the spread over seeds, or one run's own uncertainty."""
-    several = "mean ± std over seeds"
-    if seed_counts[0] > 1:
-        return several
-    kinds: dict[str, list[str]] = {}
-    for column in paper["columns"]:
-        declared = declared_column(column["metric"])[1]
-        if declared.error:
-            kinds.setdefault(declared.error_kind, []).append(column["label"])
-    own = "; ".join(f"{', '.join(labels)}: {kind}" for kind, labels in kinds.items())
-    single = f"with one seed, the value ± its own uncertainty ({own})" if own else "one seed: no ± shown"
-    return single if seed_counts[-1] == 1 else f"{several}; {single}"
+def interval_text(paper: dict, measured: list[list[tuple[str, str | None, list[dict]]]]) -> str:
+    """What a measured cell's ± is, for the paper's columns (by their labels) and the cells' runs."""
+    columns = [(column["label"], declared_column(column["metric"])[1]) for column in paper["columns"]]
+    return interval_legend(columns, [chosen for row in measured for _, _, chosen in row if chosen])
 
 
 def measured_cells(paper: dict, runs: list[dict]) -> list[list[tuple[str, str | None, list[dict]]]]:
@@ -177,8 +168,11 @@ def chart_lines(paper: dict, chart: str | None) -> list[str]:
         return []
     return [f"![{paper['title']}: published beside measured]({chart})", "",
             "The chart: in each column with a measured cell, each row's published number (×) beside the "
-            "measured mean (•) with its interval (± the std over seeds, or with one seed the run's own "
-            "uncertainty); a count per layer a+b is drawn as its total.", ""]
+            "measured mean over seeds (•). With 3 or more seeds the bar is its 95% interval: mean ± t × "
+            "s.e., the s.e. of the table's cells and t Student's quantile at the Welch–Satterthwaite "
+            "degrees of freedom of its two parts (the seeds' spread, S − 1; the shared points' error, "
+            "n − 1). With fewer seeds there is no bar: each seed's value is drawn (○). A count per "
+            "layer a+b is drawn as its total.", ""]
 
 
 def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR,
@@ -216,7 +210,8 @@ def render_paper_table(key: str, db: ResultsDB, papers_dir: Path = PAPERS_DIR,
         counts = sorted({len({r["seed"] for r in done if r["name"] == n}) for n in {r["name"] for r in done}})
         seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
         out.append(f"- budget `{b}`: {epochs} epoch(s) of training; {_evaluation_text(paper, done)}; "
-                   f"{seeds} seed(s) per cell ({_spread_text(paper, counts)})")
+                   f"{seeds} seed(s) per cell")
+    out += ["", interval_text(paper, measured)]
     if "paper" not in budgets_used:
         out += ["", f"No measured cell used the paper's budget ({paper['paper_budget']}): no conclusion "
                 "about whether the paper reproduces can be drawn from these cells, in either direction."]

@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("genbench.train.*",),
     ("genbench.suites",),
     ("genbench.results",),
+    ("genbench.results.intervals",),
     ("genbench.results.rows",),
     ("genbench.results.db",),
     ("genbench.results.aggregate", "genbench.results.external", "genbench.results.rundir"),

@@ -117,14 +117,14 @@ def test_a_published_number_for_the_chart(value, expected):
 
 def test_the_paper_chart_puts_each_published_number_beside_the_measured_mean_and_interval(tmp_path, capsys):
     db = ResultsDB(tmp_path / "db.sqlite")
-    _fill(db)  # vae-L1-k1: NLL 95 and 97 (2 seeds); iwae-L2-k5: 93 (1 seed, no s.e.)
+    _fill(db)  # vae-L1-k1: NLL 95 and 97 (2 seeds: no interval, both values); iwae-L2-k5: 93 (1 seed)
     from genbench.results.paper_tables import load_paper
 
     panels = dict(figures.paper_chart_panels(load_paper("iwae"), db.runs()))
     vae = {row: rest for row, *rest in panels["MNIST VAE NLL"]}
-    assert vae["1, 1"] == [86.76, 96.0, pytest.approx(2 ** 0.5)]
-    assert vae["2, 5"] == [85.01, None, None]
-    assert {row: rest for row, *rest in panels["MNIST IWAE active"]}["2, 5"] == [26.0, 25.0, None]
+    assert vae["1, 1"] == [86.76, 96.0, None, [95.0, 97.0]]
+    assert vae["2, 5"] == [85.01, None, None, []]
+    assert {row: rest for row, *rest in panels["MNIST IWAE active"]}["2, 5"] == [26.0, 25.0, None, []]
     assert figures.paper_chart("iwae", db, tmp_path / "figures") == "paper-iwae.png"
     assert figures.paper_chart("vampprior", db, tmp_path / "figures") is None  # nothing measured
     out = tmp_path / "tables" / "paper-iwae.md"

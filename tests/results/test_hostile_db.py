@@ -222,7 +222,7 @@ def test_every_renderer_survives_every_kind_of_bad_row_naming_each_once(tmp_path
         assert "Traceback" not in err
     db = ResultsDB(path)
     md, _ = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
-    assert "95.50 ± 0.71" in md.read_text()  # the two good seeds, whatever else the database holds
+    assert "95.50 (seeds 95.00, 96.00)" in md.read_text()  # the two good seeds, whatever else the db holds
     capsys.readouterr()
     db = ResultsDB(path)
     shown = {run["id"] for run in db.runs()}

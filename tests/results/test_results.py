@@ -93,14 +93,13 @@ def test_paper_table_puts_measured_cells_beside_the_papers(tmp_path):
         cells = [c.strip() for c in line.strip("|").split("|")]
         if cells[0].isdigit():
             rows[(int(cells[0]), int(cells[1]))] = cells[2:]
-    assert rows[(1, 1)][:2] == ["86.76 / 96.00 ± 1.41", "19 / 12 ± 0"]  # two seeds: their spread
+    assert rows[(1, 1)][:2] == ["86.76 / 96.00 (seeds 95.00, 97.00)", "19 / 12 (seeds 12, 12)"]  # two: no ±
     assert rows[(2, 5)][2:4] == ["83.89 / 93.00", "21+5 / 25 (20+5)"]  # the total with its layers' parts
     assert rows[(2, 5)][0] == "85.01 / –"  # the VAE cell of that row was not run
     assert rows[(2, 50)][2] == "82.90 / –"
     assert "budget `short`: 2 epoch(s)" in table and "1 to 2 seed(s) per cell" in table
-    assert "(mean ± std over seeds; with one seed, the value ± its own uncertainty (MNIST VAE NLL," in table
-    assert "NLL: s.e. over test points; MNIST VAE active" in table
-    assert "active: std over 200 bootstrap resamples of the test points)" in table
+    assert "own uncertainty" not in table and "±" not in table.split("Measured with:")[0]
+    assert "no row here has the 3 seeds an interval needs, so no cell has a ±" in table
     assert "no conclusion about whether the paper reproduces can be drawn" in table
 
 
@@ -129,8 +128,8 @@ def test_leaderboard_states_budget_and_seeds(tmp_path):
     _fill(db)
     md, csv = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
     text = md.read_text()
-    assert "short: 2 epochs; NLL k=1000 on a seeded random 1000 test points" in text
-    assert "96.00 ± 1.41" in text and "25 (20+5)" in text
+    assert "short: 2 epochs; NLL k=1000 on all test points" in text
+    assert "96.00 (seeds 95.00, 97.00)" in text and "25 (20+5)" in text and "±" not in text.split("## ")[1]
     assert "No row here was trained with the paper's budget" in text
     assert "vae-L1-k1" in csv.read_text()
 
@@ -149,12 +148,14 @@ def test_leaderboard_splits_rows_by_what_they_compare_on(tmp_path):
     md, csv = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
     text = md.read_text()
     tables = tables_of(text)
-    assert list(tables) == ["Likelihood", "Sample quality", "Latent diagnostics", "Bookkeeping"]
+    quality_title = ("Sample quality against 10000 `mnist` test images: MNIST dynamically binarized "
+                     "(IWAE paper)")
+    assert list(tables) == ["Likelihood", quality_title, "Latent diagnostics", "Bookkeeping"]
     [likelihood] = tables["Likelihood"]
-    assert likelihood["run"] == "vae-L1-k1" and likelihood["NLL (nats) ↓"] == "95.00 ± 0.10"
+    assert likelihood["run"] == "vae-L1-k1" and likelihood["NLL (nats) ↓"] == "95.00"  # one seed: no ±
     assert likelihood["test ELBO (nats) ↑"] == "-99.00" and likelihood["active units"] == "12"
     assert likelihood["NLL k / test pts"] == "1000 / 1000" and "bits/dim ↓" not in likelihood  # no values
-    [quality] = tables["Sample quality"]
+    [quality] = tables[quality_title]
     assert quality["run"] == "gan" and quality["FID-LeNet ↓"] == "40.00" and quality["IS-LeNet ↑"] == "6.00"
     assert quality["feature net"] == "LeNet" and quality["IS/FID samples"] == "500"
     [latent] = tables["Latent diagnostics"]
@@ -167,8 +168,8 @@ def test_leaderboard_splits_rows_by_what_they_compare_on(tmp_path):
     assert not any("NLL" in header for header in books["gan"])
     columns = csv.read_text().splitlines()[0].split(",")
     assert {"NLL (nats)", "test ELBO (nats)", "FID-LeNet", "IS-LeNet", "marginal KL", "NLL k / test pts",
-            "IS/FID samples", "feature net", "seeds", "epochs", "train (s)", "eval (s)", "run keys"} \
-        <= set(columns)
+            "IS/FID samples", "feature net", "reference images", "seeds", "epochs", "train (s)", "eval (s)",
+            "run keys"} <= set(columns)
 
 
 def test_a_metric_declares_its_group_and_an_unknown_one_is_refused():
@@ -228,10 +229,11 @@ def test_leaderboard_names_the_feature_net_of_sample_quality_and_says_why_a_metr
                   skipped={"sample_quality": "PPCA samples must lie in [0, 1]"})
     text = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")[0].read_text()
     tables = tables_of(text)
-    [gan] = tables["Sample quality"]  # ppca has no sample-quality numbers: not in that table
+    [gan] = tables[next(t for t in tables if t.startswith("Sample quality"))]  # not ppca: no numbers there
     assert {"IS-LeNet ↑", "FID-LeNet ↓", "KID-LeNet ↓"} <= set(gan) and not any("Inception" in h for h in gan)
     assert gan["IS/FID samples"] == "10000" and gan["feature net"] == "LeNet"
-    assert gan["FID-LeNet ↓"] == "11.00 ± 1.41" and gan["KID-LeNet ↓"] == "0.002 ± 0.000"
+    assert gan["FID-LeNet ↓"] == "11.00 (seeds 10.00, 12.00)"  # two seeds: their values, no ±
+    assert gan["KID-LeNet ↓"] == "0.002 (seeds 0.002, 0.002)"
     assert [row["run"] for row in tables["Likelihood"]] == ["ppca"]
     assert "- `ppca`: sample_quality left out: PPCA samples must lie in [0, 1]" in text
     shipped = json.loads(SHIPPED_RECORD.read_text())["sha256"]
