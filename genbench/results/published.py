@@ -30,6 +30,9 @@ from genbench.suites import SUITES
 
 #: the list of published tables, in the published folder
 MANIFEST = "tables.toml"
+#: where a published leaderboard says its rows came from
+ARCHIVE_SOURCE = ("Rendered by `genbench tables` from the result records in `leaderboards/archive/` "
+                  "(docs/runs.md, \"Publishing results: the archive\").")
 #: the largest manifest read
 MAX_MANIFEST_BYTES = 1 << 16
 #: the owner a database built from the archive is opened as (it claims nothing)
@@ -135,7 +138,7 @@ def archive_database(records: list[ArchivedRun], path: Path) -> ResultsDB:
 def _render(table: Table, db: ResultsDB, folder: Path) -> list[Path]:
     md = inside(folder, folder / f"{table.name}.md")
     if table.kind == "leaderboard":
-        text, frame = leaderboard_markdown(db, SUITES[table.source], folder)
+        text, frame = leaderboard_markdown(db, SUITES[table.source], folder, source=ARCHIVE_SOURCE)
         csv = inside(folder, folder / f"{table.name}.csv")
         atomic_write(csv, lambda tmp: frame.to_csv(tmp, index=False))
         atomic_write(md, lambda tmp: tmp.write_text(text))
