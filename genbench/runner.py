@@ -47,6 +47,7 @@ from genbench.core.models import MODELS, config_dict
 from genbench.data import load_dataset
 from genbench.metrics.registry import METRICS, EvalSettings, evaluate
 from genbench.metrics.sample_quality import curve_monitor
+from genbench.report.nearest import save_nearest_figure
 from genbench.results.db import Claim, Lease, ResultsDB
 from genbench.results.pictures import save_pictures
 from genbench.results.rows import RunRecord, UnreadableRun, is_uncertainty
@@ -468,6 +469,7 @@ def train_and_evaluate(here: Located, dataset, callbacks: list[Callback] = (), p
     eval_seconds = time.perf_counter() - started
     if is_main():
         save_pictures(model, test, run_dir, seed=run.seed)
+        save_nearest_figure(model, dataset, settings, run_dir)
         write_evaluation(run_dir, asdict(settings))
     # bookkeeping: early stopping
     return Trained(metrics | result.bookkeeping(), skipped, result, eval_seconds)

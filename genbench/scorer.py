@@ -45,6 +45,14 @@ class ScoreRequest:
     latent_dim: int | None = None
     latent_dist: str | None = None
     output_range: str | None = None
+    reference_stats: Path | None = None
+    """A TTUR / clean-fid ``.npz`` of mu and sigma: FID against it instead of the reference images."""
+    write_stats: Path | None = None
+    """Where the scored samples' feature statistics are written, in the same format."""
+    write_reference_stats: Path | None = None
+    """Where the reference images' feature statistics are written, in the same format."""
+    copying_figure: Path | None = None
+    """Where the figure of samples beside their nearest training images is written (a PNG)."""
 
 
 def score(request: ScoreRequest) -> ScoreReport:
@@ -87,7 +95,7 @@ def _score_model(request: ScoreRequest, foreign_code: bool) -> ScoreReport:
 
     from genbench.data import load_dataset
     from genbench.metrics.features import resolve_feature_net
-    from genbench.metrics.registry import evaluate
+    from genbench.metrics.registry import METRICS, evaluate
     from genbench.metrics.subsets import describe
     from genbench.scoring import settings_for
     from genbench.train.device import select_device
@@ -104,10 +112,14 @@ def _score_model(request: ScoreRequest, foreign_code: bool) -> ScoreReport:
         check_contract(model, test, loaded.model_name)
     torch.manual_seed(settings.seed)
     skipped: dict[str, str] = {}
+    imported = _imported_stats(request, settings.quality_samples)
+    only = [name for name in METRICS if not (imported and name == "sample_quality")]
     with user_code_errors(request.model_code, loaded.model_name):  # its exception: one line, file:line
-        metrics = evaluate(model, test, settings, dataset=dataset, skipped=skipped)
+        metrics = evaluate(model, test, settings, only=only, dataset=dataset, skipped=skipped)
+        extra = _sample_extras(request, model, dataset, settings, device, imported)
+    metrics |= extra.metrics
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
-    recorded = {k: v for k, v in asdict(settings).items() if k != "cache_root"}
+    recorded = {k: v for k, v in asdict(settings).items() if k != "cache_root"} | extra.settings
     subset = describe(settings.n_test, dataset.size("test"), settings.points_seed)
     return ScoreReport(
         kind="checkpoint", path=str(request.path), model=loaded.model_name,
@@ -172,20 +184,33 @@ def _score_images(request: ScoreRequest, scored: _Images, device) -> ScoreReport
     value, images = request.settings.value, scored.images
     dataset = load_dataset(request.dataset, request.data_root)
     net = resolve_feature_net(value("features"), dataset, request.data_root)
-    metrics = score_images(images, dataset, net, value("quality_split"), value("quality_reference"),
-                           cache_dir(request.data_root), device)
+    imported = _imported_stats(request, len(images))
+    if imported is None:
+        metrics = score_images(images, dataset, net, value("quality_split"), value("quality_reference"),
+                               cache_dir(request.data_root), device)
+    else:
+        metrics = {}
+    eval_settings = EvalSettings(**{name: value(name) for name in ("quality_split", "quality_reference",
+                                                                   "memorization_train", "features")},
+                                 quality_samples=len(images), cache_root=request.data_root)
+    extra = _image_extras(request, images, dataset, net, eval_settings, device, imported)
+    metrics |= extra.metrics
     n_real = min(value("quality_reference"), dataset.size(value("quality_split")))
     lead = {**scored.lead, "n_samples": len(images)}
-    detail = {"reference_split": value("quality_split"), "n_reference": n_real, "features": net.label}
+    detail = {"reference_split": value("quality_split"), "n_reference": n_real, "features": net.label,
+              **extra.settings}
     settings = {"quality_samples": len(images), "quality_reference": n_real,
-                "quality_split": value("quality_split"), "features": net.label, **scored.lead}
+                "quality_split": value("quality_split"), "features": net.label, **scored.lead,
+                **extra.settings}
+    if value("memorization_train"):
+        settings["memorization_train"] = value("memorization_train")
     detail_text = f" ({net.detail})" if net.detail else ""
     return ScoreReport(
         kind=scored.kind, path=str(request.path), model=scored.kind,
         reference=f"{scored.kind} {request.path.name}", dataset=request.dataset, metrics=metrics,
         settings=settings, lead=lead, detail=detail,
-        header=f"{scored.header}: {len(images)} samples vs {n_real} {request.dataset} "
-        f"{value('quality_split')} images; features {net.label}{detail_text}")
+        header=f"{scored.header}: {len(images)} samples vs "
+        f"{_versus(imported, n_real, request.dataset, value)}; features {net.label}{detail_text}")
 
 
 def _need_dataset(request: ScoreRequest, what: str) -> None:
@@ -237,3 +262,88 @@ def _score_generator(request: ScoreRequest) -> ScoreReport:
     lead = {"latent_dim": request.latent_dim, "latent_dist": dist, "output_range": output_range, "seed": seed}
     return _score_images(request, _Images(images, "generator", lead, f"{request.path}: generator, z ~ {dist} "
                                           f"{request.latent_dim}-d, seed {seed}"), device)
+
+
+@dataclass(frozen=True)
+class _Extras:
+    """What the flags of imported and written statistics, the copying tests and their figure add to a
+    score: metric values, and the settings recorded with them (the statistics file and its sha256)."""
+
+    metrics: dict
+    settings: dict
+
+
+def _imported_stats(request: ScoreRequest, n_samples: int):
+    """The ``--reference-stats`` file read and checked (``genbench.metrics.reference_stats``), or None."""
+    if request.reference_stats is None:
+        return None
+    if not n_samples:
+        raise GenbenchError("--reference-stats scores model samples against the statistics: give "
+                            "--quality-samples N")
+    from genbench.metrics.reference_stats import read_reference_stats
+    return read_reference_stats(request.reference_stats)
+
+
+def _versus(imported, n_real: int, dataset: str, value) -> str:
+    """How a report's first line names what the samples were compared with."""
+    if imported is not None:
+        return f"reference statistics {imported.path} (sha256 {imported.sha256[:16]})"
+    return f"{n_real} {dataset} {value('quality_split')} images"
+
+
+def _image_extras(request: ScoreRequest, images, dataset, net, settings: EvalSettings, device, imported,
+                  copying: bool = True) -> _Extras:
+    """FID against imported statistics, statistics written, the copying tests (``copying``) and their
+    figure, of uint8 images scored against ``dataset`` under ``settings``."""
+    from genbench.core.errors import log
+    from genbench.metrics.features import cache_dir
+    from genbench.metrics.memorization import copying_data, copying_scores, nearest_training_images
+    from genbench.metrics.reference_stats import score_against_stats, write_reference_stats
+    from genbench.metrics.sample_quality import extract_features, reference_features, reference_images
+    from genbench.report.nearest import write_nearest_figure
+
+    metrics, recorded = {}, {}
+    if imported is not None:
+        metrics |= score_against_stats(images, net, imported, device)
+        recorded = {"reference_stats": Path(imported.path).name, "reference_stats_sha256": imported.sha256}
+    if request.write_stats is not None:
+        features = extract_features(images, net, device)[net.layer_fid]
+        digest = write_reference_stats(request.write_stats, features)
+        log(f"wrote the statistics of {len(images)} samples' {net.label} features to {request.write_stats} "
+            f"(sha256 {digest})")
+    if request.write_reference_stats is not None:
+        split = settings.quality_split
+        real = reference_images(dataset, split, settings.quality_reference, settings.points_seed)
+        features, _ = reference_features(real, net, cache_dir(settings.cache_root),
+                                         f"{dataset.name}-{split}-{len(real)}", device)
+        digest = write_reference_stats(request.write_reference_stats, features[net.layer_fid])
+        log(f"wrote the statistics of {len(real)} {dataset.name} {split} images' {net.label} features to "
+            f"{request.write_reference_stats} (sha256 {digest})")
+    if settings.memorization_train and copying:
+        metrics |= copying_scores(images, copying_data(dataset, settings, device), net)
+    if request.copying_figure is not None:
+        if not settings.memorization_train:
+            raise GenbenchError("--copying-figure shows the nearest of the training images the copying tests "
+                                "search: give --memorization-train N")
+        shown, nearest, _ = nearest_training_images(images, copying_data(dataset, settings, device), net)
+        write_nearest_figure(request.copying_figure, shown, nearest)
+        log(f"wrote {len(shown)} samples beside their nearest training images to {request.copying_figure}")
+    return _Extras(metrics, recorded)
+
+
+def _sample_extras(request: ScoreRequest, model, dataset, settings: EvalSettings, device,
+                   imported) -> _Extras:
+    """``_image_extras`` of a model's ``quality_samples`` samples (the sample metrics' own draws), where a
+    flag asks for one; the copying tests themselves ran in the evaluation."""
+    from genbench.metrics.features import resolve_feature_net
+    from genbench.metrics.sample_quality import model_samples
+
+    wanted = request.write_stats or request.write_reference_stats or request.copying_figure
+    if imported is None and not wanted:
+        return _Extras({}, {})
+    if not settings.quality_samples:
+        raise GenbenchError("--write-stats, --write-reference-stats and --copying-figure work on model "
+                            "samples: give --quality-samples N")
+    net = resolve_feature_net(settings.features, dataset, settings.cache_root)
+    images = model_samples(model, settings.quality_samples, settings.seed)
+    return _image_extras(request, images, dataset, net, settings, device, imported, copying=False)

@@ -4,6 +4,7 @@ generator scored (``genbench.scorer``), its report printed, as text or JSON."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from genbench.cli import flags
@@ -12,7 +13,10 @@ from genbench.generators import LATENT_DISTS, OUTPUT_RANGES
 from genbench.metrics.registry import EvalSettings
 from genbench.metrics.sample_quality import QualitySettings
 from genbench.sample_sets import DEFAULT_MAX_SAMPLES
+from genbench.suites import RANGES
 
+#: EvalSettings fields set by flags of this command alone (shared ones: ``genbench.scoring.SETTINGS_FLAGS``)
+OWN_SETTINGS = ("memorization_train", "nll_gap_points")
 #: the simulated points of ``genbench score --bdmc`` without a number
 DEFAULT_BDMC_POINTS = 100
 
@@ -88,6 +92,26 @@ def add_parser(sub) -> None:
     p.add_argument("--quality-split", "--reference-split", dest="quality_split",
                    default=EvalSettings.quality_split,
                    help=f"split of the real images (default {EvalSettings.quality_split})")
+    p.add_argument("--reference-stats", type=Path, metavar="FILE.npz",
+                   help="FID (and FD-infinity) against these reference statistics instead of reference "
+                   "images: an .npz of mu and sigma as TTUR and clean-fid share them, checked before use; "
+                   "its sha256 is recorded with the result. KID, precision/recall and density/coverage "
+                   "need the images, and are left out. Model samples need --quality-samples N")
+    p.add_argument("--write-stats", type=Path, metavar="FILE.npz",
+                   help="write the mean and covariance of the scored samples' features there, in that format")
+    p.add_argument("--write-reference-stats", type=Path, metavar="FILE.npz",
+                   help="write those of the reference images' features (--reference-split, --n-reference)")
+    p.add_argument("--memorization-train", type=flags.in_range(RANGES["memorization_train"]), metavar="N",
+                   help="the copying tests (C_T, authenticity, nearest-neighbour distances) of the samples "
+                   "against a seeded random N training images, the reference images as held-out data "
+                   "(0: none, the default)")
+    p.add_argument("--copying-figure", type=Path, metavar="FILE.png",
+                   help="write 16 samples beside their nearest training images in feature space "
+                   "(needs --memorization-train)")
+    p.add_argument("--nll-gap", dest="nll_gap_points", type=flags.in_range(RANGES["nll_gap_points"]),
+                   metavar="N",
+                   help="a likelihood model's train-minus-test NLL on N random points of each split, with "
+                   "its s.e. (0: none, the default)")
     flags.json_output(p)
     p.add_argument("--name", help="record the result in --db under NAME, marked external, once per suite "
                    "and data set (a second is refused)")
@@ -104,8 +128,10 @@ def command(args: argparse.Namespace) -> int:
     from genbench.recording import RecordRequest
     from genbench.scorer import ScoreRequest, score
 
-    request = flags.typed(ScoreRequest, args, settings=flags.settings_request(args),
-                          record=flags.typed(RecordRequest, args))
+    settings = flags.settings_request(args)
+    own = {name: getattr(args, name) for name in OWN_SETTINGS if getattr(args, name) is not None}
+    settings = replace(settings, overrides={**settings.overrides, **own})
+    request = flags.typed(ScoreRequest, args, settings=settings, record=flags.typed(RecordRequest, args))
     report = score(request)
     if args.json:
         print_json(report.as_json())

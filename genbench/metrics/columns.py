@@ -41,6 +41,9 @@ GROUPS = (
     Group("latent", "Latent diagnostics", "what the latent code holds: ELBO surgery on training points "
           "(average KL = mutual information + marginal KL) and, on data with known factors, the "
           "disentanglement scores"),
+    Group("copying", "Copying and overfitting", "whether samples copy the training set (C_T, authenticity, "
+          "nearest-neighbour distances, in the sample-quality network's features, against held-out images) "
+          "and the likelihood models' train-minus-test NLL"),
     Group("other", "Other metrics", "metrics declared without a group"),
 )
 GROUP_NAMES = tuple(group.name for group in GROUPS)

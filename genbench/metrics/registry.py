@@ -105,6 +105,13 @@ class EvalSettings:
     """Feature network: lenet, inception or a TorchScript file (None: the data set's default)."""
     cache_root: str | None = None
     """Data folder whose genbench-cache/ keeps the LeNet and reference features (None: the default)."""
+    memorization_train: int = 0
+    """Training images (a seeded random subset) the copying tests (C_T, authenticity, nearest-neighbour
+    distances: ``genbench.metrics.memorization``) compare the ``quality_samples`` samples with, the
+    ``quality_reference`` held-out images of ``quality_split`` as their reference (0: no copying tests)."""
+    nll_gap_points: int = 0
+    """Points in each of two equal-size seeded random subsets, of the training and the test split, whose
+    mean NLLs give the train-minus-test gap of a likelihood model (0: no gap)."""
 
     def disentanglement(self, device: torch.device) -> disentanglement.DisentanglementSettings:
         return disentanglement.DisentanglementSettings(
@@ -648,3 +655,77 @@ def evaluate(model: nn.Module, data: Tensor, settings: EvalSettings, only: list[
             if skipped is not None:
                 skipped[name] = str(exc)
     return values
+
+
+# ---- copying and nll_gap: memorization and generalization (genbench.metrics.memorization) --------
+
+from genbench.metrics.memorization import (  # noqa: E402 (this section's own, kept in one block)
+    copying_applies,
+    copying_metrics,
+    nll_gap,
+    nll_gap_applies,
+)
+
+_COPYING_REFERENCE = EvalPoints(counts=("quality_reference",), what="held-out reference images",
+                                split_setting="quality_split")
+
+
+def _copying_budget_text(s: EvalSettings) -> str | None:
+    if not (s.quality_samples and s.memorization_train):
+        return None
+    reference = "all" if s.quality_reference is None else f"{s.quality_reference}"
+    return (f"copying tests (C_T, authenticity, nearest-neighbour distances) of the {s.quality_samples} "
+            f"samples against a seeded random {s.memorization_train} training images, {reference} held-out "
+            f"{s.quality_split} images as the reference")
+
+
+_declare(MetricSpec(
+    name="copying",
+    summary="data-copying tests in the sample-quality network's features: C_T (Meehan et al. 2020), "
+            "authenticity (Alaa et al. 2022) and the copied fraction it implies, nearest-training-"
+            "neighbour distances against held-out images'",
+    requires=(Sampler,),
+    compute=copying_metrics,
+    columns=(
+        Column(key="ct_{net}", label="C_T-{net}", digits=2),
+        Column(key="ct_{net}_cells", label="C_T-{net} cells used", digits=0, shown=False),
+        *with_errors(
+            Column(key="copied_{net}", label="copied fraction-{net}", digits=3, better="lower",
+                   error="copied_{net}_se", error_kind="s.e. by the delta method over the samples' and "
+                   "the reference images' unauthentic rates"),
+            Column(key="authenticity_{net}", label="authenticity-{net}", digits=3,
+                   error="authenticity_{net}_se", error_kind="binomial s.e. over the samples")),
+        Column(key="authenticity_test_{net}", label="authenticity of held-out images-{net}", digits=3),
+        Column(key="nn_ratio_{net}", label="NN distance ratio-{net}", digits=3),
+        Column(key="nn_train_{net}", label="median NN training distance-{net}", digits=3, shown=False)),
+    settings=("seed", "points_seed", "quality_samples", "quality_reference", "quality_split", "features",
+              "cache_root", "memorization_train"),
+    available=copying_applies,
+    budget_text=_copying_budget_text,
+    table_text="copying tests against {memorization_train} training images, {quality_reference} held-out "
+               "{quality_split} images",
+    group="copying",
+))
+
+_declare(MetricSpec(
+    name="nll_gap",
+    summary="train-minus-test NLL on equal-size seeded random subsets (at the budget's k): a likelihood "
+            "model's own overfitting signal, below 0 where training points are likelier",
+    requires=(ExactLikelihood, LatentVariableModel),
+    compute=nll_gap,
+    columns=(
+        *with_errors(
+            Column(key="nll_gap", label="NLL train - test (nats)", unit="nats", digits=2,
+                   error="nll_gap_se", error_kind="s.e. of a difference of means over independent subsets",
+                   error_points=EvalPoints(counts=("nll_gap_points",), what="training and test points"))),
+        Column(key="nll_gap_train", label="NLL of the gap's training points (nats)", unit="nats", digits=2,
+               shown=False),
+        Column(key="nll_gap_test", label="NLL of the gap's test points (nats)", unit="nats", digits=2,
+               shown=False),
+        Column(key="nll_gap_points", label="points per subset of the NLL gap", digits=0, shown=False)),
+    settings=("k", "seed", "points_seed", "nll_gap_points"),
+    available=nll_gap_applies,
+    budget_text=lambda s: (f"train-minus-test NLL on {s.nll_gap_points} points of each split"
+                           if s.nll_gap_points else None),
+    group="copying",
+))

@@ -21,6 +21,7 @@ from genbench.metrics.features import feature_net_provenance
 from genbench.metrics.registry import METRICS
 from genbench.report.assets import CSS, SCRIPT
 from genbench.report.markdown import table_html, to_html
+from genbench.report.nearest import NEAREST_FILE
 from genbench.results import figures
 from genbench.results.db import ResultsDB
 from genbench.results.external import is_external, run_label
@@ -35,6 +36,8 @@ CAPTIONS = {
     "samples": "samples: 64 draws of the first seed's final checkpoint",
     "reconstructions": "reconstructions: random test images (seeded), each followed by its reconstruction",
     "curve": "learning curve: loss per epoch, and what was measured per epoch, one line per seed",
+    "nearest": "copying: 16 samples of the first seed, each followed by its nearest training image in the "
+               "copying tests' feature space (identical pairs are copies)",
 }
 
 
@@ -101,19 +104,19 @@ def provenance_rows(group: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def run_card(group: list[dict], found: dict[str, Path], out_dir: Path) -> str:
-    """One leaderboard row: its figures (samples, the first seed's reconstructions, the curves) and
-    the provenance of its runs."""
+    """One leaderboard row: its figures (samples, the first seed's reconstructions and copying figure,
+    the curves) and the provenance of its runs."""
     first = min(group, key=lambda r: r["seed"])
     images = dict(found)
     if first.get("run_dir") and not is_external(first):
-        recon = Path(first["run_dir"]) / "reconstructions.png"
-        if recon.is_file():
-            images["reconstructions"] = recon
+        for kind, name in (("reconstructions", "reconstructions.png"), ("nearest", NEAREST_FILE)):
+            if (Path(first["run_dir"]) / name).is_file():
+                images[kind] = Path(first["run_dir"]) / name
     name = run_label(first)
     pictures = "".join(
         f'<figure>{image_tag(images[kind], f"{name}: {kind}", "grid" if kind != "curve" else "")}'
         f"<figcaption>{html.escape(CAPTIONS[kind])}</figcaption></figure>"
-        for kind in ("samples", "reconstructions", "curve") if kind in images)
+        for kind in ("samples", "reconstructions", "nearest", "curve") if kind in images)
     header, rows = provenance_rows(group)
     seeds = len(group)
     anchor = _anchor("run", first["suite"], first["name"], first["dataset"], first["budget"])

@@ -75,6 +75,8 @@ RANGES: dict[str, Range] = {
     "ais_points": Range(1, MAX_POINTS),
     "ais_sigma_points": Range(1, MAX_POINTS),
     "ais_bdmc_points": Range(1, MAX_POINTS, zero=True),
+    "memorization_train": Range(2, MAX_POINTS, zero=True),
+    "nll_gap_points": Range(2, MAX_POINTS, zero=True),
 }
 
 
