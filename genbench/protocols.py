@@ -6,6 +6,8 @@ from genbench.core.protocols import (
     DataInitialized,
     DecoderModel,
     DeterministicDecoder,
+    DiffusionDecoder,
+    DiffusionModel,
     ExactLikelihood,
     JointPrior,
     LatentSimulator,
@@ -16,12 +18,15 @@ from genbench.core.protocols import (
     Representation,
     Sampler,
     Trainable,
+    VelocityField,
     capabilities,
+    data_interval,
     decoder_prior,
     log_prob_is_density,
 )
 
-__all__ = ["CAPABILITIES", "DataInitialized", "DecoderModel", "DeterministicDecoder", "ExactLikelihood",
+__all__ = ["CAPABILITIES", "DataInitialized", "DecoderModel", "DeterministicDecoder", "DiffusionDecoder",
+           "DiffusionModel", "ExactLikelihood",
            "JointPrior", "LatentSimulator", "LatentVariableModel", "LayeredEncoder", "ProgressAware",
-           "Reconstructor", "Representation", "Sampler", "Trainable", "capabilities", "decoder_prior",
-           "log_prob_is_density"]
+           "Reconstructor", "Representation", "Sampler", "Trainable", "VelocityField", "capabilities",
+           "data_interval", "decoder_prior", "log_prob_is_density"]

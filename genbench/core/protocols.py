@@ -218,3 +218,60 @@ CAPABILITIES: dict[str, type] = {
 def capabilities(model: object) -> list[str]:
     """Names of the capabilities a model implements, in ``CAPABILITIES`` order, for listings."""
     return [name for name, proto in CAPABILITIES.items() if isinstance(model, proto)]
+
+
+# ---- the diffusion family ---------------------------------------------------------------------
+@runtime_checkable
+class DiffusionModel(Protocol):
+    """A diffusion model, whatever its network: x_t = alpha_t x + sigma_t eps, eps ~ N(0, I), for t in
+    [0, 1] (t = 0 nearly clean, t = 1 nearly pure noise), and a network that predicts eps from x_t.
+
+    x is the data in the model's own space: ``lo + (hi - lo) * pixel / 255`` for 8-bit images, with
+    ``(lo, hi)`` the model's ``data_interval`` attribute (default (0, 1); the zoo's use (-1, 1)).
+    ``genbench.metrics.probability_flow_nll`` gives its likelihood through the probability-flow ODE,
+    which needs d alpha/dt and d sigma/dt: ``noise_schedule`` must be differentiable in t (torch
+    operations on t). Optional attributes: ``data_interval``, ``time_steps`` (a discrete-time model's
+    number of transitions on a uniform grid of [0, 1]: its variational bound uses that grid; absent:
+    continuous time) and ``sample_steps`` (the network evaluations ``sample`` makes, for tables).
+    """
+
+    def noise_schedule(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(alpha_t, sigma_t), each ``[B]``, for times t ``[B]`` in [0, 1]."""
+        ...
+
+    def predict_noise(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """eps-hat ``[B, *data_shape]`` for x_t ``[B, *data_shape]`` at times t ``[B]``."""
+        ...
+
+
+@runtime_checkable
+class DiffusionDecoder(Protocol):
+    """Optional for a DiffusionModel: p(x | z_0), what its variational bound ends with (Ho et al.'s
+    discretised Gaussian, Kingma et al.'s factorised decoder). On discrete data a log probability of the
+    data's levels, so the bound is a bound on the discrete NLL (bits/dim apply)."""
+
+    def decoder_log_prob(self, x: Tensor, z_0: Tensor) -> Tensor:
+        """``[B]`` log p(x | z_0) in nats, x and z_0 ``[B, *data_shape]`` in the model's space,
+        z_0 = alpha_0 x + sigma_0 eps."""
+        ...
+
+
+@runtime_checkable
+class VelocityField(Protocol):
+    """Optional for a DiffusionModel whose network predicts the probability-flow velocity dx_t/dt
+    itself (flow matching): the ODE then uses it as it is, where the noise form would divide by
+    alpha_t (zero at t = 1 on the optimal-transport path)."""
+
+    def velocity(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """dx_t/dt ``[B, *data_shape]`` at times t ``[B]``."""
+        ...
+
+
+def data_interval(model: object) -> tuple[float, float]:
+    """(lo, hi): the model's space is lo + (hi - lo) x for genbench's x in [0, 1] (default (0, 1))."""
+    lo, hi = getattr(model, "data_interval", (0.0, 1.0))
+    return float(lo), float(hi)
+
+
+CAPABILITIES.update(DiffusionModel=DiffusionModel, DiffusionDecoder=DiffusionDecoder,
+                    VelocityField=VelocityField)

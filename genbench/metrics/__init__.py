@@ -6,11 +6,14 @@
 - :func:`bits_per_dim`, :func:`discrete_nll_from_density`: unit conventions.
 - :func:`active_units`: Burda et al.'s count of units with Cov_x(E_q[z_u]) > threshold.
 - :func:`ais`, :func:`bdmc`: AIS lower bounds on log p(x) for every decoder, and the BDMC sandwich.
+- :func:`probability_flow_nll`, :func:`probability_flow_discrete_nll`: a diffusion model's likelihood
+  through its probability-flow ODE; :func:`diffusion_bound`: its variational bound.
 - :func:`evaluate`: every metric that applies to a model (registry in ``METRICS``).
 """
 
 from genbench.metrics.ais import AISResult, ais  # the function shadows its module's name here
 from genbench.metrics.bdmc import BDMCResult, bdmc
+from genbench.metrics.diffusion_bound import DiffusionBound, diffusion_bound
 from genbench.metrics.importance import Bounds, elbo, importance_bounds, iwae_bound, log_mean_exp
 from genbench.metrics.latent import active_units, active_units_per_layer
 from genbench.metrics.likelihood import (
@@ -19,10 +22,17 @@ from genbench.metrics.likelihood import (
     nll,
     nll_per_example,
 )
+from genbench.metrics.probability_flow import (
+    ProbabilityFlowNLL,
+    probability_flow_discrete_nll,
+    probability_flow_nll,
+)
 from genbench.metrics.registry import METRICS, EvalSettings, MetricSpec, evaluate
 
 __all__ = [
     "AISResult", "BDMCResult", "METRICS", "Bounds", "EvalSettings", "MetricSpec", "active_units",
     "active_units_per_layer", "ais", "bdmc", "bits_per_dim", "discrete_nll_from_density", "elbo", "evaluate",
     "importance_bounds", "iwae_bound", "log_mean_exp", "nll", "nll_per_example",
+    "DiffusionBound", "ProbabilityFlowNLL", "diffusion_bound", "probability_flow_discrete_nll",
+    "probability_flow_nll",
 ]
