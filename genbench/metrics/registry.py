@@ -42,6 +42,7 @@ from genbench.metrics import disentanglement
 from genbench.metrics.ais import GaussianObservation, ais, choose_observation_std, dequantize
 from genbench.metrics.bdmc import bdmc
 from genbench.metrics.columns import GROUP_NAMES, Column, EvalPoints, with_errors
+from genbench.metrics.comparable import AIS_DENSITY_NLL, AIS_LOOSE, DENSITY_NLL
 from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
 from genbench.metrics.latent import BOOTSTRAP_RESAMPLES, active_units_with_std
@@ -218,9 +219,11 @@ AIS_POINTS = EvalPoints(counts=("n_test", "ais_points"), what="AIS test points",
 # ---- nll: the test negative log-likelihood ------------------------------------------------------
 
 def _nll(model, ctx: EvalContext) -> dict[str, float]:
+    """-L_k or the exact -log p(x); a density's (``log_prob_is_density``) under ``density_nll``, away
+    from the discrete likelihoods it would otherwise be ranked with (``genbench.metrics.comparable``)."""
     value, se = nll_and_se(model, ctx.data, k=ctx.settings.k)
     if log_prob_is_density(model):  # nats of a density on discrete data: bits/dim mean nothing
-        return {"nll": value, "nll_se": se}
+        return {DENSITY_NLL: value, f"{DENSITY_NLL}_se": se}
     return {"nll": value, "nll_se": se, "bits_per_dim": bits_per_dim(value, ctx.dims),
             "bits_per_dim_se": bits_per_dim(se, ctx.dims)}
 
@@ -234,14 +237,17 @@ def _test_points_text(values: dict[str, str]) -> str:
 
 _declare(MetricSpec(
     name="nll",
-    summary="test NLL in nats (exact, or -L_k with k importance samples) and bits/dim",
+    summary="test NLL in nats (exact, or -L_k with k importance samples) and bits/dim; a density on "
+            "discrete data (PPCA's) apart, as a density NLL",
     requires=(ExactLikelihood, LatentVariableModel),
     compute=_nll,
     columns=with_errors(
         Column(key="nll", label="NLL (nats)", unit="nats", digits=2, better="lower",
                error="nll_se", error_kind=SE_TEST, error_points=TEST_POINTS),
         Column(key="bits_per_dim", label="bits/dim", unit="bits", digits=3, better="lower",
-               error="bits_per_dim_se", error_kind=SE_TEST, error_points=TEST_POINTS)),
+               error="bits_per_dim_se", error_kind=SE_TEST, error_points=TEST_POINTS),
+        Column(key=DENSITY_NLL, label="density NLL (nats), not a discrete likelihood", unit="nats", digits=2,
+               error=f"{DENSITY_NLL}_se", error_kind=SE_TEST, error_points=TEST_POINTS)),
     settings=("k", "n_test", "seed"),
     table_text=_test_points_text,
     group="likelihood",
@@ -439,7 +445,8 @@ _declare(MetricSpec(
 ))
 _declare(MetricSpec(
     name="mig",
-    summary="mutual information gap (Chen et al.), 20 bins per latent",
+    summary="mutual information gap as disentanglement_lib bins it (a variant of Chen et al.'s), "
+            "20 bins per latent",
     compute=_disentanglement_metric(disentanglement.mig, "mig"),
     columns=with_errors(
         Column(key="mig", label="MIG", digits=3, better="higher", error="mig_std",
@@ -506,7 +513,8 @@ def _validation_points(ctx: EvalContext, n: int) -> Tensor | None:
     """n points of the data set's validation split, else of its training split (seeded random subsets)."""
     splits = getattr(ctx.dataset, "splits", {})
     if "valid" in splits:
-        return representative(ctx.dataset.eval_tensor("valid"), n, ctx.settings.points_seed).to(ctx.data.device)
+        valid = representative(ctx.dataset.eval_tensor("valid"), n, ctx.settings.points_seed)
+        return valid.to(ctx.data.device)
     points = ctx.training_points(n)
     return None if points is None else points.to(ctx.data.device)
 
@@ -527,9 +535,12 @@ def _ais_applies(model, ctx: EvalContext) -> bool:
 
 
 def _ais(model, ctx: EvalContext) -> dict[str, float]:
-    """AIS NLL of a decoder on a seeded random ``ais_points`` of the test points; a generator's on its
-    dequantised pixels under the observation std its validation points chose, as a discrete NLL;
-    with ``ais_bdmc_points``, the BDMC bounds and gap on as many points simulated from the decoder."""
+    """AIS NLL of a decoder on a seeded random ``ais_points`` of the test points (a density's, such as
+    PPCA's, under ``ais_density_nll``); a generator's on its dequantised pixels under the observation
+    std its validation points chose, as a discrete NLL; for a latent-variable model, AIS log p - L_k
+    on the same points, which decides whether the AIS NLL ranks with the NLLs
+    (``genbench.metrics.comparable.ais_is_tight``); with ``ais_bdmc_points``, the BDMC bounds and gap
+    on as many points simulated from the decoder."""
     s = ctx.settings
     x = shard(representative(ctx.data, s.ais_points, s.points_seed))
     out: dict[str, float] = {}
@@ -544,7 +555,8 @@ def _ais(model, ctx: EvalContext) -> dict[str, float]:
         out["ais_observation_std"] = choice.std
     result = ais(decoder, x, s.ais_steps, s.ais_chains)
     value, se = global_mean_and_se(offset - result.log_p)
-    out |= {"ais_nll": value, "ais_nll_se": se, "ais_acceptance": float(result.acceptance.mean()),
+    key = AIS_DENSITY_NLL if density else "ais_nll"  # a density's nats are not a discrete likelihood's
+    out |= {key: value, f"{key}_se": se, "ais_acceptance": float(result.acceptance.mean()),
             "ais_chain_se": float(result.se.square().sum().sqrt() / len(result.se))}
     if isinstance(model, LatentVariableModel):  # how much tighter than -L_k, on the same points
         with torch.no_grad():
@@ -594,6 +606,13 @@ _declare(MetricSpec(
         *with_errors(
             Column(key="ais_nll", label="AIS NLL (nats)", unit="nats", digits=2, better="lower",
                    error="ais_nll_se", error_kind=SE_TEST, error_points=AIS_POINTS),
+            Column(key=AIS_LOOSE, label="AIS NLL (nats), diagnostic: not shown as tight as L_k", unit="nats",
+                   digits=2,
+                   error=f"{AIS_LOOSE}_se", error_kind=SE_TEST,
+                   error_points=AIS_POINTS),
+            Column(key=AIS_DENSITY_NLL, label="AIS density NLL (nats), not a discrete likelihood",
+                   unit="nats", digits=2, shown=False, error=f"{AIS_DENSITY_NLL}_se", error_kind=SE_TEST,
+                   error_points=AIS_POINTS),
             Column(key="ais_bits_per_dim", label="AIS bits/dim", unit="bits", digits=3, better="lower",
                    shown=False, error="ais_bits_per_dim_se", error_kind=SE_TEST, error_points=AIS_POINTS),
             Column(key="ais_minus_iwae", label="AIS log p - L_k, same points (nats)", unit="nats", digits=2,

@@ -75,7 +75,7 @@ def test_a_gaussian_likelihood_is_a_density_without_bits_per_dim(toy_data):
     bce, mse = (wrap(trained(loss, toy_data, steps=1)) for loss in ("bce", "mse"))
     assert not bce.log_prob_is_density and mse.log_prob_is_density
     assert "bits_per_dim" in evaluate(bce, test, settings, only=["nll"])
-    assert set(evaluate(mse, test, settings, only=["nll"])) == {"nll", "nll_se"}
+    assert set(evaluate(mse, test, settings, only=["nll"])) == {"density_nll", "density_nll_se"}
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
