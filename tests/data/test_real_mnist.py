@@ -42,4 +42,14 @@ def test_tiny_real_mnist_run_learns_something(tmp_path, capsys):
     # 784 ln 2 = 543.4 nats is a coin flip per pixel; 150 steps already do far better
     assert 120 < vae["nll"] < 300 and vae["elbo"] < -vae["nll"] + 1e-6
     torch.testing.assert_close(torch.tensor(runs["ppca"]["metrics"]["elbo"]),
-                               torch.tensor(-runs["ppca"]["metrics"]["nll"]), rtol=0, atol=1e-6)
+                               torch.tensor(-runs["ppca"]["metrics"]["density_nll"]), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mnist", "mnist8", "binarized_mnist"])
+def test_declared_split_sizes_are_the_loaded_ones(name):
+    """A table's finite-population correction reads the declared sizes: they must be the files'."""
+    if name == "binarized_mnist" and not (REAL_DATA / "binarized_mnist").exists():
+        pytest.skip("no binarized MNIST")
+    ds = load_dataset(name, REAL_DATA, download=False)
+    declared = DATASETS[name].split_sizes
+    assert declared and declared == {split: ds.size(split) for split in declared}
