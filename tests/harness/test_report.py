@@ -126,10 +126,10 @@ def test_the_report_in_headless_chromium(report, tmp_path):
         _click_header(browser, 0, 0)
         assert _column(browser, 0, 0) == sorted(before) != before
         _click_header(browser, 0, 2)
-        nll = [_number(v) for v in _column(browser, 0, 2)]
-        assert nll == sorted(nll)
+        nll = [_number(v) for v in _column(browser, 0, 2) if v not in ("", "–")]
+        assert nll == sorted(nll) and len(nll) == 2  # ppca's is a density NLL, in a column of its own
         _click_header(browser, 0, 2)
-        assert [_number(v) for v in _column(browser, 0, 2)] == sorted(nll, reverse=True)
+        assert [_number(v) for v in _column(browser, 0, 2) if v not in ("", "–")] == sorted(nll, reverse=True)
         assert browser.evaluate("document.querySelectorAll('table.sortable')[0].tHead.rows[0].cells[2]"
                                 ".getAttribute('aria-sort')") == "descending"
         assert browser.problems() == []
