@@ -12,6 +12,8 @@ from genbench.core.models import MODELS, ModelEntry
 from zoo.baselines import RawPixels, RawPixelsConfig
 from zoo.betavae import BetaVAE, BetaVAEConfig
 from zoo.bigan import BiGAN, BiGANConfig
+from zoo.ddpm import DDPM, DDPMConfig
+from zoo.flow_matching import FlowMatching, FlowMatchingConfig
 from zoo.gans import GAN, GANConfig
 from zoo.hvae import HVAE, HVAEConfig
 from zoo.iwae import IWAE, IWAEConfig
@@ -19,6 +21,7 @@ from zoo.pixelcnn import PixelCNN, PixelCNNConfig
 from zoo.pixelvae import PixelVAE, PixelVAEConfig
 from zoo.ppca import PPCA, PPCAConfig
 from zoo.realnvp import RealNVP, RealNVPConfig
+from zoo.vdm import VDM, VDMConfig
 from zoo.vlae import VLAE, VLAEConfig
 
 #: every model of the zoo, registered through the ``genbench.zoo`` entry point ``zoo:ENTRIES``
@@ -79,6 +82,18 @@ ENTRIES: list[ModelEntry] = [
         "pixelvae", PixelVAE, PixelVAEConfig,
         "PixelVAE (Gulrajani et al. 2016): VAE with a 3-layer gated PixelCNN decoder conditioned on a map "
         "of z; latent 16"),
+    ModelEntry(
+        "ddpm", DDPM, DDPMConfig,
+        "DDPM (Ho et al. 2020): T = 1000 linear beta, eps-prediction U-Net, L_simple; L_vlb with the "
+        "discretised decoder; ancestral sampling"),
+    ModelEntry(
+        "vdm", VDM, VDMConfig,
+        "Variational Diffusion Model (Kingma et al. 2021): learned monotone log-SNR, continuous-time bound "
+        "with antithetic times, factorised decoder"),
+    ModelEntry(
+        "flow-matching", FlowMatching, FlowMatchingConfig,
+        "flow matching (Lipman et al. 2023): optimal-transport Gaussian path, velocity U-Net; likelihood "
+        "through the probability-flow ODE"),
 ]
 
 __all__ = ["ENTRIES", "MODELS", "ModelEntry"]
