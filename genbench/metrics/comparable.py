@@ -13,10 +13,10 @@ Two numbers are recorded under likelihood keys but must not be ranked beside the
   -log p(x) is in nats of a density, not of a probability: the ``nll`` metric records it as
   ``density_nll`` and the ``ais`` metric as ``ais_density_nll``, columns without an arrow.
 
-:func:`comparable_view` applies both rules to the metrics of one leaderboard row's runs, including
-rows recorded before density NLLs had their own key (their ``nll`` has no ``bits_per_dim``, which
-the ``nll`` metric writes for every discrete likelihood, and likewise ``ais_nll`` without
-``ais_bits_per_dim``).
+:func:`comparable_view` applies the AIS rule to the metrics of one leaderboard row's runs; density
+NLLs are recorded under their own keys by the metrics themselves. (A local database from before
+that change still holds a density's NLL under ``nll``: re-score those runs. A guess from which
+other keys a record has would misfile hand-made and external records.)
 """
 
 from __future__ import annotations
@@ -50,15 +50,9 @@ def _moved(metrics: dict[str, float], key: str, to: str) -> None:
 
 def comparable_view(row: list[Mapping[str, float]]) -> list[dict[str, float]]:
     """The metrics of one leaderboard row's runs (its seeds), each value under the column it may be
-    compared in: a legacy density ``nll`` under ``density_nll``, a density ``ais_nll`` under
-    ``ais_density_nll``, and the row's AIS NLL under ``ais_nll_loose`` unless every run's AIS is
-    tight (one row, one column: a row's seeds are never split between two columns)."""
+    compared in: the row's AIS NLL under ``ais_nll_loose`` unless every run's AIS is tight (one row,
+    one column: a row's seeds are never split between two columns)."""
     views = [dict(metrics) for metrics in row]
-    for view in views:
-        if "nll" in view and "bits_per_dim" not in view:
-            _moved(view, "nll", DENSITY_NLL)
-        if "ais_nll" in view and "ais_bits_per_dim" not in view:
-            _moved(view, "ais_nll", AIS_DENSITY_NLL)
     with_ais = [view for view in views if "ais_nll" in view]
     if with_ais and not all(ais_is_tight(view) for view in with_ais):
         for view in with_ais:

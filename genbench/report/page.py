@@ -25,7 +25,7 @@ from genbench.report.nearest import NEAREST_FILE
 from genbench.results import figures
 from genbench.results.db import ResultsDB
 from genbench.results.external import is_external, run_label
-from genbench.results.leaderboard import FIGURES_DIR, leaderboard_markdown, row_figures, row_groups
+from genbench.results.leaderboard import FIGURES_DIR, leaderboard_markdown, row_figures, row_groups, shown_runs
 from genbench.results.paper_tables import available_papers, render_paper_table
 from genbench.suites import SUITES, Suite
 
@@ -130,7 +130,7 @@ def run_card(group: list[dict], found: dict[str, Path], out_dir: Path) -> str:
 def suite_section(db: ResultsDB, suite: Suite, out_dir: Path) -> str:
     """A suite's leaderboard (its split, sortable tables and footers) and one card per row."""
     text, _ = leaderboard_markdown(db, suite, out_dir, with_figures=False)
-    groups = row_groups(db.runs(suite=suite.name), suite)
+    groups = row_groups(shown_runs(db, suite), suite)
     found = row_figures(db, groups, out_dir / FIGURES_DIR / suite.name)
     cards = "".join(run_card(group, figs, out_dir) for group, figs in zip(groups, found, strict=True))
     return (f'<section id="{_anchor("suite", suite.name)}">{to_html(text, _resolver(out_dir), shift=1)}'

@@ -26,6 +26,7 @@ from genbench.core.names import inside
 from genbench.core.weights import atomic_write
 from genbench.data import DATASETS
 from genbench.metrics.columns import ARROWS, GROUPS, Column, Group, networks
+from genbench.metrics.comparable import comparable_view
 from genbench.metrics.features import feature_label, feature_net_provenance
 from genbench.metrics.registry import METRICS, MetricSpec
 from genbench.results import figures
@@ -114,9 +115,20 @@ def _feature_nets(group: list[dict]) -> str:
     return ", ".join(feature_label(net) for net in nets)
 
 
+def shown_runs(db: ResultsDB, suite: Suite) -> list[dict]:
+    """The suite's runs with each value under the column it may be shown in
+    (``genbench.metrics.comparable``: a loose AIS NLL or a density's NLL never ranks with the
+    discrete NLLs; the rule applies to a row's seeds together)."""
+    shown = []
+    for group in row_groups(db.runs(suite=suite.name), suite):
+        views = comparable_view([run["metrics"] for run in group])
+        shown += [{**run, "metrics": view} for run, view in zip(group, views, strict=True)]
+    return shown
+
+
 def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
     """Every row with every column (the CSV): metric columns by their labels, then the bookkeeping."""
-    runs = db.runs(suite=suite.name)
+    runs = shown_runs(db, suite)
     groups = row_groups(runs, suite)
     several_datasets = len({group[0]["dataset"] for group in groups}) > 1
     columns = metric_columns(runs)
@@ -318,7 +330,7 @@ def leaderboard_markdown(db: ResultsDB, suite: Suite, out_dir: Path, with_figure
     """The leaderboard's markdown (its figures written under ``out_dir/figures/<suite>`` and linked
     relative to ``out_dir``) and the wide frame of its CSV. ``source``: the sentence that says
     where its rows came from (default: a local results database)."""
-    runs = db.runs(suite=suite.name)
+    runs = shown_runs(db, suite)
     frame = leaderboard_frame(db, suite)
     budgets = sorted(set(frame["budget"]) if len(frame) else [], key=budget_rank)
     shown = [(column.label, column) for column in metric_columns(runs) if column.label in frame]

@@ -64,13 +64,12 @@ def test_one_loose_seed_moves_the_whole_row():
     assert all("ais_nll" not in view and AIS_LOOSE in view for view in views)
 
 
-def test_a_ppca_like_exact_model_is_not_shown_as_an_nll_or_an_ais_nll():
-    """Recorded before densities had their own keys: nll and ais_nll without bits/dim."""
-    legacy = {"nll": -196.0, "nll_se": 1.0, "ais_nll": -158.2, "ais_nll_se": 7.5,
-              "ais_minus_iwae": -13.49, "ais_minus_iwae_se": 4.12}
-    [view] = comparable_view([legacy])
-    assert "nll" not in view and view[DENSITY_NLL] == -196.0 and view[f"{DENSITY_NLL}_se"] == 1.0
-    assert "ais_nll" not in view and view[AIS_DENSITY_NLL] == -158.2
+def test_a_density_keeps_its_own_keys_and_a_record_without_bits_per_dim_is_not_guessed_at():
+    density = {DENSITY_NLL: -196.0, f"{DENSITY_NLL}_se": 1.0, AIS_DENSITY_NLL: -158.2,
+               "ais_minus_iwae": -13.49, "ais_minus_iwae_se": 4.12}
+    assert comparable_view([density]) == [density]
+    external = {"nll": 95.0, "nll_se": 0.1}  # a hand-made or external record with no bits/dim
+    assert comparable_view([external]) == [external]
 
 
 def test_a_discrete_exact_model_whose_ais_is_off_is_not_shown_as_an_ais_nll():

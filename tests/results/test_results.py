@@ -180,10 +180,11 @@ def test_a_metric_declares_its_group_and_an_unknown_one_is_refused():
     assert groups.items() >= {
         "nll": "likelihood", "elbo": "likelihood", "active_units": "likelihood", "elbo_surgery": "latent",
         "beta_vae_score": "latent", "factor_vae_score": "latent", "mig": "latent",
-        "sample_quality": "sample_quality"}.items()
+        "sample_quality": "sample_quality", "copying": "copying", "nll_gap": "copying"}.items()
     assert set(groups.values()) <= set(GROUP_NAMES)
-    assert set(GROUP_NAMES) == {"likelihood", "sample_quality", "latent", "other"}
-    with pytest.raises(ValueError, match="group must be one of likelihood, sample_quality, latent, other"):
+    assert set(GROUP_NAMES) == {"likelihood", "sample_quality", "copying", "latent", "other"}
+    with pytest.raises(ValueError, match="group must be one of likelihood, sample_quality, latent, copying, "
+                                         "other"):
         MetricSpec(name="x", summary="x", requires=(), compute=lambda m, c: {}, columns=(), group="quality")
 
 
