@@ -4,7 +4,6 @@ generator scored (``genbench.scorer``), its report printed, as text or JSON."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from genbench.cli import flags
@@ -15,8 +14,6 @@ from genbench.metrics.sample_quality import QualitySettings
 from genbench.sample_sets import DEFAULT_MAX_SAMPLES
 from genbench.suites import RANGES
 
-#: EvalSettings fields set by flags of this command alone (shared ones: ``genbench.scoring.SETTINGS_FLAGS``)
-OWN_SETTINGS = ("memorization_train", "nll_gap_points")
 #: the simulated points of ``genbench score --bdmc`` without a number
 DEFAULT_BDMC_POINTS = 100
 
@@ -128,10 +125,8 @@ def command(args: argparse.Namespace) -> int:
     from genbench.recording import RecordRequest
     from genbench.scorer import ScoreRequest, score
 
-    settings = flags.settings_request(args)
-    own = {name: getattr(args, name) for name in OWN_SETTINGS if getattr(args, name) is not None}
-    settings = replace(settings, overrides={**settings.overrides, **own})
-    request = flags.typed(ScoreRequest, args, settings=settings, record=flags.typed(RecordRequest, args))
+    request = flags.typed(ScoreRequest, args, settings=flags.settings_request(args),
+                          record=flags.typed(RecordRequest, args))
     report = score(request)
     if args.json:
         print_json(report.as_json())
