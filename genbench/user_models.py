@@ -36,7 +36,16 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from genbench.core.errors import GenbenchError
-from genbench.core.protocols import ExactLikelihood, LatentVariableModel, Representation, Sampler
+from genbench.core.protocols import (
+    DiffusionDecoder,
+    DiffusionModel,
+    ExactLikelihood,
+    LatentVariableModel,
+    Representation,
+    Sampler,
+    VelocityField,
+    data_interval,
+)
 from genbench.core.state_specs import check_state_specs, finite_state, model_specs, spec_of
 from genbench.data import DATASETS
 from genbench.metrics.registry import METRICS
@@ -232,7 +241,7 @@ def load_user_model(path: Path, model_code: str, init: list[str], state_key: str
 
 
 #: the capabilities a metric can use, and so the methods a scored model must have some of
-SCORED = (LatentVariableModel, ExactLikelihood, Sampler, Representation)
+SCORED = (LatentVariableModel, ExactLikelihood, DiffusionModel, Sampler, Representation)
 
 
 def protocol_methods(protocol: type) -> list[str]:
@@ -299,6 +308,8 @@ def check_contract(model: nn.Module, test: Tensor, name: str) -> None:
     if isinstance(model, ExactLikelihood):
         _check_tensor(call("log_prob", model.log_prob, x), (batch,), f"{name}.log_prob(x) on {batch} points",
                       "[B]")
+    if isinstance(model, DiffusionModel):  # before sample, which calls these
+        _check_diffusion(model, x, name, call)
     if isinstance(model, Sampler):
         samples = _check_tensor(call("sample", model.sample, batch), (batch, *shape),
                                 f"{name}.sample({batch})", "[n, *data_shape]")
@@ -310,6 +321,34 @@ def check_contract(model: nn.Module, test: Tensor, name: str) -> None:
         if not isinstance(rep, Tensor) or rep.dim() != 2 or len(rep) != batch:
             got = list(rep.shape) if isinstance(rep, Tensor) else type(rep).__name__
             raise GenbenchError(f"{name}.represent(x) on {batch} points gave {got}, expected [B, d]")
+
+
+def _check_diffusion(model, x: Tensor, name: str, call) -> None:
+    """noise_schedule at t = 0 and 1: two ``[B]`` tensors, alpha_t > 0 and sigma_t > 0 (the bound's decoder
+    and the ODE's prior need both); predict_noise (and velocity) shaped like x; decoder_log_prob ``[B]``."""
+    batch = len(x)
+    lo, hi = data_interval(model)
+    y = lo + (hi - lo) * x
+    for when in (0.0, 1.0):
+        t = torch.full((batch,), when, dtype=x.dtype, device=x.device)
+        schedule = call("noise_schedule", model.noise_schedule, t)
+        what = f"{name}.noise_schedule(t = {when:g} for {batch} points)"
+        if not (isinstance(schedule, tuple | list) and len(schedule) == 2):
+            raise GenbenchError(f"{what} gave {type(schedule).__name__}, expected (alpha_t, sigma_t)")
+        alpha, sigma = (_check_tensor(v, (batch,), what, "[B]") for v in schedule)
+        if bool((sigma <= 0).any()) or (when == 0.0 and bool((alpha <= 0).any())):
+            raise GenbenchError(f"{what} gave alpha_t {alpha.tolist()}, sigma_t {sigma.tolist()}: sigma_t "
+                                "must be > 0 at both ends and alpha_0 > 0 (x_t = alpha_t x + sigma_t eps)")
+        column = (-1, *[1] * (y.dim() - 1))
+        x_t = alpha.reshape(column) * y + sigma.reshape(column) * torch.randn_like(y)
+        noise = call("predict_noise", model.predict_noise, x_t, t)
+        _check_tensor(noise, tuple(x.shape), f"{name}.predict_noise(x_t, t = {when:g})", "[B, *data_shape]")
+        if isinstance(model, VelocityField):
+            _check_tensor(call("velocity", model.velocity, y, t), tuple(x.shape),
+                          f"{name}.velocity(x_t, t = {when:g})", "[B, *data_shape]")
+    if isinstance(model, DiffusionDecoder):
+        _check_tensor(call("decoder_log_prob", model.decoder_log_prob, y, y), (batch,),
+                      f"{name}.decoder_log_prob(x, z_0) on {batch} points", "[B]")
 
 
 def _call(name: str, method: str, fn, *args):

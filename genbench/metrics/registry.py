@@ -113,6 +113,15 @@ class EvalSettings:
     nll_gap_points: int = 0
     """Points in each of two equal-size seeded random subsets, of the training and the test split, whose
     mean NLLs give the train-minus-test gap of a likelihood model (0: no gap)."""
+    ode_points: int = 100
+    """Test points (a seeded random subset of the evaluated ones) whose probability-flow ODE likelihood
+    a diffusion model is scored on (0: none): one adaptive ODE solve per batch, about 100 evaluations
+    of the network and as many backward passes (``genbench.metrics.probability_flow``)."""
+    ode_tolerance: float = 1e-5
+    """rtol = atol of that ODE solver (Song et al.'s 1e-5)."""
+    bound_time_samples: int = 1
+    """Steps (or times, in continuous time) drawn per test point for a diffusion model's variational
+    bound; its s.e. over test points includes their noise (``genbench.metrics.diffusion_bound``)."""
 
     def disentanglement(self, device: torch.device) -> disentanglement.DisentanglementSettings:
         return disentanglement.DisentanglementSettings(
@@ -747,4 +756,110 @@ _declare(MetricSpec(
     budget_text=lambda s: (f"train-minus-test NLL on {s.nll_gap_points} points of each split"
                            if s.nll_gap_points else None),
     group="copying",
+))
+
+
+# ---- diffusion_ode, diffusion_bound, diffusion_sampler: the diffusion family ------------------------
+
+from genbench.core.protocols import DiffusionDecoder, DiffusionModel, data_interval  # noqa: E402
+from genbench.metrics.diffusion_bound import diffusion_bound  # noqa: E402
+from genbench.metrics.probability_flow import probability_flow_discrete_nll  # noqa: E402
+
+#: the test points the probability-flow likelihood scores: a seeded random ``ode_points`` of those
+ODE_POINTS = EvalPoints(counts=("n_test", "ode_points"), what="ODE test points", split_setting="split")
+#: points per batch of a diffusion model's bound (Kingma et al.'s decoder holds [B, D, 256] values)
+BOUND_BATCH = 100
+
+
+def _diffusion_ode(model, ctx: EvalContext) -> dict[str, float]:
+    """The dequantisation bound on -log P(pixels) through the probability-flow ODE (realnvp's
+    convention: a uniform model is 8 bits/dim), on a seeded random ``ode_points`` of the test points."""
+    s = ctx.settings
+    x = shard(representative(ctx.data, s.ode_points, s.points_seed))
+    result = probability_flow_discrete_nll(model, x, levels=_levels(ctx), rtol=s.ode_tolerance,
+                                           atol=s.ode_tolerance)
+    value, se = global_mean_and_se(result.nll)
+    return {"ode_nll": value, "ode_nll_se": se, "ode_bits_per_dim": bits_per_dim(value, ctx.dims),
+            "ode_bits_per_dim_se": bits_per_dim(se, ctx.dims), "ode_nfe": result.nfe_per_batch}
+
+
+_declare(MetricSpec(
+    name="diffusion_ode",
+    summary="a diffusion model's NLL through its probability-flow ODE (Song et al. 2021) on dequantised "
+            "pixels, bits/dim as realnvp's; the solver's mean evaluations per batch",
+    requires=(DiffusionModel,),
+    compute=_diffusion_ode,
+    columns=(
+        *with_errors(
+            Column(key="ode_nll", label="ODE NLL (nats)", unit="nats", digits=2, better="lower",
+                   error="ode_nll_se", error_kind=SE_TEST, error_points=ODE_POINTS),
+            Column(key="ode_bits_per_dim", label="ODE bits/dim", unit="bits", digits=3, better="lower",
+                   error="ode_bits_per_dim_se", error_kind=SE_TEST, error_points=ODE_POINTS)),
+        Column(key="ode_nfe", label="ODE evaluations per solve", digits=0)),
+    settings=("seed", "points_seed", "ode_points", "ode_tolerance"),
+    available=lambda model, ctx: ctx.settings.ode_points > 0,
+    budget_text=lambda s: (f"probability-flow ODE likelihood (dopri5, rtol = atol = {s.ode_tolerance:g}) on "
+                           f"a seeded random {s.ode_points} of the test points" if s.ode_points else None),
+    table_text="ODE NLL on {ode_points} test points, rtol = atol = {ode_tolerance}",
+    group="likelihood",
+))
+
+
+@torch.no_grad()
+def _diffusion_bound(model, ctx: EvalContext) -> dict[str, float]:
+    """-ELBO on the model's own time grid (``time_steps``; continuous time without), its decoder's
+    probability of the data's levels at the end: a bound on the discrete NLL."""
+    lo, hi = data_interval(model)
+    steps = getattr(model, "time_steps", None)
+    parts = []
+    for batch in shard(ctx.data).split(BOUND_BATCH):
+        bound = diffusion_bound(model, lo + (hi - lo) * batch, steps=steps,
+                                time_samples=ctx.settings.bound_time_samples)
+        parts.append(torch.stack([bound.total, bound.prior, bound.diffusion, bound.reconstruction]))
+    total, prior, diffusion, reconstruction = torch.cat(parts, dim=1)
+    value, se = global_mean_and_se(total)
+    return {"bound_nll": value, "bound_nll_se": se, "bound_bits_per_dim": bits_per_dim(value, ctx.dims),
+            "bound_bits_per_dim_se": bits_per_dim(se, ctx.dims),
+            "bound_prior": global_mean_and_se(prior)[0], "bound_diffusion": global_mean_and_se(diffusion)[0],
+            "bound_reconstruction": global_mean_and_se(reconstruction)[0], "bound_steps": float(steps or 0)}
+
+
+_declare(MetricSpec(
+    name="diffusion_bound",
+    summary="a diffusion model's variational bound with its decoder (Ho et al.'s L_vlb on its steps, "
+            "Kingma et al.'s continuous-time bound) in nats and bits/dim, and its prior, diffusion and "
+            "decoder terms",
+    requires=(DiffusionDecoder,),
+    compute=_diffusion_bound,
+    columns=(
+        *with_errors(
+            Column(key="bound_nll", label="diffusion bound (nats)", unit="nats", digits=2, better="lower",
+                   error="bound_nll_se", error_kind=SE_TEST, error_points=TEST_POINTS),
+            Column(key="bound_bits_per_dim", label="bound bits/dim", unit="bits", digits=3, better="lower",
+                   error="bound_bits_per_dim_se", error_kind=SE_TEST, error_points=TEST_POINTS)),
+        Column(key="bound_prior", label="bound: prior term (nats)", unit="nats", digits=3, shown=False),
+        Column(key="bound_diffusion", label="bound: diffusion term (nats)", unit="nats", digits=2,
+               shown=False),
+        Column(key="bound_reconstruction", label="bound: decoder term (nats)", unit="nats", digits=2,
+               shown=False),
+        Column(key="bound_steps", label="bound time steps (0: continuous)", digits=0, shown=False)),
+    settings=("seed", "n_test", "bound_time_samples"),
+    available=lambda model, ctx: isinstance(model, DiffusionModel),
+    group="likelihood",
+))
+
+
+def _diffusion_sampler(model, ctx: EvalContext) -> dict[str, float]:
+    """The network evaluations one sample costs (the model's ``sample_steps``), beside its sample quality."""
+    return {"sample_steps": float(model.sample_steps)}
+
+
+_declare(MetricSpec(
+    name="diffusion_sampler",
+    summary="a diffusion model's sampler cost: network evaluations per sample (its sample_steps)",
+    requires=(DiffusionModel,),
+    compute=_diffusion_sampler,
+    columns=(Column(key="sample_steps", label="sampler steps", digits=0),),
+    available=lambda model, ctx: isinstance(model, Sampler) and hasattr(model, "sample_steps"),
+    group="sample_quality",
 ))

@@ -77,6 +77,9 @@ RANGES: dict[str, Range] = {
     "ais_bdmc_points": Range(1, MAX_POINTS, zero=True),
     "memorization_train": Range(2, MAX_POINTS, zero=True),
     "nll_gap_points": Range(2, MAX_POINTS, zero=True),
+    "ode_points": Range(1, MAX_POINTS, zero=True),
+    "ode_tolerance": Range(0, 1, real=True, open=True),
+    "bound_time_samples": Range(1, 100_000),
 }
 
 

@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from genbench.core.errors import GenbenchError
-from genbench.metrics import diffusion_bound, probability_flow_discrete_nll, probability_flow_nll
+from genbench.metrics import (
+    EvalSettings,
+    diffusion_bound,
+    evaluate,
+    probability_flow_discrete_nll,
+    probability_flow_nll,
+)
 from genbench.metrics.likelihood import bits_per_dim
 from tests.metrics.diffusion_closed_forms import GaussianDiffusion, UniformDiffusion, random_gaussian
 
@@ -106,3 +112,24 @@ def test_a_schedule_not_differentiable_in_t_is_one_line():
 
     with pytest.raises(GenbenchError, match="differentiable in t"):
         probability_flow_nll(Lookup(), torch.zeros(2, 3, dtype=torch.float64))
+
+
+class UniformWithDecoder(UniformDiffusion):
+    """The uniform model with a decoder uniform over the 256 levels: its bound's decoder term is D ln 256."""
+
+    def decoder_log_prob(self, x, z_0):
+        return torch.full((len(x),), -x[0].numel() * math.log(256), dtype=x.dtype)
+
+
+def test_evaluate_scores_diffusion_models_by_capability():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (12, 1, 2, 2), generator=gen).double() / 255
+    settings = EvalSettings(ode_points=8, ode_tolerance=1e-6)
+    plain = evaluate(UniformDiffusion(), x, settings)
+    assert abs(plain["ode_bits_per_dim"] - 8) < 5e-3 and plain["ode_nfe"] > 0
+    assert not any(key.startswith("bound_") for key in plain)  # no decoder, no bound
+    with_decoder = evaluate(UniformWithDecoder(), x, settings)
+    assert with_decoder["bound_steps"] == 0  # no time_steps: continuous time
+    assert with_decoder["bound_reconstruction"] == pytest.approx(4 * math.log(256))
+    assert with_decoder["bound_bits_per_dim"] >= 8  # a bound: never below the model's own 8 bits/dim
+    assert "ode_nll" not in evaluate(UniformDiffusion(), x, EvalSettings(ode_points=0))
