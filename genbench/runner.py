@@ -131,7 +131,8 @@ def run_identity(suite: Suite, entry: RunEntry, seed: int, budget: Budget, data_
     """The identity of one (run, seed) of a suite under a budget (the run's own overrides applied)."""
     config = config_dict(MODELS[entry.model].make_config(entry.config))
     train_cfg = suite.train_config(budget, seed, entry)
-    settings = replace(suite.budget_for(entry, budget).eval, seed=seed)  # noise follows the seed; points do not
+    # the Monte Carlo noise follows the run seed; the points scored (points_seed) do not
+    settings = replace(suite.budget_for(entry, budget).eval, seed=seed)
     return RunIdentity(suite.name, entry.name, entry.model, config, suite.dataset_of(entry),
                        tuple(data_shape), budget.name, asdict(train_cfg), asdict(settings))
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from genbench.core.errors import GenbenchError, log
 from genbench.results.db import FinishedRun, check_finished
-from genbench.results.rundir import RESULT_FILE, RESULT_FORMAT, RESULT_VERSION, read_result
+from genbench.results.rundir import RESULT_FILE, RESULT_FORMAT, RESULT_VERSION, read_regular, read_result
 from genbench.train.identity import RunIdentity
 
 #: the archive's folder inside the published folder (``leaderboards/archive``)
@@ -163,19 +162,9 @@ def read_archive(archive_dir: Path, runs_dir: Path) -> list[ArchivedRun]:
 def _bounded_bytes(path: Path) -> bytes:
     """A regular file's bytes (not a link, FIFO or device), at most ``MAX_ARCHIVED_BYTES``."""
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            raise GenbenchError(f"{path}: not a regular file; not read")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the two looks
-                raise GenbenchError(f"{path}: not a regular file; not read")
-            data = f.read(MAX_ARCHIVED_BYTES + 1)
+        return read_regular(path, MAX_ARCHIVED_BYTES, "an archived record")
     except OSError as exc:
         raise GenbenchError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    if len(data) > MAX_ARCHIVED_BYTES:
-        raise GenbenchError(f"{path}: over the limit of {MAX_ARCHIVED_BYTES:,} bytes for an archived record; "
-                            "not read")
-    return data
 
 
 def _not_allowed(text: str):
@@ -264,7 +253,8 @@ def archive_results(runs_dir: Path, archive_dir: Path, suite: str | None = None,
             raise GenbenchError(f"{path}: a second, different result of run {run.key} under {runs_dir}; "
                                 "nothing archived")
         chosen[target] = (run, record)
-    known = {target for target, (_, record) in chosen.items() if _same_or_absent(target, record_bytes(record))}
+    known = {target for target, (_, record) in chosen.items()
+             if _same_or_absent(target, record_bytes(record))}
     for target, (run, record) in sorted(chosen.items()):
         if target not in known and write_record(archive_dir, record, run):
             report.added.append(target)

@@ -120,7 +120,8 @@ def render_published(folder: Path, runs_dir: Path, paper: str | None = None, war
     written = []
     with tempfile.TemporaryDirectory(prefix="genbench-tables-") as scratch:
         for budget in sorted({t.budget for t in tables}):
-            db = archive_database([r for r in records if r.run.budget == budget], Path(scratch) / f"{budget}.sqlite")
+            of_budget = [r for r in records if r.run.budget == budget]
+            db = archive_database(of_budget, Path(scratch) / f"{budget}.sqlite")
             for table in (t for t in tables if t.budget == budget):
                 written += _render(table, db, folder)
     order = {t.name: i for i, t in enumerate(tables)}

@@ -231,7 +231,7 @@ def _read_json(path: Path) -> dict | None:
     of at most ``MAX_RECORD_BYTES`` is refused in one line, without being opened for long: a FIFO
     or a device is never read (opened without blocking, checked before and after opening)."""
     try:
-        text = _read_regular(Path(path))
+        text = read_regular(Path(path))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -245,16 +245,16 @@ def _read_json(path: Path) -> dict | None:
     return record
 
 
-def _read_regular(path: Path) -> bytes:
-    """The bytes of a regular file (not a link, FIFO, socket or device) no larger than
-    ``MAX_RECORD_BYTES``: ``GenbenchError`` otherwise."""
+def read_regular(path: Path, limit: int = MAX_RECORD_BYTES, what: str = "a record") -> bytes:
+    """The bytes of a regular file (not a link, FIFO, socket or device) of at most ``limit`` bytes:
+    ``GenbenchError`` otherwise (``what`` names the file in the message)."""
     if not stat.S_ISREG(os.lstat(path).st_mode):
         raise GenbenchError(f"{path}: not a regular file; not read")
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the two looks
             raise GenbenchError(f"{path}: not a regular file; not read")
-        data = f.read(MAX_RECORD_BYTES + 1)
-    if len(data) > MAX_RECORD_BYTES:
-        raise GenbenchError(f"{path}: over the limit of {MAX_RECORD_BYTES:,} bytes for a record; not read")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise GenbenchError(f"{path}: over the limit of {limit:,} bytes for {what}; not read")
     return data
