@@ -17,6 +17,7 @@ from genbench.data.base import ImageDataset
 from genbench.data.binarized_mnist import load_binarized_mnist
 from genbench.data.cifar10 import load_cifar10
 from genbench.data.dsprites import load_dsprites, load_dsprites_rendered
+from genbench.data.fashion_mnist import load_fashion_mnist, load_fashion_mnist_binary
 from genbench.data.mnist import load_dynamic_mnist, load_mnist8
 from genbench.data.omniglot import load_omniglot
 from genbench.data.root import data_root
@@ -43,6 +44,10 @@ for _spec in (
                 load_binarized_mnist, {"train": 50000, "valid": 10000, "test": 10000}),
     DatasetSpec("mnist8", "MNIST 8-bit gray levels", (1, 28, 28), load_mnist8,
                 {"train": 60000, "test": 10000}),
+    DatasetSpec("fashion_mnist", "Fashion-MNIST 8-bit gray levels (Xiao et al. 2017)", (1, 28, 28),
+                load_fashion_mnist, {"train": 60000, "test": 10000}),
+    DatasetSpec("fashion_mnist_binary", "Fashion-MNIST dynamically binarized (as mnist)", (1, 28, 28),
+                load_fashion_mnist_binary, {"train": 60000, "test": 10000}),
     DatasetSpec("toy", "synthetic 8x8 binary images (no files)", (1, 8, 8), load_toy,
                 {"train": 2000, "valid": 500, "test": 500}),
     DatasetSpec("omniglot", "Omniglot 28x28 dynamically binarized (Burda et al.)", (1, 28, 28),

@@ -181,7 +181,8 @@ def test_missing_mnist_names_the_files(tmp_path):
 
 
 def test_unknown_dataset_lists_the_valid_ones():
-    valid = "valid: binarized_mnist, cifar10, dsprites, dsprites_rendered, mnist"
+    valid = ("valid: binarized_mnist, cifar10, dsprites, dsprites_rendered, fashion_mnist, "
+             "fashion_mnist_binary, mnist")
     with pytest.raises(GenbenchError, match=f"unknown dataset 'cifar'; {valid}"):
         DATASETS["cifar"]
 
