@@ -8,10 +8,11 @@ through torch-fidelity's public ``register_feature_extractor`` when first used) 
 torch-fidelity extracts the features and computes IS/FID/KID/precision-recall; genbench only
 picks the network and its layers:
 
-- ``lenet``: genbench's domain classifier of gray 28x28 digits (``genbench.metrics.lenet``),
+- ``lenet``: genbench's domain classifier of gray 28x28 images (``genbench.metrics.lenet``),
   logits for IS, its penultimate layer for the rest. The default where it applies. Its weights
-  ship with genbench (trained once on 8-bit MNIST, sha256-checked at load) and are never
-  retrained here, so FID-LeNet is one number on every machine.
+  ship with genbench, one network per labelled data set (8-bit MNIST for the MNIST variants,
+  Fashion-MNIST for its variants: a data set's ``feature_source`` picks it), sha256-checked at
+  load and never retrained here, so FID-LeNet is one number on every machine.
 - ``inception``: torch-fidelity's Inception-v3 (``inception-v3-compat``), gray images
   repeated to RGB. genbench never downloads its weights; missing weights are one error.
 - ``path/to/net.pt``: a TorchScript module the user brings. It receives floats in [0, 1],
@@ -50,7 +51,7 @@ from genbench.core.registry import Registry
 from genbench.core.state_specs import check_torch_zip
 from genbench.core.weights import file_sha256
 from genbench.data.root import DEFAULT_ROOT, data_root
-from genbench.metrics.lenet import SHIPPED_SOURCE, lenet_fits, shipped_lenet
+from genbench.metrics.lenet import SHIPPED, lenet_fits, shipped_lenet, shipped_source
 
 #: torch-fidelity's Inception-v3 weights (its ``URL_INCEPTION_V3``; tests/metrics/test_fidelity_extractors.py
 #: checks the two agree), written here so that naming them does not import torch-fidelity
@@ -144,7 +145,8 @@ def cache_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 def default_feature_net(dataset) -> str:
-    """``lenet`` for gray 28x28 digit data with labels (MNIST and friends), else ``inception``."""
+    """``lenet`` for gray 28x28 data with labels or a feature source (MNIST, Fashion-MNIST and their
+    variants), else ``inception``."""
     return LENET.name if lenet_fits(dataset) is None else INCEPTION.name
 
 
@@ -261,21 +263,26 @@ def lenet_feature_net(weights_path: Path, sha256: str, source: str, test_accurac
 
 
 def _resolve_lenet(dataset, cache_root: str | None, log) -> FeatureNet:
-    """The shipped LeNet of 8-bit MNIST for every data set it fits: no data are loaded and nothing
-    is trained, so the network (and FID-LeNet) is the same on every machine."""
+    """The shipped LeNet of the data set's feature source (``shipped_source``) for every data set it
+    fits: no data are loaded and nothing is trained, so the network (and FID-LeNet) is the same on
+    every machine."""
     reason = lenet_fits(dataset)
     if reason:
         raise FeaturesUnavailable(reason)
-    shipped = shipped_lenet()
-    source = shipped.record.get("dataset", SHIPPED_SOURCE)
+    source = shipped_source(dataset)
+    shipped = shipped_lenet(source)
     return lenet_feature_net(shipped.weights_path, shipped.sha256, source, shipped.test_accuracy)
 
 
 def _lenet_provenance() -> str:
-    shipped = shipped_lenet()
-    return (f"the LeNet shipped with genbench, trained on {shipped.record.get('dataset', SHIPPED_SOURCE)} "
-            f"(sha256 {shipped.sha256}, test accuracy {shipped.test_accuracy:.4f}; "
-            f"`python -m genbench.metrics.lenet --retrain` reproduces it)")
+    """Every shipped LeNet and the data it scores (a table footer cannot know which one its rows used,
+    so it names each; the cache keys and the rows' data sets tell them apart)."""
+    lines = []
+    for source in SHIPPED:
+        shipped = shipped_lenet(source)
+        lines.append(f"the LeNet shipped with genbench, trained on {source} (sha256 {shipped.sha256}, test "
+                     f"accuracy {shipped.test_accuracy:.4f}), for data sets whose feature source is {source}")
+    return "; ".join(lines) + " (`python -m genbench.metrics.lenet --retrain` reproduces them)"
 
 
 def _resolve_inception(dataset, cache_root: str | None, log) -> FeatureNet:
@@ -289,7 +296,8 @@ def _resolve_inception(dataset, cache_root: str | None, log) -> FeatureNet:
 
 
 LENET = FEATURE_NETS.register("lenet", FeatureNetSpec(
-    "lenet", "LeNet", "genbench's classifier of gray 28x28 digits, trained once on 8-bit MNIST and shipped",
+    "lenet", "LeNet", "genbench's classifiers of gray 28x28 images, trained once on 8-bit MNIST and on "
+    "Fashion-MNIST and shipped",
     _resolve_lenet, _lenet_provenance))
 INCEPTION = FEATURE_NETS.register("inception", FeatureNetSpec(
     "inception", "Inception", "torch-fidelity's Inception-v3 (inception-v3-compat), local weights only",

@@ -1,14 +1,16 @@
-"""The domain classifier of gray digit data: a LeNet trained once on 8-bit MNIST and shipped.
+"""The domain classifiers of 28x28 gray data: a LeNet trained once per labelled data set and shipped.
 
 Inception-v3 features say little about 28x28 gray digits, so MNIST-like data sets are scored
-with a small classifier of digits: its logits give the Inception Score and its penultimate
+with a small classifier of their domain: its logits give the Inception Score and its penultimate
 layer the FID/KID/precision-recall features. Retraining per machine gave another network (and
 another FID) on every CPU, so the weights ship in the package (``weights/``, safetensors) with
 a JSON record of their sha256, config, data hash and test accuracy, checked at every load.
+``SHIPPED`` lists them, one per labelled data set (8-bit MNIST, Fashion-MNIST), all made by one
+recipe (``LeNetConfig()``, one thread); a data set's ``feature_source`` picks its network.
 
-``python -m genbench.metrics.lenet --retrain --data-root DIR --out FILE`` is how they were
-made: it retrains with the same seed, config and thread count and says whether the result is
-the shipped file, bit for bit.
+``python -m genbench.metrics.lenet --retrain [--dataset NAME] --data-root DIR --out FILE`` is how
+they were made: it retrains with the same seed, config and thread count and says whether the
+result is the shipped file, bit for bit.
 """
 
 from __future__ import annotations
@@ -34,15 +36,19 @@ from genbench.core.weights import atomic_write, file_sha256, read_weights, save_
 
 #: image shape the classifier reads
 LENET_SHAPE = (1, 28, 28)
-#: the labelled data set of the shipped network (every MNIST variant's ``feature_source``)
-SHIPPED_SOURCE = "mnist8"
 #: torch CPU threads of the retraining: a reduction split over other thread counts rounds otherwise
 RETRAIN_THREADS = 1
-#: the shipped weights and their record, inside the installed package
-SHIPPED_WEIGHTS = Path(str(resources.files(__package__ or "genbench.metrics") / "weights"
-                           / "lenet-mnist8.safetensors"))
+#: the folder of the shipped weights and their records, inside the installed package
+WEIGHTS_DIR = Path(str(resources.files(__package__ or "genbench.metrics") / "weights"))
+#: the shipped networks: the labelled data set each was trained on -> its weights (its record is the
+#: same path with ``.json``). A data set's ``feature_source`` (or its own name) picks one.
+SHIPPED: dict[str, Path] = {source: WEIGHTS_DIR / f"lenet-{source}.safetensors"
+                            for source in ("mnist8", "fashion_mnist")}
+#: the network of data whose feature source has none of its own (every MNIST variant names it)
+SHIPPED_SOURCE = "mnist8"
+#: the shipped weights of 8-bit MNIST and their record
+SHIPPED_WEIGHTS = SHIPPED[SHIPPED_SOURCE]
 SHIPPED_RECORD = SHIPPED_WEIGHTS.with_suffix(".json")
-RETRAIN_COMMAND = "python -m genbench.metrics.lenet --retrain --data-root DIR --out FILE"
 
 
 @dataclass(frozen=True)
@@ -113,11 +119,18 @@ def _labelled_splits(dataset) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             dataset.eval_tensor("test").cpu(), dataset.labels["test"].cpu().long())
 
 
+def shipped_source(dataset) -> str:
+    """The labelled data set whose shipped LeNet scores ``dataset``: its ``feature_source`` (or its own
+    name) where a network of that data set ships, else 8-bit MNIST's."""
+    source = getattr(dataset, "feature_source", None) or dataset.name
+    return source if source in SHIPPED else SHIPPED_SOURCE
+
+
 def lenet_fits(dataset) -> str | None:
     """None where the classifier applies to this data set, else why not.
 
-    Gray 28x28 digits: a data set with labels of its own, or one naming a ``feature_source``
-    (every MNIST variant names 8-bit MNIST, whose network is the shipped one)."""
+    Gray 28x28 images: a data set with labels of its own, or one naming a ``feature_source``
+    (every MNIST variant names 8-bit MNIST, every Fashion-MNIST variant Fashion-MNIST)."""
     if tuple(dataset.shape) != LENET_SHAPE:
         return f"the LeNet reads 1x28x28 gray images, {dataset.name} has {list(dataset.shape)}"
     if getattr(dataset, "feature_source", None) not in (None, dataset.name):
@@ -193,11 +206,14 @@ def load_or_train_lenet(dataset, cache_dir: Path, config: LeNetConfig = LeNetCon
     return TrainedLeNet(model, test_accuracy, seconds, weights_path, key)
 
 
-def shipped_lenet() -> ShippedLeNet:
-    """The shipped weights, their sha256 checked against their record: a damaged or altered file
-    would silently change every FID-LeNet, so it is one error instead."""
-    weights, record_path = SHIPPED_WEIGHTS, SHIPPED_RECORD
-    hint = f"reinstall genbench, or rebuild the file with `{RETRAIN_COMMAND}`"
+def shipped_lenet(source: str = SHIPPED_SOURCE) -> ShippedLeNet:
+    """The shipped weights of ``source``, their sha256 checked against their record: a damaged or
+    altered file would silently change every FID-LeNet, so it is one error instead."""
+    if source not in SHIPPED:
+        raise GenbenchError(f"no LeNet ships for {source!r}; shipped: {', '.join(SHIPPED)}")
+    weights = SHIPPED[source]
+    record_path = weights.with_suffix(".json")
+    hint = f"reinstall genbench, or rebuild the file with `{_retrain_command(source)}`"
     try:
         record = json.loads(Path(record_path).read_text())
         sha256 = file_sha256(Path(weights))
@@ -209,28 +225,31 @@ def shipped_lenet() -> ShippedLeNet:
     return ShippedLeNet(Path(weights), sha256, record)
 
 
-def load_shipped_lenet() -> LeNet:
-    """The shipped network, verified, in eval mode."""
-    shipped = shipped_lenet()
+def load_shipped_lenet(source: str = SHIPPED_SOURCE) -> LeNet:
+    """The shipped network of ``source``, verified, in eval mode."""
+    shipped = shipped_lenet(source)
     model = LeNet(LeNetConfig(**shipped.record["config"]))
     model.load_state_dict(read_weights(shipped.weights_path))
     return model.eval()
 
 
-def retrain(data_root: str | None, out: Path, threads: int = RETRAIN_THREADS, log=log) -> dict:
-    """Train the LeNet of 8-bit MNIST exactly as the shipped one was made; write ``out`` and its
+def retrain(data_root: str | None, out: Path, threads: int = RETRAIN_THREADS, log=log,
+            source: str = SHIPPED_SOURCE) -> dict:
+    """Train the LeNet of ``source`` exactly as the shipped ones were made; write ``out`` and its
     record (``out`` with ``.json``); return the record, with ``matches_shipped``."""
     from genbench.data import load_dataset
 
+    if source not in SHIPPED:
+        raise GenbenchError(f"no LeNet ships for {source!r}; shipped: {', '.join(SHIPPED)}")
     torch.set_num_threads(threads)
     config = LeNetConfig()
-    dataset = load_dataset(SHIPPED_SOURCE, data_root, download=False)
+    dataset = load_dataset(source, data_root, download=False)
     x_train, y_train, x_test, y_test = _labelled_splits(dataset)
     try:
-        shipped = json.loads(SHIPPED_RECORD.read_text())
+        shipped = json.loads(SHIPPED[source].with_suffix(".json").read_text())
     except (OSError, ValueError):
         shipped = {}
-    log(f"training the LeNet of {SHIPPED_SOURCE} ({config.epochs} epochs, {threads} thread(s), "
+    log(f"training the LeNet of {source} ({config.epochs} epochs, {threads} thread(s), "
         f"torch {torch.__version__})")
     started = time.perf_counter()
     model = train_lenet(x_train, y_train, config)
@@ -238,14 +257,15 @@ def retrain(data_root: str | None, out: Path, threads: int = RETRAIN_THREADS, lo
     out = Path(out)
     save_weights(out, model)
     record = {
-        "file": out.name, "sha256": file_sha256(out), "config": asdict(config), "dataset": SHIPPED_SOURCE,
+        "file": out.name, "sha256": file_sha256(out), "config": asdict(config), "dataset": source,
         "data_sha256": data_hash(x_train, y_train, x_test, y_test),
         "n_train": len(x_train), "n_test": len(x_test),
         "test_accuracy": accuracy(model, x_test, y_test),
         "torch": torch.__version__, "threads": threads, "device": "cpu",
         "python": platform.python_version(), "machine": f"{platform.system()} {platform.machine()}",
         "train_seconds": round(seconds, 1), "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "made_by": f"{RETRAIN_COMMAND} (train_lenet with LeNetConfig(), torch.set_num_threads({threads}))",
+        "made_by": f"{_retrain_command(source)} (train_lenet with LeNetConfig(), "
+                   f"torch.set_num_threads({threads}))",
     }
     atomic_write(out.with_suffix(".json"),
                  lambda tmp: tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n"))
@@ -254,18 +274,26 @@ def retrain(data_root: str | None, out: Path, threads: int = RETRAIN_THREADS, lo
     return record
 
 
+def _retrain_command(source: str) -> str:
+    """The command that rebuilds the shipped LeNet of ``source``."""
+    dataset = "" if source == SHIPPED_SOURCE else f" --dataset {source}"
+    return f"python -m genbench.metrics.lenet --retrain{dataset} --data-root DIR --out FILE"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genbench.metrics.lenet",
-                                     description="Rebuild the shipped LeNet of 8-bit MNIST and compare it.")
+                                     description="Rebuild a shipped LeNet and compare it.")
     parser.add_argument("--retrain", action="store_true", required=True,
-                        help="train the LeNet of mnist8 with the shipped seed and config")
-    parser.add_argument("--data-root", help="folder holding MNIST/raw (default: $GENBENCH_DATA)")
+                        help="train the LeNet of --dataset with the shipped seed and config")
+    parser.add_argument("--dataset", choices=sorted(SHIPPED), default=SHIPPED_SOURCE,
+                        help=f"the labelled data set (default {SHIPPED_SOURCE})")
+    parser.add_argument("--data-root", help="folder holding the data set's files (default: $GENBENCH_DATA)")
     parser.add_argument("--out", type=Path, required=True, help="the safetensors file to write")
     parser.add_argument("--threads", type=int, default=RETRAIN_THREADS,
                         help=f"torch CPU threads (default {RETRAIN_THREADS}, as the shipped weights)")
     args = parser.parse_args(argv)
     try:
-        record = retrain(args.data_root, args.out, args.threads)
+        record = retrain(args.data_root, args.out, args.threads, source=args.dataset)
     except GenbenchError as exc:
         print(f"genbench: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import shutil
 import tomllib
 from dataclasses import asdict
 from pathlib import Path
@@ -78,11 +79,12 @@ def test_an_altered_copy_of_the_weights_is_refused(tmp_path, monkeypatch):
     data[-1] ^= 1  # one bit of one weight: still a valid safetensors file
     tampered.write_bytes(bytes(data))
     read_weights(tampered)
-    monkeypatch.setattr(lenet, "SHIPPED_WEIGHTS", tampered)
+    shutil.copy(lenet.SHIPPED_RECORD, tampered.with_suffix(".json"))
+    monkeypatch.setitem(lenet.SHIPPED, lenet.SHIPPED_SOURCE, tampered)
     with pytest.raises(GenbenchError, match="sha256 .* is not the recorded .*altered") as err:
         feats.resolve_feature_net("lenet", _fitting_sets()[0])
     assert not isinstance(err.value, feats.FeaturesUnavailable)  # an error, never a quietly skipped metric
-    monkeypatch.setattr(lenet, "SHIPPED_WEIGHTS", tmp_path / "absent.safetensors")
+    monkeypatch.setitem(lenet.SHIPPED, lenet.SHIPPED_SOURCE, tmp_path / "absent.safetensors")
     with pytest.raises(GenbenchError, match="unreadable.*--retrain"):
         lenet.shipped_lenet()
 
