@@ -108,7 +108,7 @@ def test_help_on_every_command(capsys):
 
 @pytest.mark.parametrize("argv, fragments", [
     (["run", "--suite", "nope"],
-     ["unknown suite 'nope'", "valid: cifar10, dsprites, mnist, omniglot, smoke"]),
+     ["unknown suite 'nope'", "valid: cifar10, diffusion, dsprites, fashion, mnist, omniglot, smoke"]),
     (["run", "--suite", "smoke", "--budget", "huge"], ["unknown budget 'huge'", "valid: smoke"]),
     (["run", "--suite", "smoke", "--models", "gan"], ["no run or model 'gan'", "valid:"]),
     (["run", "--suite", "smoke", "--device", "tpu9"], ["unknown device"]),
