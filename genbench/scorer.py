@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from genbench.core.errors import GenbenchError
+from genbench.metrics.fid_protocols import protocol_record
 from genbench.metrics.registry import EvalSettings
 from genbench.metrics.sample_quality import QualitySettings
 from genbench.recording import RecordRequest, Subject, prepare_recording
@@ -105,6 +106,7 @@ def _score_model(request: ScoreRequest, foreign_code: bool) -> ScoreReport:
     device = select_device(request.device)
     dataset = load_dataset(loaded.dataset, request.data_root, device)
     settings, source = settings_for(loaded, request.settings, request.data_root)
+    protocol = protocol_record(request.settings.protocol, loaded.dataset, settings.quality_samples)
     if request.settings.value("features"):  # named explicitly: unusable is an error, not a skipped metric
         resolve_feature_net(request.settings.value("features"), dataset, request.data_root)
     model, test = loaded.model.to(device), dataset.eval_tensor("test")
@@ -119,7 +121,7 @@ def _score_model(request: ScoreRequest, foreign_code: bool) -> ScoreReport:
         extra = _sample_extras(request, model, dataset, settings, device, imported)
     metrics |= extra.metrics
     n_used = min(settings.n_test or dataset.size("test"), dataset.size("test"))
-    recorded = {k: v for k, v in asdict(settings).items() if k != "cache_root"} | extra.settings
+    recorded = {k: v for k, v in asdict(settings).items() if k != "cache_root"} | extra.settings | protocol
     subset = describe(settings.n_test, dataset.size("test"), settings.points_seed)
     return ScoreReport(
         kind="checkpoint", path=str(request.path), model=loaded.model_name,
@@ -182,6 +184,7 @@ def _score_images(request: ScoreRequest, scored: _Images, device) -> ScoreReport
     from genbench.metrics.sample_quality import score_images
 
     value, images = request.settings.value, scored.images
+    protocol = protocol_record(request.settings.protocol, request.dataset, len(images))
     dataset = load_dataset(request.dataset, request.data_root)
     net = resolve_feature_net(value("features"), dataset, request.data_root)
     imported = _imported_stats(request, len(images))
@@ -198,10 +201,10 @@ def _score_images(request: ScoreRequest, scored: _Images, device) -> ScoreReport
     n_real = min(value("quality_reference"), dataset.size(value("quality_split")))
     lead = {**scored.lead, "n_samples": len(images)}
     detail = {"reference_split": value("quality_split"), "n_reference": n_real, "features": net.label,
-              **extra.settings}
+              **extra.settings, **protocol}
     settings = {"quality_samples": len(images), "quality_reference": n_real,
                 "quality_split": value("quality_split"), "features": net.label, **scored.lead,
-                **extra.settings}
+                **extra.settings, **protocol}
     if value("memorization_train"):
         settings["memorization_train"] = value("memorization_train")
     detail_text = f" ({net.detail})" if net.detail else ""

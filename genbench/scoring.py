@@ -363,6 +363,9 @@ class SettingsRequest:
     budget: str | None
     overrides: dict[str, Any]
     max_samples: int = DEFAULT_MAX_SAMPLES
+    protocol: str | None = None
+    """The FID protocol named (``genbench.metrics.fid_protocols``): its settings are in ``overrides``,
+    and the scores record its name."""
 
     def value(self, name: str) -> Any:
         """A setting as given, else EvalSettings' default (for scores without a budget: sample sets)."""

@@ -4,11 +4,13 @@ generator scored (``genbench.scorer``), its report printed, as text or JSON."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from genbench.cli import flags
 from genbench.cli.output import print_json
 from genbench.generators import LATENT_DISTS, OUTPUT_RANGES
+from genbench.metrics.fid_protocols import PROTOCOLS, with_protocol
 from genbench.metrics.registry import EvalSettings
 from genbench.metrics.sample_quality import QualitySettings
 from genbench.sample_sets import DEFAULT_MAX_SAMPLES
@@ -89,6 +91,10 @@ def add_parser(sub) -> None:
     p.add_argument("--quality-split", "--reference-split", dest="quality_split",
                    default=EvalSettings.quality_split,
                    help=f"split of the real images (default {EvalSettings.quality_split})")
+    p.add_argument("--protocol", metavar="NAME",
+                   help="a named FID protocol, one word for its feature network (weights pinned by sha256), "
+                   "resizer, reference split and count and sample count (genbench.metrics.fid_protocols: "
+                   f"{', '.join(PROTOCOLS)}); the scores record its name")
     p.add_argument("--reference-stats", type=Path, metavar="FILE.npz",
                    help="FID (and FD-infinity) against these reference statistics instead of reference "
                    "images: an .npz of mu and sigma as TTUR and clean-fid share them, checked before use; "
@@ -125,8 +131,10 @@ def command(args: argparse.Namespace) -> int:
     from genbench.recording import RecordRequest
     from genbench.scorer import ScoreRequest, score
 
-    request = flags.typed(ScoreRequest, args, settings=flags.settings_request(args),
-                          record=flags.typed(RecordRequest, args))
+    settings = flags.settings_request(args)
+    if args.protocol is not None:
+        settings = replace(settings, overrides=with_protocol(args.protocol, settings.overrides))
+    request = flags.typed(ScoreRequest, args, settings=settings, record=flags.typed(RecordRequest, args))
     report = score(request)
     if args.json:
         print_json(report.as_json())
