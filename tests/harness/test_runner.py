@@ -265,11 +265,11 @@ def test_a_done_row_the_runner_cannot_read_fails_that_run_and_the_suite_goes_on(
                        progress=False, log=lambda *_: None)
     assert [o.status for o in run_suite(request, quiet)] == ["done", "done"]
     with sqlite3.connect(tmp_path / "db.sqlite") as conn:
-        conn.execute("UPDATE metrics SET value = NULL WHERE name = 'nll' AND run_id = 1")
+        conn.execute("UPDATE metrics SET value = NULL WHERE name = 'density_nll' AND run_id = 1")
     first, second = run_suite(request, quiet)
     assert (first.status, second.status) == ("failed", "cached")
     assert first.error == (f"{tmp_path / 'db.sqlite'}: run 1 ('ppca') is done but cannot be read: its metric "
-                           "nll is NULL, not a finite number")
+                           "density_nll is NULL, not a finite number")
     with sqlite3.connect(tmp_path / "db.sqlite") as conn:
         [(key, status)] = conn.execute("SELECT run_key, status FROM runs WHERE id = 1").fetchall()
     assert status == "done"  # left as it is, for a person to look at
