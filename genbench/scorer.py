@@ -145,8 +145,7 @@ def _load_model(request: ScoreRequest) -> LoadedModel:
         if request.model or request.sets or request.model_code or request.init or request.state_key:
             raise GenbenchError(f"--from {request.from_library} builds the model from its folder: --model, "
                                 "--set, --model-code, --init and --state-key do not apply")
-        from genbench.adapters.pythae import load_pythae_folder
-        return load_pythae_folder(request.path, request.dataset)
+        return _library_loader(request.from_library)(request.path, request.dataset)
     if request.model_code is None:
         return load_for_scoring(request.path, request.model, _parse_sets(request.sets), request.dataset)
     if request.model or request.sets:
@@ -154,6 +153,15 @@ def _load_model(request: ScoreRequest) -> LoadedModel:
                             "(give its arguments with --init)")
     return load_user_model(request.path, request.model_code, list(request.init), request.state_key,
                            request.dataset)
+
+
+def _library_loader(library: str):
+    """The folder loader of another library (``--from``), imported only when asked for."""
+    if library == "diffusers":
+        from genbench.adapters.diffusers import load_diffusers_folder
+        return load_diffusers_folder
+    from genbench.adapters.pythae import load_pythae_folder
+    return load_pythae_folder
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:

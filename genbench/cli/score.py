@@ -40,9 +40,11 @@ def add_parser(sub) -> None:
                    "Needs --dataset")
     p.add_argument("--init", nargs="*", default=[], metavar="KEY=VALUE",
                    help="keyword arguments of --model-code's NAME, each a Python literal")
-    p.add_argument("--from", dest="from_library", choices=("pythae",),
+    p.add_argument("--from", dest="from_library", choices=("pythae", "diffusers"),
                    help="PATH is a folder another library saved: pythae (model.save's folder of a VAE "
-                   "with its default networks; custom networks are pickles, refused). Needs --dataset")
+                   "with its default networks; custom networks are pickles, refused), diffusers (a "
+                   "DDPMPipeline/DDIMPipeline's save_pretrained folder: a UNet2DModel in safetensors and "
+                   "its scheduler; .bin weights are pickles, refused). Needs --dataset")
     p.add_argument("--generator", action="store_true",
                    help="PATH is a TorchScript generator (torch.jit.save) mapping latents z [B, D] to "
                    "images [B, C, H, W]: its samples are scored for IS/FID/KID/PR. Checked as a "
