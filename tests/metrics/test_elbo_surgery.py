@@ -155,7 +155,7 @@ def test_the_registry_runs_surgery_on_a_seeded_subset_of_the_training_split(toy)
     from genbench.metrics.subsets import subset_index
 
     model = fitted_ppca(toy.eval_tensor("train"), latent=4)
-    settings = EvalSettings(k=5, surgery_points=150, surgery_samples=2, seed=4)
+    settings = EvalSettings(k=5, surgery_points=150, surgery_samples=2, seed=4, points_seed=4)
     from_dataset = evaluate(model, toy.eval_tensor("test"), settings, dataset=toy)
     from_tensor = evaluate(model, toy.eval_tensor("test"), settings, train=toy.eval_tensor("train"))
     assert from_dataset == pytest.approx(from_tensor, rel=1e-12)
