@@ -204,7 +204,7 @@ def _score_images(request: ScoreRequest, scored: _Images, device) -> ScoreReport
     eval_settings = EvalSettings(**{name: value(name) for name in ("quality_split", "quality_reference",
                                                                    "memorization_train", "features")},
                                  quality_samples=len(images), cache_root=request.data_root)
-    extra = _image_extras(request, images, dataset, net, eval_settings, device, imported)
+    extra = _image_extras(request, images, _Against(dataset, net, eval_settings, device), imported)
     metrics |= extra.metrics
     n_real = min(value("quality_reference"), dataset.size(value("quality_split")))
     lead = {**scored.lead, "n_samples": len(images)}
@@ -302,10 +302,22 @@ def _versus(imported, n_real: int, dataset: str, value) -> str:
     return f"{n_real} {dataset} {value('quality_split')} images"
 
 
-def _image_extras(request: ScoreRequest, images, dataset, net, settings: EvalSettings, device, imported,
+@dataclass(frozen=True)
+class _Against:
+    """What images are scored against: a data set, in a feature network's features, under evaluation
+    settings, on a device."""
+
+    dataset: object
+    net: object
+    settings: EvalSettings
+    device: object
+
+
+def _image_extras(request: ScoreRequest, images, against: _Against, imported,
                   copying: bool = True) -> _Extras:
     """FID against imported statistics, statistics written, the copying tests (``copying``) and their
-    figure, of uint8 images scored against ``dataset`` under ``settings``."""
+    figure, of uint8 images scored against ``against.dataset`` under ``against.settings``."""
+    dataset, net, settings, device = against.dataset, against.net, against.settings, against.device
     from genbench.core.errors import log
     from genbench.metrics.features import cache_dir
     from genbench.metrics.memorization import copying_data, copying_scores, nearest_training_images
@@ -357,4 +369,4 @@ def _sample_extras(request: ScoreRequest, model, dataset, settings: EvalSettings
                             "samples: give --quality-samples N")
     net = resolve_feature_net(settings.features, dataset, settings.cache_root)
     images = model_samples(model, settings.quality_samples, settings.seed)
-    return _image_extras(request, images, dataset, net, settings, device, imported, copying=False)
+    return _image_extras(request, images, _Against(dataset, net, settings, device), imported, copying=False)
