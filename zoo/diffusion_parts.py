@@ -19,13 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from genbench.core.discretized import LEVELS, discretized_gaussian_log_prob, level_index  # noqa: F401 (re-exported)
 from genbench.core.errors import GenbenchError
 from genbench.core.hyperparameters import Hyperparameters, bounded
 from zoo.diffusion_unet import UNet, parse_multipliers
 from zoo.layers import fused_supported
 
-#: 8-bit data
-LEVELS = 256
 #: the models' space
 DATA_INTERVAL = (-1.0, 1.0)
 
@@ -54,33 +53,6 @@ def to_model_space(x: Tensor) -> Tensor:
 def to_data_space(y: Tensor) -> Tensor:
     """A point of [-1, 1] (or beyond) -> the nearest 8-bit level, as genbench's pixel / 255."""
     return ((y + 1) / 2 * (LEVELS - 1)).round().clamp(0, LEVELS - 1) / (LEVELS - 1)
-
-
-def level_index(x: Tensor) -> Tensor:
-    """The level (0 .. 255) of x in the models' space."""
-    return ((x + 1) / 2 * (LEVELS - 1)).round().clamp(0, LEVELS - 1).long()
-
-
-def _log_normal_cdf(u: Tensor) -> Tensor:
-    return torch.special.log_ndtr(u)
-
-
-def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, std: Tensor | float) -> Tensor:
-    """``[B]`` log P(x) of Ho et al.'s decoder, x the levels in [-1, 1], summed over dimensions."""
-    half_bin = 1.0 / (LEVELS - 1)
-    std = torch.as_tensor(std, dtype=x.dtype, device=x.device)
-    upper = (x + half_bin - mean) / std
-    lower = (x - half_bin - mean) / std
-    log_below_upper = _log_normal_cdf(upper)  # the first bin: everything below its upper edge
-    log_above_lower = _log_normal_cdf(-lower)  # the last bin: everything above its lower edge
-    # an inner bin's mass Phi(upper) - Phi(lower), computed on the side of the mean where it is stable
-    flip = lower > 0
-    a, b = torch.where(flip, -lower, upper), torch.where(flip, -upper, lower)
-    log_a, log_b = _log_normal_cdf(a), _log_normal_cdf(b)
-    inner = log_a + torch.log1p(-torch.exp((log_b - log_a).clamp(max=0))).clamp_min(-1e4)
-    level = level_index(x)
-    log_p = torch.where(level == 0, log_below_upper, torch.where(level == LEVELS - 1, log_above_lower, inner))
-    return log_p.flatten(1).sum(1)
 
 
 def factorized_decoder_log_prob(x: Tensor, z_0: Tensor, alpha_0: Tensor, sigma_0: Tensor) -> Tensor:

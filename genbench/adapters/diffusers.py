@@ -38,6 +38,7 @@ import torch
 from scipy.interpolate import CubicSpline
 from torch import Tensor, nn
 
+from genbench.core.discretized import LEVELS, discretized_gaussian_log_prob
 from genbench.core.errors import GenbenchError
 from genbench.core.models import MAX_MODEL_BYTES
 from genbench.core.state_specs import check_state_specs, finite_state, model_specs
@@ -392,27 +393,6 @@ def scheduler_betas(schedule: str, steps: int, beta_start: float, beta_end: floa
 
 
 # --- the model ----------------------------------------------------------------------------------------------
-
-#: 8-bit data in the UNet's [-1, 1]: levels 2 / 255 apart
-LEVELS = 256
-
-
-def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, std: float) -> Tensor:
-    """``[B]`` log P(x) of Ho et al.'s decoder: each level v of x (in [-1, 1]) has the mass of
-    N(mean, std^2) over [v - 1/255, v + 1/255], the end bins reaching to -infinity and +infinity;
-    summed over dimensions. (The zoo's ddpm has the same decoder; a test compares the two.)"""
-    half_bin = 1.0 / (LEVELS - 1)
-    upper, lower = (x + half_bin - mean) / std, (x - half_bin - mean) / std
-    log_cdf = torch.special.log_ndtr
-    # an inner bin's mass Phi(upper) - Phi(lower), computed on the side of the mean where it is stable
-    flip = lower > 0
-    a, b = torch.where(flip, -lower, upper), torch.where(flip, -upper, lower)
-    log_a, log_b = log_cdf(a), log_cdf(b)
-    inner = log_a + torch.log1p(-torch.exp((log_b - log_a).clamp(max=0))).clamp_min(-1e4)
-    level = ((x + 1) / 2 * (LEVELS - 1)).round().clamp(0, LEVELS - 1)
-    log_p = torch.where(level == 0, log_cdf(upper), torch.where(level == LEVELS - 1, log_cdf(-lower), inner))
-    return log_p.flatten(1).sum(1)
-
 
 class DiffusersDDPM(nn.Module):
     """A diffusers UNet2DModel and its scheduler's betas as a genbench DiffusionModel, DiffusionDecoder and

@@ -29,7 +29,6 @@ from genbench.adapters.diffusers import (  # noqa: E402  (needs diffusers)
     MAX_CONFIG_BYTES,
     DiffusersDDPM,
     SchedulerSpec,
-    discretized_gaussian_log_prob,
     load_diffusers_folder,
 )
 
@@ -129,13 +128,23 @@ def test_predict_noise_is_the_unet_at_diffusers_timestep():
             assert torch.allclose(ours, unet(x, step).sample, atol=1e-5)
 
 
-def test_the_decoder_is_the_zoo_ddpms():
-    from zoo.diffusion_parts import discretized_gaussian_log_prob as zoo_decoder
+def test_the_decoder_is_ho_et_als_with_std_sqrt_beta_1():
+    """The one discretised decoder (genbench.core.discretized, the zoo ddpm's too) at z_0's mean."""
+    from genbench.core.discretized import discretized_gaussian_log_prob
 
+    import numpy as np
+
+    model = DiffusersDDPM(tiny_unet(8), SchedulerSpec("ddpm", np.linspace(1e-4, 0.02, STEPS), STEPS),
+                          lambda: None, (1, 8, 8))
     torch.manual_seed(1)
     x = torch.randint(0, 256, (4, 1, 8, 8)).float() * 2 / 255 - 1
-    mean = x + 0.03 * torch.randn_like(x)
-    assert torch.allclose(discretized_gaussian_log_prob(x, mean, 0.01), zoo_decoder(x, mean, 0.01))
+    z_0 = x + 0.03 * torch.randn_like(x)
+    alpha_0, sigma_0 = (v.view(-1, 1, 1, 1) for v in model.noise_schedule(torch.zeros(4)))
+    with torch.no_grad():
+        mean = (z_0 - sigma_0 * model.predict_noise(z_0, torch.zeros(4))) / alpha_0
+    expected = discretized_gaussian_log_prob(x, mean, 1e-4 ** 0.5)
+    with torch.no_grad():
+        assert torch.allclose(model.decoder_log_prob(x, z_0), expected, rtol=1e-5)
 
 
 def test_bound_and_ode_agree_with_the_zoo_ddpm_on_the_same_weights(folder):
