@@ -130,9 +130,9 @@ def test_predict_noise_is_the_unet_at_diffusers_timestep():
 
 def test_the_decoder_is_ho_et_als_with_std_sqrt_beta_1():
     """The one discretised decoder (genbench.core.discretized, the zoo ddpm's too) at z_0's mean."""
-    from genbench.core.discretized import discretized_gaussian_log_prob
-
     import numpy as np
+
+    from genbench.core.discretized import discretized_gaussian_log_prob
 
     model = DiffusersDDPM(tiny_unet(8), SchedulerSpec("ddpm", np.linspace(1e-4, 0.02, STEPS), STEPS),
                           lambda: None, (1, 8, 8))
