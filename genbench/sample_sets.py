@@ -21,10 +21,8 @@ before its pixels, and a decompression bomb is one line.
 from __future__ import annotations
 
 import math
-import struct
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from genbench.core.errors import GenbenchError
+from genbench.core.npy import DECODE_ERRORS, read_npy_header
 
 #: keys tried, in order, in an .npz file with several arrays
 NPZ_KEYS = ("samples", "images", "x", "arr_0")
@@ -48,9 +47,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 READ_BYTES = 1 << 20
 #: channels of the PNG modes genbench reads
 PNG_CHANNELS = {"L": 1, "1": 1, "RGB": 3}
-#: what a corrupt zip member or PNG raises while it is decoded
-DECODE_ERRORS = (OSError, ValueError, EOFError, zlib.error, struct.error, SyntaxError, RuntimeError,
-                 NotImplementedError, zipfile.BadZipFile)
 
 
 def _shape(chw: tuple[int, ...]) -> str:
@@ -157,20 +153,6 @@ def _member(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
     return members[key]
 
 
-def _read_header(stream, path: Path, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, Fortran order, dtype) from the .npy header at the start of ``stream``."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        read = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read is None:
-            raise ValueError(f"unsupported .npy format version {version}")
-        shape, fortran, dtype = read(stream)
-    except DECODE_ERRORS as exc:
-        raise GenbenchError(f"{path}: member {name!r} is not a readable .npy array ({exc})") from None
-    return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype)
-
-
 def _read_exactly(stream, size: int, path: Path) -> bytearray:
     """``size`` bytes of ``stream`` in one writable buffer, read ``READ_BYTES`` at a time (no copy of
     the whole)."""
@@ -262,7 +244,7 @@ def read_npz(path: Path, expected: tuple[int, ...] | None = None, dataset: str |
         with zipfile.ZipFile(path) as archive:
             member = _member(archive, path)
             with archive.open(member) as stream:
-                shape, fortran, dtype = _read_header(stream, path, member.filename)
+                shape, fortran, dtype = read_npy_header(stream, path, member.filename)
                 _check_dtype(dtype, path)
                 if shape and math.prod(shape) == 0:
                     raise GenbenchError(f"{path}: no samples")

@@ -26,6 +26,7 @@ import numpy as np
 from torch import Tensor
 
 from genbench.core.errors import GenbenchError
+from genbench.core.npy import read_npy_header
 from genbench.core.weights import atomic_write, file_sha256
 
 #: the members of a statistics file, by the names TTUR and clean-fid give them
@@ -61,12 +62,7 @@ def _header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path
     """(shape, dtype) from a member's .npy header, read without reading its data; refused where the
     member is too short for the data its header declares."""
     with archive.open(member) as stream:
-        version = np.lib.format.read_magic(stream)
-        read = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read is None:
-            raise GenbenchError(f"{path}: {member.filename} is .npy format {version}, not 1.0 or 2.0")
-        shape, _, dtype = read(stream)
+        shape, _, dtype = read_npy_header(stream, path, member.filename)
         data_bytes = member.file_size - stream.tell()
     if dtype.hasobject or dtype.kind != "f" or f"{dtype.kind}{dtype.itemsize}" not in FLOAT_KINDS:
         raise GenbenchError(f"{path}: {member.filename} holds {dtype}, not float32 or float64")
