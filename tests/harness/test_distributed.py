@@ -282,7 +282,8 @@ def test_genbench_score_on_two_ranks_evaluates_shards_and_agrees_with_one_proces
     assert (tmp_path / "rank1.json").read_text() == ""  # rank 1 prints nothing
     shared = json.loads((tmp_path / "rank0.json").read_text())["metrics"]
     assert shared.keys() == alone.keys()
-    assert shared["nll"] == pytest.approx(alone["nll"], rel=1e-9)  # exact: the halves' sums, all-reduced
+    # exact: the halves' sums, all-reduced
+    assert shared["density_nll"] == pytest.approx(alone["density_nll"], rel=1e-9)
     assert shared["active_units"] == alone["active_units"]  # not sharded: the same on every rank
     # the ELBO's one posterior sample per point is drawn per shard: the same in distribution
     assert abs(shared["elbo"] - alone["elbo"]) < 4 * alone["elbo_se"]
