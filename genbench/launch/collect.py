@@ -15,7 +15,7 @@ from pathlib import Path
 
 from genbench.core.errors import GenbenchError, log
 from genbench.results.db import DatabaseUnusable, ResultsDB
-from genbench.results.rundir import RESULT_FILE, read_result
+from genbench.results.rundir import results_under
 
 
 @dataclass
@@ -33,19 +33,15 @@ def collect(runs_dir: Path, db: ResultsDB, warn=log) -> Collected:
     if not runs_dir.is_dir():
         raise GenbenchError(f"collect: {runs_dir} is not a folder")
     report = Collected()
-    for path in sorted(runs_dir.rglob(RESULT_FILE)):
+    for _, (run, finished, record) in results_under(runs_dir, report.unreadable, warn):
         try:
-            found = read_result(path)
-            added = found is not None and db.ingest(found[0], found[1])
+            added = db.ingest(run, finished)
         except DatabaseUnusable:
             raise  # the database's fault, not the record's: one line, no more records tried
         except GenbenchError as exc:
             warn(f"warning: {exc}; skipped")
             report.unreadable.append(str(exc))
             continue
-        if found is None:
-            continue
-        run, _, record = found
         if added:
             report.added.append((_suite_source(record, run.suite), record))
         else:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from genbench.core.errors import GenbenchError, log
 from genbench.results.db import FinishedRun, check_finished
-from genbench.results.rundir import RESULT_FILE, RESULT_FORMAT, RESULT_VERSION, read_regular, read_result
+from genbench.results.rundir import RESULT_FORMAT, RESULT_VERSION, read_regular, results_under
 from genbench.train.identity import RunIdentity
 
 #: the archive's folder inside the published folder (``leaderboards/archive``)
@@ -234,16 +234,7 @@ def archive_results(runs_dir: Path, archive_dir: Path, suite: str | None = None,
         raise GenbenchError(f"archive: {runs_dir} is not a folder")
     report = Archived()
     chosen: dict[Path, tuple[RunIdentity, dict]] = {}
-    for path in sorted(runs_dir.rglob(RESULT_FILE)):
-        try:
-            found = read_result(path)
-        except GenbenchError as exc:
-            warn(f"warning: {exc}; skipped")
-            report.unreadable.append(str(exc))
-            continue
-        if found is None:
-            continue
-        run, finished, _ = found
+    for path, (run, finished, _) in results_under(runs_dir, report.unreadable, warn):
         if finished.status != "done" or suite not in (None, run.suite) or budget not in (None, run.budget):
             report.left += 1
             continue

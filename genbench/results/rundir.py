@@ -172,6 +172,21 @@ def finished_run(status: str, run_dir: Path, device: str, producer: str, world: 
                        **values)
 
 
+def results_under(runs_dir: Path, unreadable: list[str], warn=log):
+    """``(path, (identity, outcome, record))`` of every result file under ``runs_dir``, in path order;
+    a file that is not a genbench result is named through ``warn``, added to ``unreadable`` and
+    skipped."""
+    for path in sorted(Path(runs_dir).rglob(RESULT_FILE)):
+        try:
+            found = read_result(path)
+        except GenbenchError as exc:
+            warn(f"warning: {exc}; skipped")
+            unreadable.append(str(exc))
+            continue
+        if found is not None:
+            yield path, found
+
+
 def read_result(path: Path) -> tuple[RunIdentity, FinishedRun, dict] | None:
     """(identity, outcome, the whole record) of a run directory's result file (or the file itself);
     None where there is none. A file that is not a genbench result, whose fields are not what a
