@@ -25,7 +25,13 @@ from genbench.report.nearest import NEAREST_FILE
 from genbench.results import figures
 from genbench.results.db import ResultsDB
 from genbench.results.external import is_external, run_label
-from genbench.results.leaderboard import FIGURES_DIR, leaderboard_markdown, row_figures, row_groups, shown_runs
+from genbench.results.leaderboard import (
+    FIGURES_DIR,
+    leaderboard_markdown,
+    row_figures,
+    row_groups,
+    shown_runs,
+)
 from genbench.results.paper_tables import available_papers, render_paper_table
 from genbench.suites import SUITES, Suite
 
