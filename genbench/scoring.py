@@ -347,11 +347,11 @@ def _load_checkpoint(path: Path, overrides: dict[str, str], dataset: str | None)
 #: (``genbench.suites.RANGES``); a run's recorded values are checked against them too
 NUMERIC_SETTINGS = ("k", "n_test", "quality_samples", "quality_reference", "ais_steps", "ais_chains",
                     "ais_points", "ais_sigma_points", "ais_bdmc_points", "memorization_train",
-                    "nll_gap_points")
+                    "nll_gap_points", "ode_points", "ode_tolerance")
 #: ``genbench score`` flags that override the budget's EvalSettings field of the same name
 SETTINGS_FLAGS = ("k", "n_test", "features", "quality_samples", "quality_reference", "quality_split",
                   "ais_steps", "ais_chains", "ais_points", "ais_bdmc_points", "memorization_train",
-                  "nll_gap_points")
+                  "nll_gap_points", "ode_points", "ode_tolerance")
 
 
 @dataclass(frozen=True)

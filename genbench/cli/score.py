@@ -117,6 +117,11 @@ def add_parser(sub) -> None:
                    metavar="N",
                    help="a likelihood model's train-minus-test NLL on N random points of each split, with "
                    "its s.e. (0: none, the default)")
+    p.add_argument("--ode-points", type=flags.SETTING_TYPES["ode_points"], metavar="N",
+                   help="a diffusion or flow-matching model's probability-flow ODE likelihood on a seeded "
+                   "random N of the test points (0: none)")
+    p.add_argument("--ode-tolerance", type=flags.SETTING_TYPES["ode_tolerance"], metavar="TOL",
+                   help="the ODE solver's rtol = atol (dopri5; default 1e-5, Song et al.'s)")
     flags.json_output(p)
     p.add_argument("--name", help="record the result in --db under NAME, marked external, once per suite "
                    "and data set (a second is refused)")

@@ -79,3 +79,21 @@ def test_a_broken_diffusion_contract_is_one_line(weights, tmp_path, capsys, make
     code, _, err = run_cli(capsys, "score", str(weights), "--model-code", f"{code_file}:{name}", *INIT,
                            "--dataset", "toy", "--n-test", "6")
     assert_one_line_error(code, err, fragment)
+
+
+def test_the_ode_flags_set_its_points_and_tolerance(weights, capsys):
+    args = ["score", str(weights), "--model-code", f"{EXAMPLE / 'my_diffusion.py'}:Net", *INIT,
+            "--dataset", "toy", "--n-test", "6", "--json"]
+    results = {}
+    for tolerance in ("1e-2", "1e-5"):
+        code = main([*args, "--ode-points", "2", "--ode-tolerance", tolerance])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        results[tolerance] = json.loads(out)
+    for tolerance, result in results.items():
+        assert result["settings"]["ode_points"] == 2
+        assert result["settings"]["ode_tolerance"] == float(tolerance)
+    # a tighter solve takes more network evaluations
+    assert results["1e-5"]["metrics"]["ode_nfe"] > results["1e-2"]["metrics"]["ode_nfe"]
+    code, _, err = run_cli(capsys, "score", str(weights), "--ode-tolerance", "2")
+    assert_one_line_error(code, err, "--ode-tolerance")
