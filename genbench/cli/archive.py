@@ -11,12 +11,13 @@ from genbench.cli import flags
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("archive", help="put done results into the archive the published tables render from",
+    p = sub.add_parser("archive",
+                       help="put done results into the archive the published tables render from",
                        description="Read every result.json under RUNS_DIR (what each run directory holds) "
-                       "and write each done run's record into leaderboards/archive/<suite>/<budget>/, without "
-                       "what held only on this machine (paths, host). A record archived before adds nothing; "
-                       "a different record under a run's name is refused and nothing is written. Then "
-                       "`genbench tables` renders the published tables from the archive.")
+                       "and write each done run's record into leaderboards/archive/<suite>/<budget>/, "
+                       "without what held only on this machine (paths, host). A record archived before adds "
+                       "nothing; a different record under a run's name is refused and nothing is written. "
+                       "Then `genbench tables` renders the published tables from the archive.")
     p.add_argument("runs_dir", type=Path, metavar="RUNS_DIR")
     p.add_argument("--suite", type=flags.name_of("--suite"), help="only the runs of this suite")
     p.add_argument("--budget", type=flags.name_of("--budget"), help="only the runs of this budget")

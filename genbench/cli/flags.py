@@ -85,8 +85,8 @@ def runs_dir(p: argparse.ArgumentParser) -> None:
 
 def leaderboards(p: argparse.ArgumentParser, help: str = "where leaderboard tables are written") -> None:
     p.add_argument("--leaderboards", type=Path, default=DEFAULT_LEADERBOARDS,
-                   help=f"{help} (default {DEFAULT_LEADERBOARDS}; the published tables in {DEFAULT_PUBLISHED}/ "
-                   "are rendered by genbench tables from the archive)")
+                   help=f"{help} (default {DEFAULT_LEADERBOARDS}; the published tables in "
+                   f"{DEFAULT_PUBLISHED}/ are rendered by genbench tables from the archive)")
 
 
 def published(p: argparse.ArgumentParser) -> None:

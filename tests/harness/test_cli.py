@@ -215,7 +215,8 @@ def test_unknown_model_lists_the_valid_ones(tmp_path, capsys):
     path = _foreign_state(tmp_path)
     code, _, err = run_cli(capsys, "score", str(path), "--model", "nosuchmodel")
     assert_one_line_error(code, err, "unknown model 'nosuchmodel'",
-                          "valid: betavae, bigan, ddpm, flow-matching, gan, hvae, iwae, pixelcnn, pixelvae, ppca")
+                          "valid: betavae, bigan, ddpm, flow-matching, gan, hvae, iwae, pixelcnn, pixelvae, "
+                          "ppca")
 
 
 def test_main_gives_back_the_callers_sigpipe_handler(capsys):

@@ -24,7 +24,8 @@ def test_a_partial_suite_run_leaves_the_committed_tables_untouched(tmp_path, mon
     shutil.copytree(PUBLISHED, tmp_path / "leaderboards")
     committed = tree(tmp_path / "leaderboards")
     monkeypatch.chdir(tmp_path)  # a fresh clone: default folders, relative to it
-    assert main(["run", "--suite", "smoke", "--budget", "smoke", "--models", "vae-L1-k1", "--no-progress"]) == 0
+    assert main(["run", "--suite", "smoke", "--budget", "smoke", "--models", "vae-L1-k1",
+                 "--no-progress"]) == 0
     assert main(["collect", "runs"]) == 0
     assert tree(tmp_path / "leaderboards") == committed
     board = tmp_path / "runs" / "leaderboards" / "smoke.md"
@@ -33,7 +34,8 @@ def test_a_partial_suite_run_leaves_the_committed_tables_untouched(tmp_path, mon
 
     # publishing is explicit: archive the run, then list and render its table
     assert main(["archive", "runs", "--suite", "smoke"]) == 0
-    archived = list((tmp_path / "leaderboards" / "archive" / "smoke" / "smoke").glob("vae-L1-k1-seed0-*.json"))
+    archived = list((tmp_path / "leaderboards" / "archive" / "smoke" / "smoke")
+                    .glob("vae-L1-k1-seed0-*.json"))
     assert len(archived) == 1
     with open(tmp_path / "leaderboards" / "tables.toml", "a") as manifest:
         manifest.write('\n[[leaderboard]]\nname = "smoke"\nsuite = "smoke"\nbudget = "smoke"\n')

@@ -33,7 +33,8 @@ def outcome(run_dir: Path, status: str = "done", nll: float = 90.5) -> FinishedR
     return FinishedRun(status=status, run_dir=str(run_dir.absolute()), device="cpu",
                        producer="job 4242 on node12", metrics={"nll": nll, "nll_se": math.nan},
                        curve=[{"epoch": 1.0, "model": 101.5, "val_elbo": math.nan}], train_seconds=1.5,
-                       eval_seconds=0.5, versions={"genbench": "0.1.0"}, finished_at="2026-01-02T03:04:05+00:00",
+                       eval_seconds=0.5, versions={"genbench": "0.1.0"},
+                       finished_at="2026-01-02T03:04:05+00:00",
                        error=None if status == "done" else "nan loss")
 
 
