@@ -125,3 +125,43 @@ def test_cifar10_files_failing_the_md5_are_refused(tmp_path, monkeypatch):
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a batch")
     with pytest.raises(GenbenchError, match="do not match torchvision's md5 checksums"):
         load_dataset("cifar10", root=tmp_path, download=False)
+
+
+def test_a_downloaded_archive_failing_its_md5_is_refused(tmp_path, monkeypatch, http_dir):
+    server, url = http_dir
+    write_fake_cifar10(tmp_path / "made", monkeypatch)
+    with tarfile.open(server / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "made" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(CIFAR10, "url", url + "cifar-10-python.tar.gz")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", "0" * 32)  # the served archive is not the one expected
+    root = tmp_path / "root"
+    with pytest.raises(GenbenchError) as err:
+        load_dataset("cifar10", root=root)
+    assert "\n" not in str(err.value) and "download failed" in str(err.value)
+    assert not (root / "cifar-10-batches-py").exists()
+
+
+# CIFAR-10's published archive (https://www.cs.toronto.edu/~kriz/cifar.html gives its md5) and the
+# md5 of each file in it: the checks every test above points elsewhere, pinned here so that a
+# torchvision release changing them cannot go unnoticed.
+PUBLISHED = {
+    "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "tgz_md5": "c58f30108f718f92721af3b95e74349a",
+    "files": {
+        "data_batch_1": "c99cafc152244af753f735de768cd75f",
+        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+        "data_batch_4": "634d18415352ddfa80567beed471001a",
+        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+        "test_batch": "40351d587109b95175f43aff81a1287e",
+        "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+    },
+}
+
+
+def test_torchvision_checks_cifar10_against_its_published_md5s():
+    assert CIFAR10.url == PUBLISHED["url"] and CIFAR10.tgz_md5 == PUBLISHED["tgz_md5"]
+    pinned = {name: md5 for name, md5 in CIFAR10.train_list + CIFAR10.test_list}
+    pinned[CIFAR10.meta["filename"]] = CIFAR10.meta["md5"]
+    assert pinned == PUBLISHED["files"]
+    assert sorted(f"cifar-10-batches-py/{name}" for name in pinned) == sorted(RAW_FILES)
