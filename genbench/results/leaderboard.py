@@ -96,6 +96,20 @@ def _emits(spec_name: str, group: list[dict]) -> bool:
     return any(spec.column_of(key) for run in group for key in run["metrics"])
 
 
+def _budget_lines(runs: list[dict], suite: Suite, budgets: list[str]) -> list[str]:
+    """Each budget of the table as its rows recorded it, with the settings of the metrics they have."""
+    lines = []
+    for budget in budgets:
+        group = [run for run in runs if run["budget"] == budget and not is_external(run)]
+        if budget not in suite.budgets or not group:
+            continue
+        recorded = suite.budgets[budget].as_recorded([run["eval"] for run in group],
+                                                     [run["train"]["epochs"] for run in group])
+        emitted = [spec.name for spec in METRICS.in_order() if _emits(spec.name, group)]
+        lines.append(recorded.describe(emitted))
+    return lines
+
+
 def row_groups(runs: list[dict], suite: Suite) -> list[list[dict]]:
     """The runs of each leaderboard row (one run name, data set and budget), in table order: budgets
     from the largest, then the suite's order of runs."""
@@ -353,7 +367,7 @@ def leaderboard_markdown(db: ResultsDB, suite: Suite, out_dir: Path, with_figure
         "Budgets in this table:",
         "",
     ]
-    lines += [f"- {suite.budgets[b].describe()}" for b in budgets if b in suite.budgets]
+    lines += [f"- {line}" for line in _budget_lines(runs, suite, budgets)]
     if any(entry.budgets for entry in suite.runs):
         lines += ["", "Some runs override their budget's epochs or k (their papers train longer or their "
                   "evaluation costs more): each row's `epochs` (bookkeeping) and `NLL k / test pts` "

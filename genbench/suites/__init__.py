@@ -14,6 +14,7 @@ sets and schedules exist; anything else is one line naming the file, the run and
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields, replace
 from importlib.resources import files
 from typing import Any
@@ -108,18 +109,47 @@ class Budget:
         evaluation = {k: v for k, v in values.items() if k not in TRAINING_FIELDS}
         return replace(self, **training, eval=replace(self.eval, **evaluation))
 
-    def describe(self) -> str:
-        """One line: the training, the test protocol, then what each metric's settings are."""
+    def describe(self, metrics: Collection[str] | None = None) -> str:
+        """One line: the training, the test protocol, then what each metric's settings are; with
+        ``metrics`` (metric names), the settings of those metrics alone (a table says what its rows had,
+        not what they never computed)."""
         s = self.eval
-        n = "all test points" if s.n_test is None else f"a seeded random {s.n_test} test points"
-        parts = [f"{self.name}: {self.epochs:g} epochs", f"NLL k={s.k} on {n}"]
+        parts = [f"{self.name}: {self.epochs:g} epochs"]
+        if metrics is None or "nll" in metrics:
+            n = "all test points" if s.n_test is None else f"a seeded random {s.n_test} test points"
+            parts.append(f"NLL k={s.k} on {n}")
         if self.max_kl_warmup_epochs is not None:
             parts.append(f"KL warm-up at most {self.max_kl_warmup_epochs:g} epochs")
         for spec in METRICS.in_order():
+            if metrics is not None and spec.name not in metrics:
+                continue
             text = spec.budget_text(s) if spec.budget_text else None
             if text and text not in parts:
                 parts.append(text)
         return "; ".join(parts)
+
+
+    def as_recorded(self, evaluations: list[dict[str, Any]], epochs: list[float]) -> Budget:
+        """This budget as its runs recorded it (their ``eval`` settings and trained ``epochs``): each
+        setting the value most of them had, so that a table describes its rows even after the suite's
+        definition of the budget has changed. A setting no run recorded keeps this budget's value."""
+        known = {f.name for f in fields(EvalSettings)}
+        recorded = {}
+        for name in sorted(known):
+            seen = [evaluation[name] for evaluation in evaluations if name in evaluation]
+            if seen:
+                recorded[name] = _most_common(seen)
+        evaluation = replace(self.eval, **{name: tuple(value) if isinstance(value, list) else value
+                                           for name, value in recorded.items()})
+        return replace(self, epochs=_most_common(epochs) if epochs else self.epochs, eval=evaluation)
+
+
+def _most_common(values: list[Any]) -> Any:
+    """The value most of ``values`` are (the first seen of those tied)."""
+    counts: dict[str, list] = {}
+    for value in values:
+        counts.setdefault(repr(value), [0, value])[0] += 1
+    return max(counts.values(), key=lambda entry: entry[0])[1]
 
 
 BUDGET_DEFAULTS = {

@@ -128,10 +128,29 @@ def test_leaderboard_states_budget_and_seeds(tmp_path):
     _fill(db)
     md, csv = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")
     text = md.read_text()
-    assert "short: 2 epochs; NLL k=1000 on all test points" in text
+    # the budget as the runs recorded it (1000 test points), with the settings of what they computed
+    line = next(line for line in text.splitlines() if line.startswith("- short:"))
+    assert line.startswith("- short: 2 epochs; NLL k=1000 on a seeded random 1000 test points; KL warm-up")
+    assert "annealing steps" not in line and "ODE" not in line and "copying" not in line
     assert "96.00 (seeds 95.00, 97.00)" in text and "25 (20+5)" in text and "±" not in text.split("## ")[1]
     assert "No row here was trained with the paper's budget" in text
     assert "vae-L1-k1" in csv.read_text()
+
+
+def test_a_budget_line_says_what_its_rows_recorded_after_the_suite_changed(tmp_path):
+    db = ResultsDB(tmp_path / "db.sqlite")
+    suite = SUITES["mnist"]
+    assert suite.budgets["short"].eval.ais_steps == 100
+    for seed, steps in ((0, 7), (1, 7), (2, 9)):
+        identity = replace(spec(f"a{seed}", seed=seed), eval={"k": 1000, "n_test": None, "ais_steps": steps,
+                                                              "ais_chains": 4, "ais_points": 12})
+        run_id = db.start_run(identity, "/tmp/x", "cpu")
+        db.finish_run(run_id, {"nll": 95.0 + seed, "ais_nll": 94.0, "ais_nll_se": 1.0}, 10.0, 1.0)
+    text = render_leaderboard(db, suite, tmp_path / "lb")[0].read_text()
+    line = next(line for line in text.splitlines() if line.startswith("- short:"))
+    assert "NLL k=1000 on all test points" in line
+    assert "7 annealing steps" in line and "100 annealing steps" not in line  # what most runs had
+    assert "ELBO surgery" not in line and "samples against" not in line  # computed by no row
 
 
 def test_leaderboard_splits_rows_by_what_they_compare_on(tmp_path):
