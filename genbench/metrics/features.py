@@ -13,8 +13,15 @@ picks the network and its layers:
   ship with genbench, one network per labelled data set (8-bit MNIST for the MNIST variants,
   Fashion-MNIST for its variants: a data set's ``feature_source`` picks it), sha256-checked at
   load and never retrained here, so FID-LeNet is one number on every machine.
-- ``inception``: torch-fidelity's Inception-v3 (``inception-v3-compat``), gray images
-  repeated to RGB. genbench never downloads its weights; missing weights are one error.
+- ``inception``, ``inception_clean``, ``vgg16``, ``dinov2``, ``clip``: the published networks,
+  through torch-fidelity's extractors, gray images repeated to RGB, each from weights pinned by
+  their whole sha256 (``genbench.metrics.pinned_weights``: the file ``GENBENCH_<NAME>_WEIGHTS``
+  names, else torch hub's checkpoints folder, fetched there on first use), checked before they are
+  loaded: torch-fidelity's Inception-v3 (``inception-v3-compat``, its legacy TF-bilinear resize;
+  ``inception_clean``: the same weights after clean-fid's antialiased bicubic resize), VGG16 (the
+  precision/recall and density/coverage papers' network, fc2 after its ReLU), DINOv2 ViT-L/14
+  (dgm-eval's FD_DINOv2) and CLIP ViT-L/14 (dgm-eval's FD_CLIP). The weights' sha256 is in the
+  network's ``identity`` (every cache key) and its provenance (every table footer).
 - ``path/to/net.pt``: a TorchScript module the user brings. It receives floats in [0, 1],
   ``[B, C, H, W]``, and returns features ``[B, D]`` or a pair (features, logits); IS needs
   the logits. ``torch.jit.load`` rebuilds TorchScript code and tensors from the archive with
@@ -23,7 +30,7 @@ picks the network and its layers:
   reads one, a loaded library's ops such as torchvision's ``image::write_file`` too), and a
   ``__setstate__`` method runs at load. So before loading, genbench refuses an archive whose
   compressed members would inflate past ``MAX_INFLATED_BYTES`` or whose code defines a
-  ``__setstate__`` (``_check_load_time_code``), and before calling it, one that exposes a
+  ``__setstate__`` (``check_load_time_code``), and before calling it, one that exposes a
   method besides ``forward`` or whose inlined ``forward`` graph calls an operator outside
   ``TORCHSCRIPT_NAMESPACES``, a refused one (``TORCHSCRIPT_REFUSED``) or a call it cannot inline.
   ``load_checked_torchscript`` applies these checks; a TorchScript generator
@@ -52,14 +59,15 @@ from genbench.core.state_specs import check_torch_zip
 from genbench.core.weights import file_sha256
 from genbench.data.root import DEFAULT_ROOT, data_root
 from genbench.metrics.lenet import SHIPPED, lenet_fits, shipped_lenet, shipped_source
+from genbench.metrics.pinned_weights import PINNED, WeightsUnavailable, pinned_file
 
 #: torch-fidelity's Inception-v3 weights (its ``URL_INCEPTION_V3``; tests/metrics/test_fidelity_extractors.py
-#: checks the two agree), written here so that naming them does not import torch-fidelity
-URL_INCEPTION_V3 = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                    "weights-inception-2015-12-05-6726825d.pth")
-INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
-#: environment variable naming an Inception-v3 weights file (else torch hub's checkpoints folder)
-INCEPTION_ENV = "GENBENCH_INCEPTION_WEIGHTS"
+#: checks the two agree), from the pin table so that naming them does not import torch-fidelity
+URL_INCEPTION_V3 = PINNED["inception"].url
+INCEPTION_FILE = PINNED["inception"].file
+#: environment variable naming an Inception-v3 weights file (else torch hub's checkpoints folder); every
+#: pinned network has its own, ``GENBENCH_<NAME>_WEIGHTS`` (``PinnedWeights.env``)
+INCEPTION_ENV = PINNED["inception"].env
 CACHE_ENV = "GENBENCH_CACHE"
 CACHE_FOLDER = "genbench-cache"
 #: operator namespaces a TorchScript feature network may call: tensor maths and control flow
@@ -93,6 +101,8 @@ class FeatureNet:
     rgb: bool = False
     """Gray images are repeated to three channels (Inception)."""
     detail: str = ""
+    resizer: str = "none"
+    """How images reach the network's input size (``genbench.metrics.fid_protocols.RESIZERS``)."""
 
 
 @dataclass(frozen=True)
@@ -164,20 +174,12 @@ def feature_net_provenance(net_name: str) -> str:
 
 
 def inception_weights() -> Path:
-    """The local Inception-v3 weights file, or one error that says how to provide it."""
-    explicit = os.environ.get(INCEPTION_ENV)
-    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    path = Path(explicit).expanduser() if explicit else hub_file
-    if not path.is_file():
-        raise FeaturesUnavailable(
-            f"Inception-v3 weights not found at {path} (genbench does not download them): fetch "
-            f"{URL_INCEPTION_V3} to that path, or set {INCEPTION_ENV}=FILE; or use --features lenet")
-    try:  # torch-fidelity unpickles the file; it must pass the weights-only loader first
-        torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FeaturesUnavailable(f"{path}: refused, not a weights-only Inception-v3 state dict "
-                                  f"({type(exc).__name__})") from None
-    return path
+    """The checked Inception-v3 weights file (``pinned_file``), or FeaturesUnavailable saying how to
+    provide it."""
+    try:
+        return pinned_file("inception")[0]
+    except WeightsUnavailable as exc:
+        raise FeaturesUnavailable(str(exc)) from None
 
 
 def load_torchscript(path: Path):
@@ -187,7 +189,7 @@ def load_torchscript(path: Path):
         return torch.jit.load(str(path), map_location="cpu").eval()
 
 
-def _check_load_time_code(path: Path) -> None:
+def check_load_time_code(path: Path) -> None:
     """Refuse an archive whose code runs while it loads (a ``__setstate__``), before loading it."""
     members = check_torch_zip(path, "TorchScript file")
     with zipfile.ZipFile(path) as archive:
@@ -226,7 +228,7 @@ def _check_torchscript_program(net, path: Path, kind: str) -> None:
 def load_checked_torchscript(path: Path, kind: str = "feature network"):
     """A TorchScript file that passed every check of the module docstring, loaded: the one gate of
     the TorchScript files genbench calls (a ``kind``: feature network or generator)."""
-    _check_load_time_code(path)
+    check_load_time_code(path)
     try:
         net = load_torchscript(path)
     except Exception as exc:
@@ -285,24 +287,69 @@ def _lenet_provenance() -> str:
     return "; ".join(lines) + " (`python -m genbench.metrics.lenet --retrain` reproduces them)"
 
 
-def _resolve_inception(dataset, cache_root: str | None, log) -> FeatureNet:
-    """torch-fidelity's Inception-v3 from the local weights (``inception_weights``)."""
-    if dataset.shape[0] not in (1, 3):
-        raise FeaturesUnavailable(f"Inception-v3 reads gray or RGB images, {dataset.name} has "
-                                  f"{dataset.shape[0]} channels")
-    path = inception_weights()
-    return FeatureNet(INCEPTION.name, INCEPTION.label, "inception-v3-compat", path, "2048", "logits_unbiased",
-                      f"inception-{INCEPTION_FILE}-{path.stat().st_size}", rgb=True)
+@dataclass(frozen=True)
+class PinnedNet:
+    """How a pinned network is asked of torch-fidelity: its extractor, layers and resizer."""
+
+    pin: str
+    """Its row in ``pinned_weights.PINNED``."""
+    fidelity_name: str
+    layer_fid: str
+    layer_isc: str | None
+    resizer: str
+    label: str
+
+
+def _pinned_resolver(name: str, net: PinnedNet) -> Callable[..., FeatureNet]:
+    """``resolve`` of a pinned network: gray or RGB data, the weights file found and its sha256 checked
+    (``pinned_file``); the hash is the network's identity."""
+
+    def resolve(dataset, cache_root: str | None, log) -> FeatureNet:
+        pin = PINNED[net.pin]
+        if dataset.shape[0] not in (1, 3):
+            raise FeaturesUnavailable(f"{pin.label} reads gray or RGB images, {dataset.name} has "
+                                      f"{dataset.shape[0]} channels")
+        try:
+            path, sha256 = pinned_file(net.pin)
+        except WeightsUnavailable as exc:
+            raise FeaturesUnavailable(str(exc)) from None
+        return FeatureNet(name, net.label, net.fidelity_name, path, net.layer_fid, net.layer_isc,
+                          f"{name}-{net.resizer}-{sha256}", rgb=True, resizer=net.resizer,
+                          detail=f"{pin.label} (sha256 {sha256[:16]}), resizer {net.resizer}")
+
+    return resolve
+
+
+def _pinned_provenance(net: PinnedNet) -> Callable[[], str]:
+    return lambda: f"{PINNED[net.pin].describe()}, images resized by {net.resizer}"
 
 
 LENET = FEATURE_NETS.register("lenet", FeatureNetSpec(
     "lenet", "LeNet", "genbench's classifiers of gray 28x28 images, trained once on 8-bit MNIST and on "
     "Fashion-MNIST and shipped",
     _resolve_lenet, _lenet_provenance))
-INCEPTION = FEATURE_NETS.register("inception", FeatureNetSpec(
-    "inception", "Inception", "torch-fidelity's Inception-v3 (inception-v3-compat), local weights only",
-    _resolve_inception,
-    lambda: f"torch-fidelity's Inception-v3 (inception-v3-compat) from the local file {INCEPTION_FILE}"))
+
+#: the pinned networks: genbench name -> how torch-fidelity runs it (``fidelity_extractors``)
+PINNED_NETS = {
+    "inception": PinnedNet("inception", "genbench-inception", "2048", "logits_unbiased", "legacy-tf",
+                           "Inception"),
+    "inception_clean": PinnedNet("inception", "genbench-inception-clean", "2048", "logits_unbiased",
+                                 "clean-bicubic", "Inception (clean)"),
+    "vgg16": PinnedNet("vgg16", "genbench-vgg16", "fc2_relu", None, "legacy-tf", "VGG16"),
+    "dinov2": PinnedNet("dinov2", "genbench-dinov2", "dinov2", None, "legacy-tf", "DINOv2"),
+    "clip": PinnedNet("clip", "genbench-clip", "clip", None, "legacy-tf", "CLIP"),
+}
+_SUMMARIES = {
+    "inception": "torch-fidelity's Inception-v3 (inception-v3-compat), its legacy TF-bilinear resize",
+    "inception_clean": "the same Inception-v3 after clean-fid's antialiased PIL-bicubic resize",
+    "vgg16": "torchvision's VGG16, fc2 after its ReLU (precision/recall, density/coverage)",
+    "dinov2": "DINOv2 ViT-L/14 (FD_DINOv2); its code comes from torch hub",
+    "clip": "OpenAI's CLIP ViT-L/14 image encoder (FD_CLIP)",
+}
+for _name, _net in PINNED_NETS.items():
+    FEATURE_NETS.register(_name, FeatureNetSpec(_name, _net.label, f"{_SUMMARIES[_name]}; pinned weights",
+                                                _pinned_resolver(_name, _net), _pinned_provenance(_net)))
+INCEPTION = FEATURE_NETS["inception"]
 
 
 def resolve_feature_net(name: str | None, dataset, cache_root: str | None = None, log=log) -> FeatureNet:

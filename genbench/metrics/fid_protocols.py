@@ -6,11 +6,12 @@ A published FID is only comparable with another measured the same way: the same 
 preset; ``protocol_settings`` turns a row into the settings ``genbench score`` takes, after
 checking that the network it names is the one pinned here.
 
-Resizers: ``legacy-tf`` is torch-fidelity's Inception-v3 (``inception-v3-compat``) resizing inside
-the network, TensorFlow's bilinear resize as the original TTUR code did (the literature's CIFAR-10
-numbers); ``clean-bicubic`` is clean-fid's antialiased PIL bicubic resize before the network
-(Parmar et al. 2022), which moves CIFAR-10 FID by 1-2 points; ``none``: the network reads the
-images at their own size (the LeNets, 28x28).
+Resizers: ``legacy-tf`` is torch-fidelity's resizing inside its extractor, TensorFlow 1's bilinear
+resize as the original TTUR code did (the literature's CIFAR-10 numbers); ``clean-bicubic`` is
+clean-fid's antialiased PIL bicubic resize before the network (Parmar et al. 2022,
+``genbench.metrics.clean_resize``; the ``inception_clean`` network), which moves CIFAR-10 FID by 1-2
+points; ``none``: the network reads the images at their own size (the LeNets, 28x28). A preset's
+resizer is its network's (``FeatureNet.resizer``), tested equal.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 from genbench.core.errors import GenbenchError
 from genbench.core.registry import Registry
 
-#: the resizers genbench's feature extraction implements (``clean-bicubic`` is not one yet)
-IMPLEMENTED_RESIZERS = ("legacy-tf", "none")
+#: the resizers genbench's feature extraction implements (all of ``RESIZERS``)
+IMPLEMENTED_RESIZERS = ("legacy-tf", "clean-bicubic", "none")
 RESIZERS = {
-    "legacy-tf": "torch-fidelity's TF-exact bilinear resize to 299x299 inside inception-v3-compat",
+    "legacy-tf": "torch-fidelity's TF-exact bilinear resize to the network's input (299x299 for "
+                 "inception-v3-compat) inside its extractor",
     "clean-bicubic": "clean-fid's antialiased PIL bicubic resize to 299x299 before the network",
     "none": "none (the network reads 28x28 images)",
 }
@@ -42,8 +44,7 @@ class FidProtocol:
     weights: str
     """The file of its weights."""
     weights_sha256: str
-    """sha256 of the network's weights: whole for the shipped LeNets; for Inception-v3 the 8 hex digits
-    torch hub pins in the weights' file name (the whole hash is not published with them)."""
+    """The whole sha256 of the network's weights (``genbench.metrics.pinned_weights`` for Inception-v3)."""
     resizer: str
     reference_split: str
     reference_count: int
@@ -56,15 +57,17 @@ class FidProtocol:
                 f"{'/'.join(self.datasets)} {self.reference_split} images")
 
 
-#: torch-fidelity's Inception-v3 weights (``genbench.metrics.features.INCEPTION_FILE``, tested equal)
+#: torch-fidelity's Inception-v3 weights and their pin (``genbench.metrics.pinned_weights``, tested equal)
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 PROTOCOLS: Registry[FidProtocol] = Registry("FID protocol")
 for _protocol in (
     FidProtocol("cifar10-legacy", "the CIFAR-10 FID of the literature (TTUR, torch-fidelity)", ("cifar10",),
-                "inception", INCEPTION_WEIGHTS, "6726825d", "legacy-tf", "train", 50000, 50000),
+                "inception", INCEPTION_WEIGHTS, INCEPTION_SHA256, "legacy-tf", "train", 50000, 50000),
     FidProtocol("cifar10-clean", "its clean-fid variant (Parmar et al. 2022)", ("cifar10",),
-                "inception", INCEPTION_WEIGHTS, "6726825d", "clean-bicubic", "train", 50000, 50000),
+                "inception_clean", INCEPTION_WEIGHTS, INCEPTION_SHA256, "clean-bicubic", "train", 50000,
+                50000),
     FidProtocol("mnist-lenet", "genbench's MNIST protocol (the mnist suite's FID-LeNet)",
                 ("mnist", "mnist8", "binarized_mnist"), "lenet", "lenet-mnist8.safetensors",
                 "27603dd38520e02528caff260a1f807b6d11f182fbd99ff93e0520e5a9a5a552",
@@ -78,17 +81,19 @@ for _protocol in (
 
 
 def pinned_weights_sha256(protocol: FidProtocol) -> str:
-    """The sha256 of the weights file the protocol names, as genbench has it (for Inception-v3, the
-    prefix in torch-fidelity's file name, which torch hub checks on download)."""
-    from genbench.metrics.features import INCEPTION_FILE
+    """The sha256 genbench pins for the weights file the protocol names: a shipped LeNet's, or the pin
+    of a published network (``pinned_weights``), which every load of that file checks."""
+    from genbench.metrics.features import PINNED_NETS
     from genbench.metrics.lenet import shipped_lenet
+    from genbench.metrics.pinned_weights import PINNED
 
     if protocol.weights.startswith("lenet-"):
         return shipped_lenet(protocol.weights.removeprefix("lenet-").removesuffix(".safetensors")).sha256
-    if protocol.weights != INCEPTION_FILE:
+    pin = PINNED[PINNED_NETS[protocol.features].pin]
+    if protocol.weights != pin.file:
         raise GenbenchError(f"FID protocol {protocol.name!r} names {protocol.weights}; genbench's "
-                            f"Inception-v3 weights are {INCEPTION_FILE}")
-    return INCEPTION_FILE.removesuffix(".pth").rsplit("-", 1)[1]
+                            f"{pin.label} weights are {pin.file}")
+    return pin.sha256
 
 
 def protocol_settings(name: str) -> dict[str, object]:

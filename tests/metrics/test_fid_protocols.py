@@ -14,7 +14,8 @@ from genbench.core.errors import GenbenchError
 from genbench.data import DATASETS
 from genbench.metrics import fid_protocols as fp
 from genbench.metrics import lenet
-from genbench.metrics.features import FEATURE_NETS, INCEPTION_FILE
+from genbench.metrics.features import FEATURE_NETS, INCEPTION_FILE, PINNED_NETS
+from genbench.metrics.pinned_weights import PINNED
 from tests.conftest import REAL_DATA
 from tests.data.test_real_fashion_mnist import has_real_fashion_mnist
 
@@ -26,6 +27,10 @@ def test_every_preset_names_a_network_a_resizer_and_a_reference_that_exist():
         for name in protocol.datasets:
             assert protocol.reference_count <= DATASETS[name].split_sizes[protocol.reference_split], name
         assert protocol.weights_sha256 in protocol.describe() and protocol.resizer in protocol.describe()
+        assert protocol.resizer in fp.IMPLEMENTED_RESIZERS
+        # the resizer a preset names is the one its network applies
+        assert protocol.resizer == (PINNED_NETS[protocol.features].resizer
+                                    if protocol.features in PINNED_NETS else "none")
 
 
 def test_the_cifar10_presets_are_the_literatures_and_differ_only_in_their_resizer():
@@ -33,10 +38,18 @@ def test_the_cifar10_presets_are_the_literatures_and_differ_only_in_their_resize
     # 50,000 samples against the 50,000 training images, Inception pool3 (2048), TF-exact resizing
     assert (legacy.features, legacy.resizer, legacy.reference_split, legacy.reference_count, legacy.samples) \
         == ("inception", "legacy-tf", "train", 50000, 50000)
-    assert replace(clean, name=legacy.name, summary=legacy.summary, resizer="legacy-tf") == legacy
-    assert clean.resizer == "clean-bicubic" and clean.resizer not in fp.IMPLEMENTED_RESIZERS
+    assert replace(clean, name=legacy.name, summary=legacy.summary, resizer="legacy-tf",
+                   features="inception") == legacy
+    assert (clean.features, clean.resizer) == ("inception_clean", "clean-bicubic")
+    assert PINNED_NETS["inception_clean"].pin == PINNED_NETS["inception"].pin == "inception"  # same weights
     assert legacy.weights == fp.INCEPTION_WEIGHTS == INCEPTION_FILE
-    assert INCEPTION_FILE.endswith(f"-{legacy.weights_sha256}.pth")  # the prefix torch hub checks
+    assert legacy.weights_sha256 == fp.INCEPTION_SHA256 == PINNED["inception"].sha256
+    assert INCEPTION_FILE.endswith(f"-{legacy.weights_sha256[:8]}.pth")  # the prefix torch hub checks
+    assert fp.protocol_settings("cifar10-clean") == {"features": "inception_clean", "quality_split": "train",
+                                                     "quality_reference": 50000, "quality_samples": 50000}
+    record = fp.protocol_record("cifar10-clean", "cifar10", 50000)
+    assert record["fid_resizer"] == "clean-bicubic"
+    assert record["feature_weights_sha256"] == fp.INCEPTION_SHA256
 
 
 def test_the_lenet_presets_pin_the_shipped_weights_of_their_data():
@@ -50,8 +63,10 @@ def test_the_lenet_presets_pin_the_shipped_weights_of_their_data():
 
 
 def test_a_preset_is_refused_where_it_cannot_be_what_it_says(monkeypatch):
+    monkeypatch.setattr(fp, "IMPLEMENTED_RESIZERS", ("legacy-tf", "none"))
     with pytest.raises(GenbenchError, match="needs clean-fid's antialiased PIL bicubic.*use cifar10-legacy"):
         fp.protocol_settings("cifar10-clean")
+    monkeypatch.undo()
     with pytest.raises(GenbenchError, match="unknown FID protocol 'fid50k'; valid: cifar10-clean"):
         fp.protocol_settings("fid50k")
     altered = replace(fp.PROTOCOLS["fashion-lenet"], weights_sha256="0" * 64)

@@ -203,14 +203,14 @@ def test_missing_inception_weights_skip_the_metric_in_a_run_and_say_how_to_provi
 
 def test_named_feature_networks_come_from_the_registry_and_other_names_are_torchscript_paths(
         toy, tiny_torchscript, tmp_path):
-    assert list(feats.FEATURE_NETS) == ["inception", "lenet"]
+    assert sorted(feats.FEATURE_NETS) == ["clip", "dinov2", "inception", "inception_clean", "lenet", "vgg16"]
     labels = [feats.feature_label(n) for n in ("lenet", "inception", "ts_tiny")]
     assert labels == ["LeNet", "Inception", "ts_tiny"]
     for name, spec in feats.FEATURE_NETS.items():
         assert spec.name == name and spec.summary
     net = feats.resolve_feature_net(str(tiny_torchscript), toy)
     assert (net.name, net.label, net.layer_isc) == ("ts_tiny", "TorchScript(tiny.pt)", "logits")
-    with pytest.raises(GenbenchError, match=r"no such file \(expected inception, lenet or a TorchScript"):
+    with pytest.raises(GenbenchError, match=r"no such file \(expected .*inception, .*lenet.* or a Torch"):
         feats.resolve_feature_net(str(tmp_path / "absent.pt"), toy)
     with pytest.raises(feats.FeaturesUnavailable, match="LeNet reads 1x28x28"):  # registered, but not for toy
         feats.resolve_feature_net("lenet", toy)
