@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from genbench.core.errors import GenbenchError
 from genbench.metrics.columns import Column
+from genbench.metrics.features import feature_label
 from genbench.metrics.registry import METRICS, MetricSpec
 from genbench.results.aggregate import budget_rank, cell, interval_legend
 from genbench.results.db import ResultsDB
@@ -32,12 +33,18 @@ def available_papers(papers_dir: Path = PAPERS_DIR) -> list[str]:
 
 
 def declared_column(key: str) -> tuple[MetricSpec, Column]:
-    """The metric and column that declare the metric key ``key``, or one error listing the keys."""
+    """The metric and column that declare the metric key ``key``, or one error listing the keys.
+
+    A feature network's key (``fid_inception``) gets that network's concrete column: a paper's
+    FID is only comparable with one measured in the same network's features."""
     for spec in METRICS.in_order():
         column = spec.column_of(key)
-        if column is not None and not column.per_network:
+        if column is not None and column.per_network:
+            net = column.pattern().fullmatch(key).group("net")
+            return spec, column.for_network(net, feature_label(net))
+        if column is not None:
             return spec, column
-    valid = [c.key for spec in METRICS.in_order() for c in spec.columns if not c.per_network]
+    valid = [c.key for spec in METRICS.in_order() for c in spec.columns]
     raise GenbenchError(f"no metric declares the key {key!r}; valid: {', '.join(valid)}")
 
 

@@ -113,7 +113,8 @@ def test_help_on_every_command(capsys):
     (["run", "--suite", "smoke", "--models", "gan"], ["no run or model 'gan'", "valid:"]),
     (["run", "--suite", "smoke", "--device", "tpu9"], ["unknown device"]),
     (["tables", "--paper", "nope"],
-     ["unknown paper 'nope'", "valid: betavae, elbo-surgery, iwae, pixelvae, vampprior, vlae, vlae-cifar"]),
+     ["unknown paper 'nope'",
+      "valid: betavae, diffusion, elbo-surgery, iwae, pixelvae, vampprior, vlae, vlae-cifar"]),
     (["score", "missing.safetensors"], ["no file or directory at missing.safetensors"]),
 ])
 def test_bad_names_give_one_clear_line(argv, fragments, capsys, tmp_path):
