@@ -107,3 +107,17 @@ def test_measured_cells_fill_the_rows_of_genbenchs_models_on_cifar10_only(tmp_pa
     for label in (label for label in PUBLISHED if label not in matched):
         assert all(cell.endswith(" / –") for cell in rows[label]), label
     assert "1.50" not in text and "budget `short`" in text
+
+
+def test_the_suite_file_that_docs_diffusion_shows_parses_with_the_three_models_on_cifar10():
+    from pathlib import Path
+
+    from genbench.suites import parse_suite
+
+    page = (Path(__file__).parents[2] / "docs" / "diffusion.md").read_text()
+    section = page.split("## The paper table", 1)[1].split("\n## ", 1)[0]
+    suite = parse_suite(section.split("```toml\n", 1)[1].split("```", 1)[0], "docs/diffusion.md")
+    assert suite.dataset == "cifar10" and [r.model for r in suite.runs] == ["ddpm", "vdm", "flow-matching"]
+    fid = suite.budgets["paper"].eval
+    assert (fid.features, fid.quality_split, fid.quality_samples) == ("inception", "train", 50000)
+    assert "genbench run --suite cifar10-diffusion.toml --budget paper" in section
