@@ -169,3 +169,81 @@ def test_a_metric_from_the_cli_with_stand_in_dinov2_weights(tmp_path, monkeypatc
     assert {"fid_dinov2", "kid_dinov2", "precision_dinov2", "recall_dinov2"} <= set(report["metrics"])
     assert "is_dinov2" not in report["metrics"]  # no logits: no Inception Score
     assert report["metrics"]["fid_dinov2"] > 0
+
+
+def _tiny_clip_archive(path) -> None:
+    """A TorchScript archive shaped like OpenAI's CLIP files, as small as a ViT gets: the tensors
+    torch-fidelity's ``build_model`` reads (``visual.*``, ``text_projection``)."""
+    from torch_fidelity.feature_extractor_clip import CLIPVisual
+
+    class TinyClip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = CLIPVisual(8, 28, 1, 64, 14).visual
+            self.text_projection = nn.Parameter(torch.randn(16, 8))
+
+        def forward(self, x):
+            return x
+
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(TinyClip()), str(path))
+
+
+def test_clip_from_a_stand_in_archive_gives_torch_fidelitys_features(toy, tmp_path, monkeypatch):
+    from torch_fidelity.feature_extractor_clip import FeatureExtractorCLIP
+
+    path = tmp_path / "ViT-L-14.pt"
+    _tiny_clip_archive(path)
+    sha256 = stand_in(monkeypatch, "clip", path)
+    net = feats.resolve_feature_net("clip", toy)
+    assert (net.fidelity_name, net.layer_fid, net.layer_isc) == ("genbench-clip", "clip", None)
+    assert sha256 in net.identity
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    features = extract_features(images, net)["clip"]
+    reference = FeatureExtractorCLIP("clip-vit-l-14", ["clip"], feature_extractor_weights_path=str(path))
+    with torch.no_grad():
+        assert features.shape == (4, 8)
+        assert torch.allclose(features, reference(images.expand(-1, 3, -1, -1).contiguous())[0], atol=1e-5)
+
+
+@pytest.fixture
+def inception_stand_in(tmp_path, monkeypatch):
+    """Random full-size Inception-v3 weights in torch-fidelity's layout, pinned and named."""
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    torch.manual_seed(0)
+    with monkeypatch.context() as built_without_weights:
+        built_without_weights.setattr(fe, "load_state_dict_from_url", lambda *args, **kwargs: None)
+        built_without_weights.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda *args: None)
+        state = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    path = tmp_path / feats.INCEPTION_FILE
+    torch.save(state, path)
+    return path, stand_in(monkeypatch, "inception", path)
+
+
+@pytest.mark.slow
+def test_inception_legacy_and_clean_from_stand_in_weights(toy, inception_stand_in):
+    """The pinned Inception is torch-fidelity's; the clean one is the same network after clean-fid's resize:
+    equal on 299x299 images (neither resizes them), different on 32x32 ones."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    import genbench.metrics.fidelity_extractors as fx
+
+    path, sha256 = inception_stand_in
+    legacy, clean = (feats.resolve_feature_net(name, toy) for name in ("inception", "inception_clean"))
+    assert (legacy.resizer, clean.resizer) == ("legacy-tf", "clean-bicubic")
+    assert sha256 in legacy.identity and sha256 in clean.identity and legacy.identity != clean.identity
+    layers = ["2048", "logits_unbiased"]
+    reference = FeatureExtractorInceptionV3("inception-v3-compat", layers,
+                                            feature_extractor_weights_path=str(path))
+    pinned = fx.PinnedInception("genbench-inception", layers, feature_extractor_weights_path=str(path))
+    cleaned = fx.CleanInception("genbench-inception-clean", layers, feature_extractor_weights_path=str(path))
+    small = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    full = torch.randint(0, 256, (3, 3, 299, 299), dtype=torch.uint8)
+    with torch.no_grad():
+        for got, want in zip(pinned(small), reference(small), strict=True):
+            assert torch.equal(got, want)
+        for got, want in zip(cleaned(full), reference(full), strict=True):
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max())
+        clean_pool3, legacy_pool3 = cleaned(small)[0], reference(small)[0]
+        assert (clean_pool3 - legacy_pool3).norm() > 0.05 * legacy_pool3.norm()  # the resizers differ
