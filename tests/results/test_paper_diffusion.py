@@ -109,15 +109,18 @@ def test_measured_cells_fill_the_rows_of_genbenchs_models_on_cifar10_only(tmp_pa
     assert "1.50" not in text and "budget `short`" in text
 
 
-def test_the_suite_file_that_docs_diffusion_shows_parses_with_the_three_models_on_cifar10():
+def test_the_cifar10_suite_has_the_three_models_under_the_legacy_fid_protocol_in_its_paper_budget():
     from pathlib import Path
 
-    from genbench.suites import parse_suite
+    from genbench.suites import SUITES
 
+    suite = SUITES["cifar10"]
+    runs = {entry.name: entry for entry in suite.runs}
+    for name in ("ddpm", "vdm", "flow-matching"):
+        budget = suite.budget_for(runs[name], suite.budget("paper"))
+        assert runs[name].model == name and runs[name].config["width"] == 128
+        assert (budget.eval.features, budget.eval.quality_split, budget.eval.quality_samples,
+                budget.eval.quality_reference) == ("inception", "train", 50000, 50000)
     page = (Path(__file__).parents[2] / "docs" / "diffusion.md").read_text()
     section = page.split("## The paper table", 1)[1].split("\n## ", 1)[0]
-    suite = parse_suite(section.split("```toml\n", 1)[1].split("```", 1)[0], "docs/diffusion.md")
-    assert suite.dataset == "cifar10" and [r.model for r in suite.runs] == ["ddpm", "vdm", "flow-matching"]
-    fid = suite.budgets["paper"].eval
-    assert (fid.features, fid.quality_split, fid.quality_samples) == ("inception", "train", 50000)
-    assert "genbench run --suite cifar10-diffusion.toml --budget paper" in section
+    assert "genbench run --suite cifar10 --models ddpm vdm flow-matching --budget paper" in section
