@@ -10,6 +10,7 @@ from pathlib import Path
 from genbench.cli import flags
 from genbench.cli.output import print_json
 from genbench.generators import LATENT_DISTS, OUTPUT_RANGES
+from genbench.metrics.features import FEATURE_NETS
 from genbench.metrics.fid_protocols import PROTOCOLS, with_protocol
 from genbench.metrics.registry import EvalSettings
 from genbench.metrics.sample_quality import QualitySettings
@@ -78,7 +79,8 @@ def add_parser(sub) -> None:
                    f"(default {DEFAULT_BDMC_POINTS}), at AIS's steps and chains; their gap bounds "
                    "AIS's error")
     p.add_argument("--features", help="feature net of IS/FID/KID/PR: lenet (default for MNIST-like "
-                   "data), inception, or a TorchScript file path.pt")
+                   f"data), {', '.join(n for n, _ in FEATURE_NETS.items() if n != 'lenet')} (weights "
+                   "sha256-pinned: docs/sample-metrics.md), or a TorchScript file path.pt")
     p.add_argument("--quality-samples", "--n-samples", dest="quality_samples",
                    type=flags.SETTING_TYPES["quality_samples"],
                    help=f"model samples scored by IS/FID/KID/PR: 0 (none, the built-in budgets) or at "

@@ -103,7 +103,8 @@ class EvalSettings:
     ais_bdmc_points: int = 0
     """Points simulated from the model whose BDMC bounds at AIS's steps and chains give its gap (0: none)."""
     features: str | None = None
-    """Feature network: lenet, inception or a TorchScript file (None: the data set's default)."""
+    """Feature network: a name of ``genbench.metrics.features.FEATURE_NETS`` (lenet, inception, ...) or a
+    TorchScript file (None: the data set's default)."""
     cache_root: str | None = None
     """Data folder whose genbench-cache/ keeps the LeNet and reference features (None: the default)."""
     memorization_train: int = 0
