@@ -284,7 +284,8 @@ def _lenet_provenance() -> str:
         shipped = shipped_lenet(source)
         lines.append(f"the LeNet shipped with genbench, trained on {source} (sha256 {shipped.sha256}, test "
                      f"accuracy {shipped.test_accuracy:.4f}), for data sets whose feature source is {source}")
-    return "; ".join(lines) + " (`python -m genbench.metrics.lenet --retrain` reproduces them)"
+    return ("; ".join(lines) + "; each reads the 28x28 images as they are (resizer none) "
+            "(`python -m genbench.metrics.lenet --retrain` reproduces them)")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,17 @@ for _protocol in (
     PROTOCOLS.register(_protocol.name, _protocol)
 
 
+def matching_protocol(dataset: str, features: str, split: str, reference: int, samples: int) -> str | None:
+    """The preset whose every setting a score had (None: none has them all): the name a leaderboard
+    gives beside its sample-quality values, so that a reader sees which are comparable with whose."""
+    for protocol in PROTOCOLS.in_order():
+        if dataset in protocol.datasets and (protocol.features, protocol.reference_split,
+                                             protocol.reference_count, protocol.samples) == (
+                features, split, reference, samples):
+            return protocol.name
+    return None
+
+
 def pinned_weights_sha256(protocol: FidProtocol) -> str:
     """The sha256 genbench pins for the weights file the protocol names: a shipped LeNet's, or the pin
     of a published network (``pinned_weights``), which every load of that file checks."""

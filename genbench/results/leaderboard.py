@@ -28,6 +28,7 @@ from genbench.data import DATASETS
 from genbench.metrics.columns import ARROWS, GROUPS, Column, Group, networks
 from genbench.metrics.comparable import comparable_view
 from genbench.metrics.features import feature_label, feature_net_provenance
+from genbench.metrics.fid_protocols import matching_protocol
 from genbench.metrics.registry import METRICS, MetricSpec
 from genbench.results import figures
 from genbench.results.aggregate import budget_rank, cell, interval_legend, split_size
@@ -44,8 +45,10 @@ K_TEST = "NLL k / test pts"
 FEATURES = "feature net"
 #: the column of the real images a row's samples were compared with; the markdown has a table for each
 REFERENCE = "reference images"
+#: the column naming the FID protocol (``genbench.metrics.fid_protocols``) whose settings a row had
+PROTOCOL = "FID protocol"
 #: beside a group's metric columns, the columns saying what its numbers were measured on
-CONTEXT = {"likelihood": (K_TEST,), "sample_quality": (FEATURES, SAMPLES)}
+CONTEXT = {"likelihood": (K_TEST,), "sample_quality": (FEATURES, SAMPLES, PROTOCOL)}
 #: the group whose rows are split into one table per set of reference images
 BY_REFERENCE = "sample_quality"
 #: the columns naming a row in every table (``data`` only where the suite's rows mix data sets)
@@ -129,6 +132,19 @@ def _feature_nets(group: list[dict]) -> str:
     return ", ".join(feature_label(net) for net in nets)
 
 
+def _protocols(group: list[dict]) -> str:
+    """The FID protocol of each feature network the row's sample quality was computed in, by the
+    settings its first run recorded ("none" where they are no preset's)."""
+    first, keys = group[0], {key for run in group for key in run["metrics"]}
+    evaluation = first["eval"]
+    nets = sorted({net for spec in METRICS.in_order() if spec.group == "sample_quality"
+                   for net in networks(spec.columns, keys)})
+    found = [matching_protocol(first["dataset"], net, evaluation.get("quality_split", "test"),
+                               evaluation.get("quality_reference"), evaluation.get("quality_samples"))
+             for net in nets]
+    return ", ".join(name or "none" for name in found)
+
+
 def shown_runs(db: ResultsDB, suite: Suite) -> list[dict]:
     """The suite's runs with each value under the column it may be shown in
     (``genbench.metrics.comparable``: a loose AIS NLL or a density's NLL never ranks with the
@@ -164,13 +180,14 @@ def leaderboard_frame(db: ResultsDB, suite: Suite) -> pd.DataFrame:
         row[SAMPLES] = str(evaluation.get("quality_samples", "")) if quality else ""
         row[FEATURES] = _feature_nets(group) if quality else ""
         row[REFERENCE] = reference_images(first) if quality else ""
+        row[PROTOCOL] = _protocols(group) if quality else ""
         row["train (s)"] = "" if is_external(first) else _mean_seconds(group, "train_seconds")
         row["eval (s)"] = _mean_seconds(group, "eval_seconds")
         row["date"] = max(r["finished_at"] or "" for r in group)[:10]
         row["run keys"] = ", ".join(sorted(_short_key(r) for r in group))
         rows.append(row)
     frame = pd.DataFrame(rows)
-    unused = [label for label in [c.label for c in columns] + [SAMPLES, FEATURES, REFERENCE]
+    unused = [label for label in [c.label for c in columns] + [SAMPLES, FEATURES, REFERENCE, PROTOCOL]
               if label in frame and not frame[label].any()]
     return frame.drop(columns=unused)
 

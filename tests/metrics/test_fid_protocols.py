@@ -119,3 +119,16 @@ def test_a_sample_set_scored_under_a_preset_records_it(tmp_path, capsys):
     assert report["fid_protocol"] == "fashion-lenet"
     assert report["feature_weights_sha256"] == fp.PROTOCOLS["fashion-lenet"].weights_sha256
     assert 0 < report["metrics"]["fid_lenet"] < 5  # the same distribution: a small FID
+
+
+def test_a_score_is_named_by_the_preset_whose_every_setting_it_had():
+    from genbench.metrics.fid_protocols import matching_protocol
+
+    assert matching_protocol("binarized_mnist", "lenet", "test", 10000, 10000) == "mnist-lenet"
+    assert matching_protocol("fashion_mnist", "lenet", "test", 10000, 10000) == "fashion-lenet"
+    assert matching_protocol("cifar10", "inception_clean", "train", 50000, 50000) == "cifar10-clean"
+    assert matching_protocol("cifar10", "inception", "train", 50000, 50000) == "cifar10-legacy"
+    for changed in (("mnist", "lenet", "test", 10000, 2000), ("mnist", "lenet", "train", 10000, 10000),
+                    ("mnist", "inception", "test", 10000, 10000),
+                    ("cifar10", "inception", "test", 10000, 50000)):
+        assert matching_protocol(*changed) is None, changed

@@ -242,14 +242,20 @@ def test_leaderboard_names_the_feature_net_of_sample_quality_and_says_why_a_metr
     db = ResultsDB(tmp_path / "db.sqlite")
     for seed, fid in enumerate([10.0, 12.0]):
         gan = spec(f"g{seed}", name="gan", model="gan", seed=seed)
-        run_id = db.start_run(replace(gan, eval={**gan.eval, "quality_samples": 10000}), "/tmp/x", "cpu")
+        quality = {"quality_samples": 10000, "quality_split": "test", "quality_reference": 10000}
+        run_id = db.start_run(replace(gan, eval={**gan.eval, **quality}), "/tmp/x", "cpu")
         db.finish_run(run_id, {"is_lenet": 9.0, "fid_lenet": fid, "kid_lenet": 0.002}, 1.0, 1.0)
+    wgan = spec("w", name="wgan", model="wgan")  # fewer samples than the mnist-lenet protocol's
+    run_id = db.start_run(replace(wgan, eval={**wgan.eval, "quality_samples": 2000, "quality_split": "test",
+                                              "quality_reference": 10000}), "/tmp/x", "cpu")
+    db.finish_run(run_id, {"is_lenet": 8.0, "fid_lenet": 20.0}, 1.0, 1.0)
     run_id = db.start_run(spec("p", name="ppca", model="ppca"), "/tmp/x", "cpu")
     db.finish_run(run_id, {"nll": -198.0}, 1.0, 1.0,
                   skipped={"sample_quality": "PPCA samples must lie in [0, 1]"})
     text = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")[0].read_text()
     tables = tables_of(text)
-    [gan] = tables[next(t for t in tables if t.startswith("Sample quality"))]  # not ppca: no numbers there
+    gan, wgan = tables[next(t for t in tables if t.startswith("Sample quality"))]  # not ppca: no numbers
+    assert gan["FID protocol"] == "mnist-lenet" and wgan["FID protocol"] == "none"
     assert {"IS-LeNet ↑", "FID-LeNet ↓", "KID-LeNet ↓"} <= set(gan) and not any("Inception" in h for h in gan)
     assert gan["IS/FID samples"] == "10000" and gan["feature net"] == "LeNet"
     assert gan["FID-LeNet ↓"] == "11.00 (seeds 10.00, 12.00)"  # two seeds: their values, no ±
