@@ -119,10 +119,11 @@ def _checked(network: str, path) -> Path:
     return Path(path)
 
 
-class PinnedInception(FeatureExtractorInceptionV3):
-    """torch-fidelity's Inception-v3 (its legacy TF-bilinear resize inside) from the pinned weights."""
+class _PinnedStateDict:
+    """A torch-fidelity extractor that builds its network and loads a state dict (``PIN``'s weights,
+    their sha256 checked first, read weights-only); put before that extractor's class."""
 
-    PIN = "inception"
+    PIN: str
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         path = _checked(self.PIN, feature_extractor_weights_path)
@@ -132,6 +133,12 @@ class PinnedInception(FeatureExtractorInceptionV3):
     @staticmethod
     def can_be_compiled():
         return False
+
+
+class PinnedInception(_PinnedStateDict, FeatureExtractorInceptionV3):
+    """torch-fidelity's Inception-v3 (its legacy TF-bilinear resize inside) from the pinned weights."""
+
+    PIN = "inception"
 
 
 def inception_pool3_and_logits(net: FeatureExtractorInceptionV3, x: Tensor) -> dict[str, Tensor]:
@@ -160,19 +167,10 @@ class CleanInception(PinnedInception):
         return tuple(features[name] for name in self.features_list)
 
 
-class PinnedVGG16(FeatureExtractorVGG16):
+class PinnedVGG16(_PinnedStateDict, FeatureExtractorVGG16):
     """torch-fidelity's VGG16 (torchvision's architecture) from the pinned weights."""
 
     PIN = "vgg16"
-
-    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-        path = _checked(self.PIN, feature_extractor_weights_path)
-        with weights_only_loads():
-            super().__init__(name, features_list, feature_extractor_weights_path=str(path), **kwargs)
-
-    @staticmethod
-    def can_be_compiled():
-        return False
 
 
 class PinnedCLIP(FeatureExtractorCLIP):

@@ -11,6 +11,7 @@ from genbench.core.errors import GenbenchError
 from genbench.results.db import ResultsDB
 from genbench.results.paper_tables import declared_column, load_paper, render_paper_table
 from genbench.train.identity import RunIdentity
+from tests.results.test_paper_tables_bpd import table_rows
 
 # The published cells exactly as the table shows them: bound, ODE, FID, ImageNet 32x32 bits/dim and FID.
 PUBLISHED = {
@@ -26,16 +27,6 @@ PUBLISHED = {
     "Score SDE: DDPM++ cont. (deep, sub-VP) (Song et al. 2021)": ["–", "2.99", "2.92", "–", "–"],
     "Flow matching, OT path (Lipman et al. 2023)": ["–", "2.99", "6.35", "3.53", "5.02"],
 }
-
-
-def table_rows(text: str) -> dict[str, list[str]]:
-    """A rendered github table as {row label: [cells]}."""
-    rows = {}
-    for line in text.splitlines():
-        if line.startswith("| ") and not line.startswith("| model"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 def add_run(db: ResultsDB, key: str, model: str, dataset: str, metrics: dict[str, float]) -> None:
