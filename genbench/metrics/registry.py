@@ -198,6 +198,8 @@ class MetricSpec:
         is ``is_{net}_std``'s, not ``is_{net}``'s)."""
         matches = [(m.groupdict().get("net") or "", c) for c in self.columns
                    if (m := c.pattern().fullmatch(key))]
+        if key in fixed_column_keys():  # another metric's own key is never a feature network's
+            matches = [(net, c) for net, c in matches if not c.per_network]
         return min(matches, key=lambda nc: len(nc[0]))[1] if matches else None
 
     def check_keys(self, values: dict[str, float]) -> dict[str, float]:
@@ -210,6 +212,18 @@ class MetricSpec:
         return values
 
 METRICS: Registry[MetricSpec] = Registry("metric")
+
+
+def fixed_column_keys() -> set[str]:
+    """The keys metrics declare as columns of their own: never a feature network's value
+    (``density_nll``, a density model's NLL, is not density/coverage's ``density_{net}`` of a
+    network called ``nll``)."""
+    return {c.key for spec in METRICS.in_order() for c in spec.columns if not c.per_network}
+
+
+def per_network_keys(keys) -> set[str]:
+    """``keys`` without those some metric declares as its own (what ``columns.networks`` may read)."""
+    return set(keys) - fixed_column_keys()
 
 
 def _declare(spec: MetricSpec) -> MetricSpec:

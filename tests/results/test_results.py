@@ -153,6 +153,19 @@ def test_a_budget_line_says_what_its_rows_recorded_after_the_suite_changed(tmp_p
     assert "ELBO surgery" not in line and "samples against" not in line  # computed by no row
 
 
+def test_a_metric_s_own_key_is_never_read_as_a_feature_network_s(tmp_path):
+    from genbench.metrics.registry import METRICS
+
+    db = ResultsDB(tmp_path / "db.sqlite")
+    run_id = db.start_run(spec("p", name="ppca", model="ppca"), "/tmp/x", "cpu")
+    db.finish_run(run_id, {"density_nll": -198.0, "elbo": 198.0}, 1.0, 1.0)  # ppca's density NLL
+    text = render_leaderboard(db, SUITES["mnist"], tmp_path / "lb")[0].read_text()
+    assert "density NLL (nats)" in text  # its own column, in the likelihood table
+    assert "density-nll" not in text and "Sample quality" not in text and "Feature network nll" not in text
+    assert [spec.name for spec in METRICS.in_order() if spec.column_of("density_nll")] == ["nll"]
+    assert METRICS["sample_quality"].column_of("density_lenet").key == "density_{net}"
+
+
 def test_leaderboard_splits_rows_by_what_they_compare_on(tmp_path):
     """One table per metric group, each holding the rows with numbers there; headers with unit and
     direction; a bookkeeping table of every row; the CSV keeps every column."""
