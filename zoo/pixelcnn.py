@@ -359,6 +359,15 @@ class GatedPixelCNN(nn.Module):
         return out
 
 
+def check_gated_stack(output: str, *kernel_sizes: int) -> None:
+    """A gated PixelCNN's settings (its own, or a PixelVAE decoder's): a known output, odd kernels."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {tuple(OUTPUTS)}, got {output!r}")
+    for size in kernel_sizes:
+        if size % 2 == 0:
+            raise ValueError(f"kernel sizes must be odd, got {size}")
+
+
 # --- the model ------------------------------------------------------------------------------------------
 @dataclass
 class PixelCNNConfig(Hyperparameters):
@@ -375,11 +384,7 @@ class PixelCNNConfig(Hyperparameters):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {tuple(OUTPUTS)}, got {self.output!r}")
-        for size in (self.kernel_size, self.first_kernel_size):
-            if size % 2 == 0:
-                raise ValueError(f"kernel sizes must be odd, got {size}")
+        check_gated_stack(self.output, self.kernel_size, self.first_kernel_size)
 
 
 class PixelCNN(nn.Module):

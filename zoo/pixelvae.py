@@ -28,7 +28,7 @@ from genbench.core.errors import GenbenchError
 from genbench.core.hyperparameters import bounded
 from zoo.layers import diagonal_normal, rsample_gaussian, standard_normal_log_prob
 from zoo.objectives import ObjectiveConfig, VariationalTerms, VariationalTraining
-from zoo.pixelcnn import OUTPUTS, GatedPixelCNN
+from zoo.pixelcnn import GatedPixelCNN, check_gated_stack
 from zoo.vlae import GaussianConvEncoder, LatentFeatureMaps
 
 
@@ -53,11 +53,7 @@ class PixelVAEConfig(ObjectiveConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {tuple(OUTPUTS)}, got {self.output!r}")
-        for size in (self.kernel_size, self.first_kernel_size):
-            if size % 2 == 0:
-                raise ValueError(f"kernel sizes must be odd, got {size}")
+        check_gated_stack(self.output, self.kernel_size, self.first_kernel_size)
 
 
 class PixelVAE(VariationalTraining, nn.Module):
