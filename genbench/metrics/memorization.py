@@ -256,11 +256,10 @@ def copying_metrics(model, ctx) -> dict[str, float]:
     """The registry's compute: the copying tests of ``quality_samples`` model samples (the same draws
     as the sample-quality metrics': same seed) against ``memorization_train`` training images."""
     from genbench.metrics.features import resolve_feature_net
-    from genbench.metrics.sample_quality import model_samples
 
     s = ctx.settings
     net = resolve_feature_net(s.features, ctx.dataset, s.cache_root)
-    fake = model_samples(model, s.quality_samples, s.seed)
+    fake = ctx.samples.draw(model, s.quality_samples, s.seed)
     return copying_scores(fake, copying_data(ctx.dataset, s, ctx.data.device), net)
 
 

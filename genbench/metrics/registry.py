@@ -16,7 +16,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
 from genbench.metrics.latent import BOOTSTRAP_RESAMPLES, active_units_with_std
 from genbench.metrics.likelihood import bits_per_dim, discrete_nll_from_density, nll_and_se
-from genbench.metrics.sample_quality import sample_quality_applies, sample_quality_metrics
+from genbench.metrics.sample_quality import SampleCache, sample_quality_applies, sample_quality_metrics
 from genbench.metrics.subsets import representative, subset_index
 
 
@@ -140,6 +140,8 @@ class EvalContext:
     """The training split as evaluated data, where the caller has it in memory."""
     dataset: object | None = None
     """The ImageDataset (dSprites' also implements GroundTruthData)."""
+    samples: SampleCache = field(default_factory=SampleCache, repr=False, compare=False)
+    """The model's samples, drawn once for every metric that scores them."""
 
     def training_points(self, n: int | None) -> Tensor | None:
         """n training points, a random subset seeded from the settings (all when None).

@@ -219,6 +219,22 @@ def model_samples(model, n: int, seed: int, batch_size: int = 1000) -> Tensor:
     return torch.cat(chunks)
 
 
+class SampleCache:
+    """One evaluation's model samples by (count, seed). The sample metrics and the copying tests score
+    the same draws (the same seed), so they are drawn once: a diffusion model's 2000 samples cost
+    about ten minutes of a CPU core. Consumers read the tensor and never change it."""
+
+    def __init__(self) -> None:
+        self._drawn: dict[tuple[int, int], tuple[nn.Module, Tensor]] = {}
+
+    def draw(self, model: nn.Module, n: int, seed: int) -> Tensor:
+        """``model_samples(model, n, seed)``, drawn at the first call for this model."""
+        held = self._drawn.get((n, seed))
+        if held is None or held[0] is not model:
+            held = self._drawn[(n, seed)] = (model, model_samples(model, n, seed))
+        return held[1]
+
+
 def sample_quality_applies(model, ctx) -> bool:
     """An image data set and a budget that asks for samples."""
     return ctx.dataset is not None and hasattr(ctx.dataset, "splits") and ctx.settings.quality_samples > 0
@@ -230,7 +246,7 @@ def sample_quality_metrics(model, ctx) -> dict[str, float]:
     Raises MetricSkipped (recorded by the run) where no feature network fits the data."""
     s = ctx.settings
     net = resolve_feature_net(s.features, ctx.dataset, s.cache_root)
-    fake = model_samples(model, s.quality_samples, s.seed)
+    fake = ctx.samples.draw(model, s.quality_samples, s.seed)
     return score_images(fake, ctx.dataset, net, s.quality_split, s.quality_reference,
                         cache_dir(s.cache_root), ctx.data.device, seed=s.points_seed)
 

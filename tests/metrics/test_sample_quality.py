@@ -188,6 +188,19 @@ def test_a_torchscript_feature_net_scores_every_sampler_in_evaluate(toy, tiny_to
     assert values == evaluate(model, toy.eval_tensor("test"), settings, dataset=toy, only=["sample_quality"])
 
 
+def test_the_sample_metrics_and_the_copying_tests_score_one_draw_of_samples(toy, tiny_torchscript,
+                                                                            cache_root):
+    settings = EvalSettings(k=2, quality_samples=120, quality_reference=150, features=str(tiny_torchscript),
+                            cache_root=str(cache_root), memorization_train=300)
+    model = _Sampler(toy.eval_tensor("test"))
+    drawn = []
+    model.sample = lambda n, draw=model.sample: drawn.append(n) or draw(n)
+    values = evaluate(model, toy.eval_tensor("test"), settings, dataset=toy, only=["sample_quality", "copying"])
+    assert drawn == [120] and {"fid_ts_tiny", "ct_ts_tiny", "authenticity_ts_tiny"} <= set(values)
+    alone = evaluate(model, toy.eval_tensor("test"), settings, dataset=toy, only=["copying"])
+    assert drawn == [120, 120] and alone["ct_ts_tiny"] == values["ct_ts_tiny"]  # the same draws either way
+
+
 def test_missing_inception_weights_skip_the_metric_in_a_run_and_say_how_to_provide_them(
         toy, tmp_path, monkeypatch):
     monkeypatch.setenv(feats.INCEPTION_ENV, str(tmp_path / "absent.pth"))
