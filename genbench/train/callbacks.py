@@ -11,11 +11,13 @@ see a run directory: what is written there (sample grids, best weights) is writt
   ``best.safetensors``, training stopped after ``patience`` epochs without improvement.
 - :class:`SampleGrids`: ``samples_epoch{N}.png`` from the same seed at every epoch end.
 - :class:`QualityMonitor`: a measure of the model (IS/FID of a few samples) at every epoch end.
+- :class:`TrainingClock`: the seconds spent training, summed over every process that trained the run.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +122,28 @@ class LearningCurve(Callback):
         self.rows = list(state["rows"])
         self.sums = {name: torch.tensor(total, dtype=torch.float64) for name, total in state["sums"].items()}
         self.counts, self.updates = dict(state["counts"]), dict(state["updates"])
+
+
+class TrainingClock(Callback):
+    """The run's training time in seconds: this process's since it began, plus what the earlier
+    processes that trained the run (killed and resumed) recorded in the checkpoint, so that a
+    resumed run reports its whole training time, not its last stretch."""
+
+    name = "training_clock"
+
+    def __init__(self) -> None:
+        self.earlier = 0.0
+        self.began = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.earlier + time.perf_counter() - self.began
+
+    def state_dict(self):
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state):
+        self.earlier = float(state["seconds"])
+        self.began = time.perf_counter()
 
 
 #: the weights of the best validation ELBO so far, beside the checkpoint

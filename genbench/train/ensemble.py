@@ -39,7 +39,6 @@ non-elementwise optimizers, data-dependent control flow or other randomness in t
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -241,8 +240,7 @@ def train_ensemble(models: Sequence[nn.Module], dataset: ImageDataset, configs: 
                    progress: bool = True) -> list[TrainResult | TrainingDiverged]:
     """Train each ``models[i]`` as ``train(models[i], dataset, configs[i], run_dirs[i], metas[i])``
     would, all in one vectorised pass; one result per member (its ``TrainingDiverged`` where it
-    went non-finite). ``seconds`` is the ensemble's wall time."""
-    started = time.perf_counter()
+    went non-finite). Each member's ``seconds`` is its training clock's: the ensemble's wall time."""
     verdict = ensemble_applies(models, dataset, configs)
     if not verdict:
         raise GenbenchError(f"these runs cannot train as one ensemble: {verdict.reason}")
@@ -263,9 +261,8 @@ def train_ensemble(models: Sequence[nn.Module], dataset: ImageDataset, configs: 
     bar.close()
     for row in range(len(steps.active)):
         steps.sync(row)
-    seconds = time.perf_counter() - started
     for i in steps.active:
-        results[i] = members[i].finish(seconds)
+        results[i] = members[i].finish()
     return results
 
 

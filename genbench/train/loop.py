@@ -19,7 +19,6 @@ batch and gradients are averaged across ranks before each step; rank 0 writes ch
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,6 @@ def train(
     must match on resume. ``max_steps`` stops early (used to simulate an interrupted run).
     ``callbacks`` run after the learning curve and the default ones (``default_callbacks``).
     """
-    started = time.perf_counter()
     run = Run.begin(model, dataset, config, run_dir, meta, callbacks)
     cadence = run.cadence(max_steps)
     images = (cadence.end_step - run.start) * config.batch_size
@@ -64,7 +62,7 @@ def train(
     model.train()
     cadence.run(_Alone(run, losses_of, bar), run.start)
     bar.close()
-    return run.finish(time.perf_counter() - started)
+    return run.finish()
 
 
 class _Alone:

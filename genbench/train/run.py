@@ -31,6 +31,7 @@ from genbench.train.callbacks import (
     EarlyStopping,
     LearningCurve,
     SampleGrids,
+    TrainingClock,
     TrainState,
     watches_samples,
 )
@@ -102,9 +103,9 @@ def set_progress(model: nn.Module, config: TrainConfig, epoch: float) -> None:
 
 
 def default_callbacks(model: nn.Module, dataset: ImageDataset, config: TrainConfig) -> list[Callback]:
-    """The callbacks every run has: early stopping where configured, sample grids for models
-    followed through their samples."""
-    callbacks: list[Callback] = []
+    """The callbacks every run has: its training clock, early stopping where configured, sample
+    grids for models followed through their samples."""
+    callbacks: list[Callback] = [TrainingClock()]
     if config.early_stopping_epochs:
         callbacks.append(EarlyStopping(_validation_split(dataset), config.early_stopping_epochs))
     if watches_samples(model):
@@ -199,15 +200,17 @@ class Run:
     def save(self, step: int) -> None:
         save_run(self.run_dir, self.model, self.optimizers, self.callbacks, self.meta, step, self.total_steps)
 
-    def finish(self, seconds: float) -> TrainResult:
-        """After the last step (losses checked): the end callbacks, the final checkpoint, the result."""
+    def finish(self) -> TrainResult:
+        """After the last step (losses checked): the end callbacks, the final checkpoint, the result
+        (its seconds: the training clock's, every process that trained the run)."""
         end = max(self.state.step, self.start)
         self.model.eval()
         for cb in self.callbacks:
             cb.on_train_end(self.state)
         self.save(end)
         stopping = next((cb for cb in self.callbacks if isinstance(cb, EarlyStopping)), None)
-        return TrainResult(end, self.start, seconds, self.window.last,
+        clock = next(cb for cb in self.callbacks if isinstance(cb, TrainingClock))
+        return TrainResult(end, self.start, clock.seconds(), self.window.last,
                            epochs_trained=end / self.steps_per_epoch,
                            best_epoch=stopping.best_epoch if stopping else None, curve=self.curve.rows)
 

@@ -195,7 +195,8 @@ def test_the_sample_metrics_and_the_copying_tests_score_one_draw_of_samples(toy,
     model = _Sampler(toy.eval_tensor("test"))
     drawn = []
     model.sample = lambda n, draw=model.sample: drawn.append(n) or draw(n)
-    values = evaluate(model, toy.eval_tensor("test"), settings, dataset=toy, only=["sample_quality", "copying"])
+    both = ["sample_quality", "copying"]
+    values = evaluate(model, toy.eval_tensor("test"), settings, dataset=toy, only=both)
     assert drawn == [120] and {"fid_ts_tiny", "ct_ts_tiny", "authenticity_ts_tiny"} <= set(values)
     alone = evaluate(model, toy.eval_tensor("test"), settings, dataset=toy, only=["copying"])
     assert drawn == [120, 120] and alone["ct_ts_tiny"] == values["ct_ts_tiny"]  # the same draws either way

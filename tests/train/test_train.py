@@ -43,6 +43,19 @@ def test_interrupted_run_resumes_to_identical_parameters(toy, tmp_path):
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
 
 
+def test_a_resumed_run_reports_the_training_time_of_every_process_that_trained_it(toy, tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=20, checkpoint_every=7)
+    first = train(_model(toy), toy, cfg, tmp_path, META, max_steps=14, progress=False)
+    saved, _, _ = ckpt.read_checkpoint(tmp_path)
+    earlier = saved["callbacks"]["training_clock"]["seconds"]
+    assert first.seconds >= earlier > 0
+    resumed = train(_model(toy), toy, cfg, tmp_path, META, progress=False)
+    assert resumed.resumed_from == 14 and resumed.seconds > earlier
+    finished = ckpt.read_checkpoint(tmp_path)[0]["callbacks"]["training_clock"]["seconds"]
+    again = train(_model(toy), toy, cfg, tmp_path, META, progress=False)  # nothing left to train
+    assert again.resumed_from == again.steps and again.seconds >= finished
+
+
 def test_same_seed_same_numbers_different_seed_different(toy, tmp_path):
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
