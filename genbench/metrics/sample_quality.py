@@ -221,8 +221,8 @@ def model_samples(model, n: int, seed: int, batch_size: int = 1000) -> Tensor:
 
 class SampleCache:
     """One evaluation's model samples by (count, seed). The sample metrics and the copying tests score
-    the same draws (the same seed), so they are drawn once: a diffusion model's 2000 samples cost
-    about ten minutes of a CPU core. Consumers read the tensor and never change it."""
+    the same draws (the same seed), so they are drawn once (a diffusion model's sample costs its
+    sampler's steps in network passes). Consumers read the tensor and never change it."""
 
     def __init__(self) -> None:
         self._drawn: dict[tuple[int, int], tuple[nn.Module, Tensor]] = {}
