@@ -41,7 +41,7 @@ from genbench.data.ground_truth import GroundTruthData
 from genbench.metrics import disentanglement
 from genbench.metrics.ais import GaussianObservation, ais, choose_observation_std, dequantize
 from genbench.metrics.bdmc import bdmc
-from genbench.metrics.columns import GROUP_NAMES, Column, EvalPoints, with_errors
+from genbench.metrics.columns import GROUP_NAMES, Column, EvalPoints, networks, with_errors
 from genbench.metrics.comparable import AIS_DENSITY_NLL, AIS_LOOSE, DENSITY_NLL
 from genbench.metrics.elbo_surgery import diagonal_gaussian, elbo_surgery
 from genbench.metrics.importance import importance_bounds
@@ -226,6 +226,14 @@ def fixed_column_keys() -> set[str]:
 def per_network_keys(keys) -> set[str]:
     """``keys`` without those some metric declares as its own (what ``columns.networks`` may read)."""
     return set(keys) - fixed_column_keys()
+
+
+def feature_networks(keys, group: str | None = None) -> list[str]:
+    """The feature networks that metric ``keys`` (of one run or many) hold values of, sorted;
+    only those of ``group``'s metrics (e.g. ``"sample_quality"``) where one is named."""
+    keys = per_network_keys(keys)
+    return sorted({net for spec in METRICS.in_order() if group in (None, spec.group)
+                   for net in networks(spec.columns, keys)})
 
 
 def _declare(spec: MetricSpec) -> MetricSpec:

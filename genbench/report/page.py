@@ -16,9 +16,8 @@ from PIL import Image
 
 import genbench
 from genbench.core.weights import atomic_write
-from genbench.metrics.columns import networks
 from genbench.metrics.features import feature_net_provenance
-from genbench.metrics.registry import METRICS, per_network_keys
+from genbench.metrics.registry import feature_networks
 from genbench.report.assets import CSS, SCRIPT
 from genbench.report.markdown import table_html, to_html
 from genbench.report.nearest import NEAREST_FILE
@@ -154,8 +153,7 @@ def provenance_section(db: ResultsDB) -> str:
     runs = db.runs()
     versions = sorted({", ".join(f"{k} {v}" for k, v in sorted(r["versions"].items())) for r in runs})
     devices = sorted({r["device"] for r in runs if r["device"]})
-    keys = per_network_keys(key for run in runs for key in run["metrics"])
-    nets = sorted({net for spec in METRICS.in_order() for net in networks(spec.columns, keys)})
+    nets = feature_networks(key for run in runs for key in run["metrics"])
     items = [f"<li>report written by genbench {html.escape(genbench.__version__)} from "
              f"<code>{html.escape(db.path.name)}</code>: {len(runs)} finished run(s), the newest finished "
              f"{html.escape(max((r['finished_at'] or '' for r in runs), default='') or 'never')}</li>",

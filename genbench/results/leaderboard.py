@@ -29,7 +29,7 @@ from genbench.metrics.columns import ARROWS, GROUPS, Column, Group, networks
 from genbench.metrics.comparable import comparable_view
 from genbench.metrics.features import feature_label, feature_net_provenance
 from genbench.metrics.fid_protocols import matching_protocol
-from genbench.metrics.registry import METRICS, MetricSpec, per_network_keys
+from genbench.metrics.registry import METRICS, MetricSpec, feature_networks, per_network_keys
 from genbench.results import figures
 from genbench.results.aggregate import budget_rank, cell, interval_legend, split_size
 from genbench.results.db import ResultsDB
@@ -127,18 +127,15 @@ def row_groups(runs: list[dict], suite: Suite) -> list[list[dict]]:
 
 def _feature_nets(group: list[dict]) -> str:
     """The feature networks the row's values were computed in, by their table labels."""
-    keys = per_network_keys(key for run in group for key in run["metrics"])
-    nets = sorted({net for spec in METRICS.in_order() for net in networks(spec.columns, keys)})
+    nets = feature_networks(key for run in group for key in run["metrics"])
     return ", ".join(feature_label(net) for net in nets)
 
 
 def _protocols(group: list[dict]) -> str:
     """The FID protocol of each feature network the row's sample quality was computed in, by the
     settings its first run recorded ("none" where they are no preset's)."""
-    first, keys = group[0], {key for run in group for key in run["metrics"]}
-    evaluation = first["eval"]
-    nets = sorted({net for spec in METRICS.in_order() if spec.group == "sample_quality"
-                   for net in networks(spec.columns, per_network_keys(keys))})
+    first, evaluation = group[0], group[0]["eval"]
+    nets = feature_networks((key for run in group for key in run["metrics"]), group="sample_quality")
     found = [matching_protocol(first["dataset"], net, evaluation.get("quality_split", "test"),
                                evaluation.get("quality_reference"), evaluation.get("quality_samples"))
              for net in nets]
@@ -402,8 +399,7 @@ def leaderboard_markdown(db: ResultsDB, suite: Suite, out_dir: Path, with_figure
                   markdown_table(table.frame)]
     lines += [""]
     lines += [f"- {note}" for note in suite.notes]
-    keys = per_network_keys(key for run in runs for key in run["metrics"])
-    nets = sorted({net for spec in METRICS.in_order() for net in networks(spec.columns, keys)})
+    nets = feature_networks(key for run in runs for key in run["metrics"])
     lines += [f"- Feature network {feature_net_provenance(net)}." for net in nets]
     lines += external_lines(runs)
     skipped = skipped_lines(db, suite)
