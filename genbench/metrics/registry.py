@@ -263,9 +263,15 @@ def _nll(model, ctx: EvalContext) -> dict[str, float]:
 
 
 def _test_points_text(values: dict[str, str]) -> str:
-    """The paper-table footer of the NLL: k and which test points (a seeded random subset)."""
-    subset = ("" if values["n_test"] == "all"
-              else f" (seeded random subsets, evaluation seeds {values['seed']})")
+    """The paper-table footer of the NLL: k and which test points. A subset is drawn by the points
+    seed alone (paired evaluation: every run of the table on the same points), never by a run's seed;
+    records from before paired evaluation have no points seed and say only that it was seeded."""
+    if values["n_test"] == "all":
+        subset = ""
+    elif values["points_seed"] == "all":  # not recorded
+        subset = " (seeded random subsets)"
+    else:
+        subset = f" (a seeded random subset, points seed {values['points_seed']}, the same for every run)"
     return f"NLL with k = {values['k']} on {values['n_test']} test points{subset}"
 
 
@@ -282,7 +288,7 @@ _declare(MetricSpec(
                error="bits_per_dim_se", error_kind=SE_TEST, error_points=TEST_POINTS),
         Column(key=DENSITY_NLL, label="density NLL (nats), not a discrete likelihood", unit="nats", digits=2,
                error=f"{DENSITY_NLL}_se", error_kind=SE_TEST, error_points=TEST_POINTS)),
-    settings=("k", "n_test", "seed"),
+    settings=("k", "n_test", "seed", "points_seed"),
     table_text=_test_points_text,
     group="likelihood",
 ))

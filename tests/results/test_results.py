@@ -103,6 +103,23 @@ def test_paper_table_puts_measured_cells_beside_the_papers(tmp_path):
     assert "no conclusion about whether the paper reproduces can be drawn" in table
 
 
+def test_paper_table_says_its_subset_is_one_for_every_seed(tmp_path):
+    """The footer names the points seed the subset was drawn by (paired evaluation), not the runs'
+    seeds; records without one (before paired evaluation) only say the subsets were seeded."""
+    db = ResultsDB(tmp_path / "db.sqlite")
+    for seed in (0, 1, 2):
+        identity = spec(f"p{seed}", seed=seed)
+        identity = replace(identity, eval={**identity.eval, "seed": seed, "points_seed": 0})
+        db.finish_run(db.start_run(identity, "/tmp/x", "cpu"), {"nll": 95.0 + seed}, 10.0, 1.0)
+    table = render_paper_table("iwae", db)
+    assert "NLL with k = 1000 on 1000 test points (a seeded random subset, points seed 0, " \
+           "the same for every run)" in table
+    assert "evaluation seeds" not in table
+    old = ResultsDB(tmp_path / "old.sqlite")
+    _fill(old)
+    assert "on 1000 test points (seeded random subsets);" in render_paper_table("iwae", old)
+
+
 def tables_of(markdown: str) -> dict[str, list[dict[str, str]]]:
     """The tables of a markdown file by the title of the section they are in: a list of rows, each
     a dict by column header."""
